@@ -1,0 +1,1 @@
+//! Istio traffic configuration (VirtualService, DestinationRule, ServiceEntry) loaded and validated.

@@ -1,0 +1,1 @@
+//! Envoy-exact resilience policies as pure state machines.

@@ -1,0 +1,1 @@
+//! A compiled, immutable Istio route table.

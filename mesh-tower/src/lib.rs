@@ -1,0 +1,1 @@
+//! Tower layers that drive the pure mesh crates around any HTTP client.

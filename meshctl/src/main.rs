@@ -1,0 +1,3 @@
+//! `meshctl`: validate Istio configs, explain a routing decision, simulate a split.
+
+fn main() {}
