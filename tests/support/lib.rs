@@ -1,0 +1,1 @@
+//! Real loopback HTTP backends for the workspace's end-to-end tests.
