@@ -1,0 +1,475 @@
+//! Load balancers: pure functions over an [`EndpointSet`], with the little state they need
+//! kept in an [`LbState`] that the caller owns (one per cluster).
+//!
+//! Every function takes the ejected endpoints as an input ([`EjectedSet`]: a closure, a
+//! `[bool]` slice, or [`NoneEjected`]), the in-flight request counts as a slice indexed like the
+//! set, and a random `roll` the caller draws. Nothing here reads a clock or a random source.
+//!
+//! | algorithm | what it does (Envoy) |
+//! |---|---|
+//! | [`LoadBalancer::RoundRobin`] | plain rotation when weights are equal, else smooth weighted round robin (nginx); exact over a cycle of `sum(weights)` picks |
+//! | [`LoadBalancer::LeastRequest`] | power of two choices, with replacement: the draw with fewer in-flight requests wins, the first draw on a tie (Istio's default) |
+//! | [`LoadBalancer::Random`] | uniform over the endpoints that are not ejected |
+//! | [`LoadBalancer::RingHash`] | ketama ring, at least `minimum_ring_size` entries (default 1024); an ejected endpoint's keys go clockwise to the next live one |
+//! | [`LoadBalancer::Maglev`] | Maglev lookup table of prime size (default 65537); an ejected endpoint's slots go to the next live slot |
+//!
+//! Consistent hashing needs a key from the request ([`HashPolicy::hash`]); without one
+//! (header, cookie or parameter missing) the roll is used, so the pick is random, as in Envoy.
+//!
+//! ```
+//! use mesh_routing::endpoints::{Endpoint, EndpointSet};
+//! use mesh_routing::lb::{pick, LbState, LoadBalancer, NoneEjected};
+//!
+//! let eps = [Endpoint::new("10.0.0.1:80").with_weight(2), Endpoint::new("10.0.0.2:80")];
+//! let set = EndpointSet::all(&eps);
+//! let mut state = LbState::new();
+//! let picks: Vec<_> = (0..3)
+//!     .map(|_| pick(&LoadBalancer::RoundRobin, &set, &mut state, &[], &NoneEjected, 0, None))
+//!     .collect();
+//! assert_eq!(picks, [Some(0), Some(1), Some(0)]);
+//! ```
+
+use std::hash::Hasher;
+
+use http::HeaderName;
+use twox_hash::XxHash64;
+
+use crate::endpoints::EndpointSet;
+use crate::RequestView;
+
+/// Envoy's default minimum ring size.
+pub const DEFAULT_MINIMUM_RING_SIZE: u64 = 1024;
+/// Envoy's maximum ring size.
+pub const MAXIMUM_RING_SIZE: u64 = 8 * 1024 * 1024;
+/// Envoy's default Maglev table size (a prime).
+pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
+
+/// Which endpoints are ejected (outlier detection). Indexes are positions in the
+/// [`EndpointSet`].
+pub trait EjectedSet {
+    /// Whether the endpoint at `index` is ejected.
+    fn is_ejected(&self, index: usize) -> bool;
+
+    /// `true` only if no endpoint is ejected (a fast path; the default is `false`).
+    fn none_ejected(&self) -> bool {
+        false
+    }
+}
+
+/// No endpoint is ejected.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoneEjected;
+
+impl EjectedSet for NoneEjected {
+    fn is_ejected(&self, _: usize) -> bool {
+        false
+    }
+    fn none_ejected(&self) -> bool {
+        true
+    }
+}
+
+impl<F: Fn(usize) -> bool> EjectedSet for F {
+    fn is_ejected(&self, index: usize) -> bool {
+        self(index)
+    }
+}
+
+impl EjectedSet for [bool] {
+    fn is_ejected(&self, index: usize) -> bool {
+        self.get(index).copied().unwrap_or(false)
+    }
+}
+
+/// A load-balancing algorithm, as resolved from a DestinationRule `loadBalancer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LoadBalancer {
+    /// `ROUND_ROBIN`.
+    RoundRobin,
+    /// `LEAST_REQUEST` / `LEAST_CONN`, and the default when nothing is set.
+    #[default]
+    LeastRequest,
+    /// `RANDOM`.
+    Random,
+    /// `PASSTHROUGH`: no balancing, connect to the address the caller asked for.
+    Passthrough,
+    /// `consistentHash` with a ring (the default for consistent hashing).
+    RingHash {
+        /// Minimum number of ring entries (0 means [`DEFAULT_MINIMUM_RING_SIZE`]).
+        minimum_ring_size: u64,
+    },
+    /// `consistentHash.maglev`.
+    Maglev {
+        /// Lookup table size, a prime (0 means [`DEFAULT_MAGLEV_TABLE_SIZE`]).
+        table_size: u64,
+    },
+}
+
+impl LoadBalancer {
+    /// Whether the algorithm uses a request hash.
+    pub fn is_consistent_hash(&self) -> bool {
+        matches!(
+            self,
+            LoadBalancer::RingHash { .. } | LoadBalancer::Maglev { .. }
+        )
+    }
+}
+
+/// Where a consistent-hash key comes from (`consistentHash.httpHeaderName`, `httpCookie`,
+/// `useSourceIp`, `httpQueryParameterName`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HashPolicy {
+    /// The value of a header (the first one if repeated).
+    Header(HeaderName),
+    /// The value of a cookie.
+    Cookie(Box<str>),
+    /// The client's source IP ([`RequestView::with_source_ip`]).
+    SourceIp,
+    /// The first value of a query parameter (case-sensitive name, raw value).
+    QueryParameter(Box<str>),
+}
+
+impl HashPolicy {
+    /// The request's hash key, or `None` when the request does not carry it (Envoy then picks
+    /// a random endpoint). Hashing is xxHash64 with seed 0, as in Envoy.
+    pub fn hash(&self, req: &RequestView<'_>) -> Option<u64> {
+        match self {
+            HashPolicy::Header(name) => req
+                .headers()
+                .get(name)
+                .map(|v| XxHash64::oneshot(0, v.as_bytes())),
+            HashPolicy::Cookie(name) => {
+                req.cookie(name).map(|v| XxHash64::oneshot(0, v.as_bytes()))
+            }
+            HashPolicy::QueryParameter(name) => req
+                .query_param(name)
+                .map(|v| XxHash64::oneshot(0, v.as_bytes())),
+            HashPolicy::SourceIp => req.source_ip().map(|ip| match ip {
+                std::net::IpAddr::V4(a) => XxHash64::oneshot(0, &a.octets()),
+                std::net::IpAddr::V6(a) => XxHash64::oneshot(0, &a.octets()),
+            }),
+        }
+    }
+}
+
+/// Per-cluster load-balancer state, owned by the caller. It belongs to one endpoint set:
+/// call [`reset`](Self::reset) when the set changes (a change of length is detected and
+/// resets it automatically).
+#[derive(Debug, Clone, Default)]
+pub struct LbState {
+    len: usize,
+    equal_weights: bool,
+    cursor: usize,
+    current: Vec<i64>,
+    ring: Option<RingHash>,
+    maglev: Option<Maglev>,
+}
+
+impl LbState {
+    /// Fresh state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Forget everything (round-robin position, hash ring, Maglev table).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+
+    fn sync(&mut self, set: &EndpointSet<'_>) {
+        if self.len != set.len() || self.current.len() != set.len() {
+            self.reset();
+            self.len = set.len();
+            self.current = vec![0; set.len()];
+            let first = set.get(0).map(|e| e.weight());
+            self.equal_weights = set.iter().all(|e| Some(e.weight()) == first);
+        }
+    }
+}
+
+/// Pick an endpoint: the position in `set`, or `None` if the set is empty or every endpoint is
+/// ejected (Envoy's "no healthy upstream", 503 `UH`). `in_flight[i]` is the number of active
+/// requests to endpoint `i` (missing entries count as 0); `hash` is the request's
+/// consistent-hash key, if any.
+pub fn pick<E: EjectedSet + ?Sized>(
+    lb: &LoadBalancer,
+    set: &EndpointSet<'_>,
+    state: &mut LbState,
+    in_flight: &[u32],
+    ejected: &E,
+    roll: u64,
+    hash: Option<u64>,
+) -> Option<usize> {
+    state.sync(set);
+    match *lb {
+        LoadBalancer::RoundRobin => round_robin(set, state, ejected),
+        LoadBalancer::LeastRequest => least_request(set, in_flight, ejected, roll),
+        LoadBalancer::Random | LoadBalancer::Passthrough => random(set.len(), ejected, roll),
+        LoadBalancer::RingHash { minimum_ring_size } => {
+            let ring = state
+                .ring
+                .get_or_insert_with(|| RingHash::build(set, minimum_ring_size));
+            ring.pick(hash.unwrap_or(roll), ejected)
+        }
+        LoadBalancer::Maglev { table_size } => {
+            let table = state
+                .maglev
+                .get_or_insert_with(|| Maglev::build(set, table_size));
+            table.pick(hash.unwrap_or(roll), ejected)
+        }
+    }
+}
+
+fn healthy_count<E: EjectedSet + ?Sized>(n: usize, ejected: &E) -> usize {
+    if ejected.none_ejected() {
+        n
+    } else {
+        (0..n).filter(|&i| !ejected.is_ejected(i)).count()
+    }
+}
+
+fn kth_healthy<E: EjectedSet + ?Sized>(n: usize, k: usize, ejected: &E) -> Option<usize> {
+    if ejected.none_ejected() {
+        (k < n).then_some(k)
+    } else {
+        (0..n).filter(|&i| !ejected.is_ejected(i)).nth(k)
+    }
+}
+
+fn round_robin<E: EjectedSet + ?Sized>(
+    set: &EndpointSet<'_>,
+    state: &mut LbState,
+    ejected: &E,
+) -> Option<usize> {
+    let n = set.len();
+    if n == 0 {
+        return None;
+    }
+    if state.equal_weights {
+        let start = state.cursor % n;
+        let i = (0..n)
+            .map(|k| (start + k) % n)
+            .find(|&i| !ejected.is_ejected(i))?;
+        state.cursor = i + 1;
+        return Some(i);
+    }
+    // Smooth weighted round robin: every live endpoint gains its weight, the richest is picked
+    // (first on ties) and pays the total.
+    let mut total = 0i64;
+    let mut best: Option<usize> = None;
+    for (i, e) in set.iter().enumerate() {
+        if ejected.is_ejected(i) {
+            continue;
+        }
+        let w = i64::from(e.weight());
+        state.current[i] += w;
+        total += w;
+        if best.is_none_or(|b| state.current[i] > state.current[b]) {
+            best = Some(i);
+        }
+    }
+    let best = best?;
+    state.current[best] -= total;
+    Some(best)
+}
+
+fn least_request<E: EjectedSet + ?Sized>(
+    set: &EndpointSet<'_>,
+    in_flight: &[u32],
+    ejected: &E,
+    roll: u64,
+) -> Option<usize> {
+    let h = healthy_count(set.len(), ejected);
+    if h == 0 {
+        return None;
+    }
+    // Two draws with replacement from the two halves of the roll.
+    let a = kth_healthy(set.len(), (roll as u32 as usize) % h, ejected)?;
+    let b = kth_healthy(set.len(), ((roll >> 32) as usize) % h, ejected)?;
+    let load = |i: usize| u64::from(in_flight.get(i).copied().unwrap_or(0));
+    let weight = |i: usize| u64::from(set.get(i).map_or(1, |e| e.weight()));
+    // Fewer active requests per unit of weight wins; strictly fewer, so the first draw wins ties.
+    if load(b) * weight(a) < load(a) * weight(b) {
+        Some(b)
+    } else {
+        Some(a)
+    }
+}
+
+fn random<E: EjectedSet + ?Sized>(n: usize, ejected: &E, roll: u64) -> Option<usize> {
+    let h = healthy_count(n, ejected);
+    if h == 0 {
+        return None;
+    }
+    kth_healthy(n, (roll % h as u64) as usize, ejected)
+}
+
+fn endpoint_hash(address: &str, replica: u64) -> u64 {
+    let mut h = XxHash64::with_seed(0);
+    h.write(address.as_bytes());
+    h.write(b"_");
+    h.write(&replica.to_le_bytes());
+    h.finish()
+}
+
+/// A ketama-style hash ring over an endpoint set.
+#[derive(Debug, Clone)]
+pub struct RingHash {
+    /// (hash, endpoint position), sorted by hash.
+    ring: Box<[(u64, u32)]>,
+}
+
+impl RingHash {
+    /// Build a ring with at least `minimum_ring_size` entries (0 means the default 1024),
+    /// each endpoint getting entries in proportion to its weight.
+    pub fn build(set: &EndpointSet<'_>, minimum_ring_size: u64) -> Self {
+        let min_size = if minimum_ring_size == 0 {
+            DEFAULT_MINIMUM_RING_SIZE
+        } else {
+            minimum_ring_size
+        };
+        let total: f64 = set.iter().map(|e| f64::from(e.weight())).sum();
+        let mut ring = Vec::new();
+        if total > 0.0 {
+            let min_norm = set
+                .iter()
+                .map(|e| f64::from(e.weight()) / total)
+                .fold(f64::INFINITY, f64::min);
+            // Enough entries that the lightest endpoint still gets ceil(min_size * share).
+            let scale =
+                ((min_norm * min_size as f64).ceil() / min_norm).min(MAXIMUM_RING_SIZE as f64);
+            let mut target = 0.0;
+            let mut placed = 0u64;
+            for (i, e) in set.iter().enumerate() {
+                target += scale * f64::from(e.weight()) / total;
+                let mut replica = 0u64;
+                while (placed as f64) < target {
+                    ring.push((endpoint_hash(e.address(), replica), i as u32));
+                    replica += 1;
+                    placed += 1;
+                }
+            }
+        }
+        ring.sort_unstable();
+        RingHash { ring: ring.into() }
+    }
+
+    /// Number of ring entries.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    /// Whether the ring is empty.
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    /// The endpoint owning `hash`: the first entry clockwise from it whose endpoint is not
+    /// ejected.
+    pub fn pick<E: EjectedSet + ?Sized>(&self, hash: u64, ejected: &E) -> Option<usize> {
+        let n = self.ring.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.ring.partition_point(|&(h, _)| h < hash) % n;
+        (0..n)
+            .map(|k| self.ring[(start + k) % n].1 as usize)
+            .find(|&i| !ejected.is_ejected(i))
+    }
+}
+
+/// A Maglev lookup table over an endpoint set.
+#[derive(Debug, Clone)]
+pub struct Maglev {
+    table: Box<[u32]>,
+}
+
+impl Maglev {
+    /// Build a table of `table_size` slots (0 means 65537; it should be prime so that every
+    /// endpoint's permutation visits every slot). Endpoints fill slots in proportion to their
+    /// weights.
+    pub fn build(set: &EndpointSet<'_>, table_size: u64) -> Self {
+        let m = if table_size == 0 {
+            DEFAULT_MAGLEV_TABLE_SIZE
+        } else {
+            table_size
+        };
+        let n = set.len();
+        if n == 0 {
+            return Maglev {
+                table: Box::new([]),
+            };
+        }
+        let max_w = u64::from(set.iter().map(|e| e.weight()).max().unwrap_or(1).max(1));
+        let perms: Vec<(u64, u64)> = set
+            .iter()
+            .map(|e| {
+                let offset = XxHash64::oneshot(0, e.address().as_bytes()) % m;
+                let skip = XxHash64::oneshot(1, e.address().as_bytes()) % (m - 1).max(1) + 1;
+                (offset, skip)
+            })
+            .collect();
+        let mut next = vec![0u64; n];
+        let mut filled_by = vec![0u64; n];
+        let mut table = vec![u32::MAX; m as usize];
+        let mut filled = 0u64;
+        let mut iteration = 1u64;
+        while filled < m {
+            for i in 0..n {
+                let w = u64::from(set.get(i).map_or(1, |e| e.weight()));
+                // Endpoint i may take a slot while it holds fewer than iteration * w / max_w.
+                if filled_by[i] * max_w >= iteration * w {
+                    continue;
+                }
+                let (offset, skip) = perms[i];
+                let mut slot = None;
+                // With a prime size the permutation reaches every slot within m steps.
+                for _ in 0..m {
+                    let s = ((offset + next[i] * skip) % m) as usize;
+                    next[i] += 1;
+                    if table[s] == u32::MAX {
+                        slot = Some(s);
+                        break;
+                    }
+                }
+                // A non-prime size can cycle early: take the first free slot instead.
+                let slot = slot.or_else(|| table.iter().position(|&t| t == u32::MAX));
+                if let Some(s) = slot {
+                    table[s] = i as u32;
+                    filled_by[i] += 1;
+                    filled += 1;
+                }
+                if filled == m {
+                    break;
+                }
+            }
+            iteration += 1;
+        }
+        Maglev {
+            table: table.into(),
+        }
+    }
+
+    /// The endpoint owning `hash`; if it is ejected, the next slot's live endpoint.
+    pub fn pick<E: EjectedSet + ?Sized>(&self, hash: u64, ejected: &E) -> Option<usize> {
+        let m = self.table.len();
+        if m == 0 {
+            return None;
+        }
+        let start = (hash % m as u64) as usize;
+        (0..m)
+            .map(|k| self.table[(start + k) % m] as usize)
+            .find(|&i| !ejected.is_ejected(i))
+    }
+
+    /// Number of slots owned by each endpoint position.
+    pub fn slot_counts(&self, endpoints: usize) -> Vec<usize> {
+        let mut counts = vec![0; endpoints];
+        for &i in self.table.iter() {
+            if let Some(c) = counts.get_mut(i as usize) {
+                *c += 1;
+            }
+        }
+        counts
+    }
+}
