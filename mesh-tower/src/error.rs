@@ -1,0 +1,495 @@
+//! The mesh's error type, and the response Envoy would have sent for each error.
+//!
+//! [`MeshError`] is opaque, like `hyper::Error`: ask it what happened with the
+//! `is_*` methods and walk [`source`](std::error::Error::source) for the cause.
+//! The text of its `Display` output is **not** part of the stable API; match on
+//! the predicates, never on the message.
+//!
+//! A sidecar never returns an "error" to the application: it answers with a
+//! local reply. [`MeshError::to_response`] builds that reply exactly as Envoy
+//! writes it (status, body text and headers), so an application moving from a
+//! sidecar to this library can keep its error handling:
+//!
+//! | Error | Status | Body | Headers |
+//! |---|---|---|---|
+//! | route or per-try timeout ([`is_timeout`](MeshError::is_timeout)) | 504 | `upstream request timeout` | |
+//! | connection-pool overflow ([`is_overflow`](MeshError::is_overflow)) | 503 | `upstream connect error or disconnect/reset before headers. reset reason: overflow` | `x-envoy-overloaded: true` |
+//! | no route matched ([`is_no_route`](MeshError::is_no_route)) | 404 | empty | |
+//! | no healthy endpoint ([`is_no_healthy_upstream`](MeshError::is_no_healthy_upstream)) | 503 | `no healthy upstream` | |
+//! | route names an undefined subset or host ([`is_unknown_cluster`](MeshError::is_unknown_cluster)) | 503 | empty | |
+//! | connect failure, reset, refused stream ([`is_upstream`](MeshError::is_upstream)) | 503 | `upstream connect error or disconnect/reset before headers. reset reason: <reason>` | |
+//! | upstream protocol error | 502 | same prefix, `reset reason: protocol error` | |
+//! | body too large to retry ([`is_body_too_large_to_retry`](MeshError::is_body_too_large_to_retry)) | 507 | `exceeded request buffer limit while retrying upstream` | |
+//!
+//! After retries the upstream text reads `... before headers. retried and the
+//! latest reset reason: <reason>`, as Envoy's does. The reasons are Envoy's:
+//! `remote connection failure`, `connection timeout`, `connection termination`,
+//! `remote reset`, `remote refused stream reset`. Upstream errors this crate
+//! cannot classify are reported as `connection termination`.
+//!
+//! # Example
+//!
+//! ```
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use mesh_tower::error::MeshError;
+//!
+//! fn reply(err: &MeshError) -> http::Response<Full<Bytes>> {
+//!     err.to_response()
+//! }
+//! # let _ = reply;
+//! ```
+
+use std::error::Error as StdError;
+use std::fmt;
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Response, StatusCode};
+
+use crate::BoxError;
+
+/// The error of a request that went through the mesh.
+///
+/// See the [module documentation](self) for what each kind means and the
+/// response it stands for.
+pub struct MeshError {
+    inner: Box<Inner>,
+}
+
+struct Inner {
+    kind: Kind,
+    retried: bool,
+    source: Option<BoxError>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    RouteTimeout,
+    PerTryTimeout,
+    Overflow,
+    NoRoute,
+    NoHealthyUpstream,
+    UnknownCluster,
+    BodyTooLargeToRetry,
+    Upstream(UpstreamFailure),
+}
+
+/// How an attempt failed, read from the client's error chain.
+///
+/// This is the crate's own small vocabulary; the retry driver maps it onto
+/// the resilience crate's outcome type: `ConnectFailure`/`ConnectTimeout` are
+/// connect failures, `ResetBeforeRequest` is the only reset that is safe for
+/// any request, `ConnectionTermination`/`RemoteReset` are resets after the
+/// request started, `Protocol`/`Other` are plain failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(dead_code)] // some variants are only built once the mesh service lands
+pub(crate) enum UpstreamFailure {
+    /// The connection could not be established (refused, unreachable, ...).
+    ConnectFailure,
+    /// Establishing the connection took too long.
+    ConnectTimeout,
+    /// The connection went away before any of the request was sent.
+    ResetBeforeRequest,
+    /// The connection closed after the request started.
+    ConnectionTermination,
+    /// The server reset the HTTP/2 stream after the request started.
+    RemoteReset,
+    /// The server refused the HTTP/2 stream (`REFUSED_STREAM`): not processed.
+    RefusedStream,
+    /// The client gave up waiting.
+    Timeout,
+    /// The server spoke invalid HTTP.
+    Protocol,
+    /// Anything else.
+    Other,
+}
+
+impl UpstreamFailure {
+    /// Envoy's name for this reset reason (`resetReasonToString`).
+    fn reset_reason(self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectFailure => "remote connection failure",
+            UpstreamFailure::ConnectTimeout => "connection timeout",
+            UpstreamFailure::RemoteReset => "remote reset",
+            UpstreamFailure::RefusedStream => "remote refused stream reset",
+            UpstreamFailure::Protocol => "protocol error",
+            UpstreamFailure::ResetBeforeRequest
+            | UpstreamFailure::ConnectionTermination
+            | UpstreamFailure::Timeout
+            | UpstreamFailure::Other => "connection termination",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            UpstreamFailure::ConnectFailure => "connect failure",
+            UpstreamFailure::ConnectTimeout => "connect timeout",
+            UpstreamFailure::ResetBeforeRequest => "connection closed before the request was sent",
+            UpstreamFailure::ConnectionTermination => "connection closed after the request started",
+            UpstreamFailure::RemoteReset => "stream reset by the server",
+            UpstreamFailure::RefusedStream => "stream refused by the server",
+            UpstreamFailure::Timeout => "client timeout",
+            UpstreamFailure::Protocol => "protocol error",
+            UpstreamFailure::Other => "request failed",
+        }
+    }
+}
+
+const UPSTREAM_PREFIX: &str = "upstream connect error or disconnect/reset before headers. ";
+
+// Constructors are crate-private: only the mesh creates its errors.
+#[allow(dead_code)] // most are called by the mesh service, which is wired in later
+impl MeshError {
+    fn new(kind: Kind, source: Option<BoxError>) -> Self {
+        Self {
+            inner: Box::new(Inner {
+                kind,
+                retried: false,
+                source,
+            }),
+        }
+    }
+
+    pub(crate) fn route_timeout() -> Self {
+        Self::new(Kind::RouteTimeout, None)
+    }
+
+    pub(crate) fn per_try_timeout() -> Self {
+        Self::new(Kind::PerTryTimeout, None)
+    }
+
+    pub(crate) fn overflow() -> Self {
+        Self::new(Kind::Overflow, None)
+    }
+
+    pub(crate) fn no_route() -> Self {
+        Self::new(Kind::NoRoute, None)
+    }
+
+    pub(crate) fn no_healthy_upstream() -> Self {
+        Self::new(Kind::NoHealthyUpstream, None)
+    }
+
+    pub(crate) fn unknown_cluster() -> Self {
+        Self::new(Kind::UnknownCluster, None)
+    }
+
+    pub(crate) fn body_too_large_to_retry() -> Self {
+        Self::new(Kind::BodyTooLargeToRetry, None)
+    }
+
+    /// Wraps an error of the inner client, classifying it once.
+    pub(crate) fn upstream(err: impl Into<BoxError>) -> Self {
+        let err = err.into();
+        let failure = classify(&*err);
+        Self::new(Kind::Upstream(failure), Some(err))
+    }
+
+    /// Marks the error as the last of several attempts (changes the reply text).
+    pub(crate) fn with_retried(mut self) -> Self {
+        self.inner.retried = true;
+        self
+    }
+
+    /// The classified failure, when the error came from the inner client.
+    pub(crate) fn failure(&self) -> Option<UpstreamFailure> {
+        match self.inner.kind {
+            Kind::Upstream(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl MeshError {
+    /// A route timeout or per-try timeout fired, or the client itself timed out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::RouteTimeout
+                | Kind::PerTryTimeout
+                | Kind::Upstream(UpstreamFailure::Timeout | UpstreamFailure::ConnectTimeout)
+        )
+    }
+
+    /// The connection-pool limits (circuit breaker) refused the request.
+    pub fn is_overflow(&self) -> bool {
+        self.inner.kind == Kind::Overflow
+    }
+
+    /// No route of the route table matched the request.
+    pub fn is_no_route(&self) -> bool {
+        self.inner.kind == Kind::NoRoute
+    }
+
+    /// The destination had no endpoint to send to (all ejected, or none known).
+    pub fn is_no_healthy_upstream(&self) -> bool {
+        self.inner.kind == Kind::NoHealthyUpstream
+    }
+
+    /// The route points at a cluster that does not exist, such as a subset no
+    /// DestinationRule defines (Envoy's `NC` flag).
+    pub fn is_unknown_cluster(&self) -> bool {
+        self.inner.kind == Kind::UnknownCluster
+    }
+
+    /// The request body outgrew the replay buffer while a retry was waiting.
+    pub fn is_body_too_large_to_retry(&self) -> bool {
+        self.inner.kind == Kind::BodyTooLargeToRetry
+    }
+
+    /// The inner client failed; [`source`](StdError::source) is its error.
+    pub fn is_upstream(&self) -> bool {
+        matches!(self.inner.kind, Kind::Upstream(_))
+    }
+
+    /// The inner client could not connect to the endpoint.
+    pub fn is_connect(&self) -> bool {
+        matches!(
+            self.inner.kind,
+            Kind::Upstream(UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout)
+        )
+    }
+
+    /// The status Envoy would have answered with for this error.
+    pub fn status(&self) -> StatusCode {
+        match self.inner.kind {
+            Kind::RouteTimeout | Kind::PerTryTimeout | Kind::Upstream(UpstreamFailure::Timeout) => {
+                StatusCode::GATEWAY_TIMEOUT
+            }
+            Kind::NoRoute => StatusCode::NOT_FOUND,
+            Kind::BodyTooLargeToRetry => StatusCode::INSUFFICIENT_STORAGE,
+            Kind::Upstream(UpstreamFailure::Protocol) => StatusCode::BAD_GATEWAY,
+            Kind::Overflow | Kind::NoHealthyUpstream | Kind::UnknownCluster | Kind::Upstream(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+        }
+    }
+
+    fn reply_body(&self) -> Bytes {
+        let upstream = |reason: &str| {
+            let middle = if self.inner.retried {
+                "retried and the latest reset reason: "
+            } else {
+                "reset reason: "
+            };
+            Bytes::from(format!("{UPSTREAM_PREFIX}{middle}{reason}"))
+        };
+        match self.inner.kind {
+            Kind::RouteTimeout | Kind::PerTryTimeout | Kind::Upstream(UpstreamFailure::Timeout) => {
+                Bytes::from_static(b"upstream request timeout")
+            }
+            Kind::NoRoute | Kind::UnknownCluster => Bytes::new(),
+            Kind::NoHealthyUpstream => Bytes::from_static(b"no healthy upstream"),
+            Kind::BodyTooLargeToRetry => {
+                Bytes::from_static(b"exceeded request buffer limit while retrying upstream")
+            }
+            Kind::Overflow => upstream("overflow"),
+            Kind::Upstream(f) => upstream(f.reset_reason()),
+        }
+    }
+
+    /// The local reply Envoy would have sent for this error.
+    ///
+    /// Status, body text and headers follow the table in the
+    /// [module documentation](self). A non-empty body comes with
+    /// `content-type: text/plain` and `content-length`, as Envoy's local
+    /// replies do; overflow adds `x-envoy-overloaded: true`.
+    ///
+    /// Any body type that can be built from [`Bytes`] works, for example
+    /// `http_body_util::Full<Bytes>` or `reqwest::Body`.
+    pub fn to_response<B>(&self) -> Response<B>
+    where
+        B: From<Bytes>,
+    {
+        let body = self.reply_body();
+        let mut res = Response::new(B::from(Bytes::new()));
+        *res.status_mut() = self.status();
+        let headers = res.headers_mut();
+        if !body.is_empty() {
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+        }
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+        if self.is_overflow() {
+            headers.insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+        }
+        *res.body_mut() = B::from(body);
+        res
+    }
+}
+
+impl fmt::Debug for MeshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("MeshError");
+        d.field("kind", &self.inner.kind);
+        if self.inner.retried {
+            d.field("retried", &true);
+        }
+        if let Some(source) = &self.inner.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for MeshError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.inner.kind {
+            Kind::RouteTimeout => f.write_str("route timeout elapsed"),
+            Kind::PerTryTimeout => f.write_str("per-try timeout elapsed"),
+            Kind::Overflow => f.write_str("connection pool overflow"),
+            Kind::NoRoute => f.write_str("no route matched the request"),
+            Kind::NoHealthyUpstream => f.write_str("no healthy upstream"),
+            Kind::UnknownCluster => f.write_str("route destination does not exist"),
+            Kind::BodyTooLargeToRetry => {
+                f.write_str("request body exceeded the replay buffer before a retry")
+            }
+            Kind::Upstream(failure) => {
+                write!(f, "upstream request failed: {}", failure.describe())?;
+                if self.inner.retried {
+                    f.write_str(" (after retries)")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl StdError for MeshError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.inner.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// What one error of a chain says about the failure.
+#[derive(Debug, Default, Clone, Copy)]
+struct Signals {
+    connect: bool,
+    timeout: bool,
+    refused_stream: bool,
+    canceled: bool,
+    remote_reset: bool,
+    terminated: bool,
+    protocol: bool,
+    refused_connection: bool,
+}
+
+/// Classifies an error of hyper-util's legacy client, reqwest, hyper, h2,
+/// tokio's timer or `std::io` by walking its whole `source()` chain.
+///
+/// The most specific signal wins: a connect error is a connect failure even
+/// if its cause is an io reset; `REFUSED_STREAM` beats a generic reset; a
+/// request canceled before dispatch counts as reset before the request.
+pub(crate) fn classify(err: &(dyn StdError + 'static)) -> UpstreamFailure {
+    let mut s = Signals::default();
+    let mut next = Some(err);
+    // Bounded walk: chains are short; a cyclic chain would otherwise spin.
+    for _ in 0..32 {
+        let Some(e) = next else { break };
+        inspect(e, &mut s);
+        next = e.source();
+    }
+    if s.connect && s.timeout {
+        UpstreamFailure::ConnectTimeout
+    } else if s.connect || s.refused_connection {
+        UpstreamFailure::ConnectFailure
+    } else if s.refused_stream {
+        UpstreamFailure::RefusedStream
+    } else if s.canceled {
+        UpstreamFailure::ResetBeforeRequest
+    } else if s.timeout {
+        UpstreamFailure::Timeout
+    } else if s.protocol {
+        UpstreamFailure::Protocol
+    } else if s.remote_reset {
+        UpstreamFailure::RemoteReset
+    } else if s.terminated {
+        UpstreamFailure::ConnectionTermination
+    } else {
+        UpstreamFailure::Other
+    }
+}
+
+fn inspect(e: &(dyn StdError + 'static), s: &mut Signals) {
+    if let Some(io) = e.downcast_ref::<std::io::Error>() {
+        use std::io::ErrorKind as K;
+        match io.kind() {
+            K::ConnectionRefused | K::AddrNotAvailable => s.refused_connection = true,
+            K::TimedOut => s.timeout = true,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                s.terminated = true;
+            }
+            _ => {}
+        }
+        return;
+    }
+    if e.is::<tokio::time::error::Elapsed>() {
+        s.timeout = true;
+        return;
+    }
+    inspect_clients(e, s);
+}
+
+#[cfg(any(feature = "hyper-util", feature = "reqwest"))]
+fn inspect_clients(e: &(dyn StdError + 'static), s: &mut Signals) {
+    if let Some(h) = e.downcast_ref::<hyper::Error>() {
+        if h.is_canceled() {
+            s.canceled = true;
+        }
+        if h.is_timeout() {
+            s.timeout = true;
+        }
+        if h.is_parse() || h.is_parse_status() {
+            s.protocol = true;
+        }
+        if h.is_incomplete_message() || h.is_closed() {
+            s.terminated = true;
+        }
+        return;
+    }
+    if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        match h2.reason() {
+            Some(h2::Reason::REFUSED_STREAM) => s.refused_stream = true,
+            Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR) => {
+                s.protocol = true;
+            }
+            Some(_) => s.remote_reset = true,
+            None => {}
+        }
+        return;
+    }
+    inspect_hyper_util(e, s);
+    inspect_reqwest(e, s);
+}
+
+#[cfg(not(any(feature = "hyper-util", feature = "reqwest")))]
+fn inspect_clients(_: &(dyn StdError + 'static), _: &mut Signals) {}
+
+#[cfg(feature = "hyper-util")]
+fn inspect_hyper_util(e: &(dyn StdError + 'static), s: &mut Signals) {
+    if let Some(err) = e.downcast_ref::<hyper_util::client::legacy::Error>() {
+        if err.is_connect() {
+            s.connect = true;
+        }
+    }
+}
+
+#[cfg(all(not(feature = "hyper-util"), feature = "reqwest"))]
+fn inspect_hyper_util(_: &(dyn StdError + 'static), _: &mut Signals) {}
+
+#[cfg(feature = "reqwest")]
+fn inspect_reqwest(e: &(dyn StdError + 'static), s: &mut Signals) {
+    if let Some(err) = e.downcast_ref::<reqwest::Error>() {
+        if err.is_connect() {
+            s.connect = true;
+        }
+        if err.is_timeout() {
+            s.timeout = true;
+        }
+    }
+}
+
+#[cfg(all(not(feature = "reqwest"), feature = "hyper-util"))]
+fn inspect_reqwest(_: &(dyn StdError + 'static), _: &mut Signals) {}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,23 @@
+//! The one clock of the crate.
+//!
+//! Every deadline and measurement goes through [`now`], which reads tokio's
+//! clock: tests run with `#[tokio::test(start_paused = true)]` control it
+//! exactly, and production code gets the monotonic clock.
+
+/// The current instant on tokio's clock (pausable in tests).
+#[allow(dead_code)] // used by the mesh service, which is wired in later
+pub(crate) fn now() -> tokio::time::Instant {
+    tokio::time::Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn follows_the_paused_clock() {
+        let start = super::now();
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(super::now() - start, Duration::from_secs(3600));
+    }
+}
