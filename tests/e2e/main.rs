@@ -1,0 +1,5 @@
+//! End-to-end tests over real loopback sockets.
+//!
+//! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
+
+mod support_backend;
