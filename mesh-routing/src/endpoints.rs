@@ -8,8 +8,8 @@
 //! use mesh_routing::endpoints::{select_subset, Endpoint, EndpointSource, Labels, StaticEndpoints};
 //!
 //! let mut reg = StaticEndpoints::new();
-//! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.1:8080").with_label("version", "v1"));
-//! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.2:8080").with_label("version", "v2"));
+//! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.1").with_label("version", "v1"));
+//! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.2").with_label("version", "v2"));
 //! let all = reg.endpoints("api.default.svc.cluster.local").unwrap();
 //! let v2: Labels = [("version".to_owned(), "v2".to_owned())].into();
 //! assert_eq!(select_subset(all, &v2), vec![1]);
@@ -26,17 +26,36 @@ pub struct Endpoint {
     address: Box<str>,
     weight: u32,
     labels: Labels,
+    /// (service port, endpoint port) pairs, from ServiceEntry endpoint `ports`.
+    ports: Vec<(u16, u16)>,
 }
 
 impl Endpoint {
-    /// An endpoint at `address` (`ip:port`, `host:port`, or a bare address), weight 1, no
-    /// labels.
+    /// An endpoint at `address` (an IP or a host name), weight 1, no labels, listening on the
+    /// service ports themselves.
     pub fn new(address: &str) -> Self {
         Endpoint {
             address: address.into(),
             weight: 1,
             labels: Labels::new(),
+            ports: Vec::new(),
         }
+    }
+
+    /// Traffic for `service_port` goes to `endpoint_port` on this endpoint.
+    #[must_use]
+    pub fn with_port_mapping(mut self, service_port: u16, endpoint_port: u16) -> Self {
+        self.ports.retain(|(s, _)| *s != service_port);
+        self.ports.push((service_port, endpoint_port));
+        self
+    }
+
+    /// The port to connect to for a request to `service_port`.
+    pub fn port_for(&self, service_port: u16) -> u16 {
+        self.ports
+            .iter()
+            .find(|(s, _)| *s == service_port)
+            .map_or(service_port, |(_, e)| *e)
     }
 
     /// Set the load-balancing weight (0 is treated as 1, as Envoy does for missing weights).

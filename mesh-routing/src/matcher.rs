@@ -471,6 +471,20 @@ impl MatchBlock {
         self.name.as_deref()
     }
 
+    /// The `uri` prefix, if the block matches the URI by prefix (used by redirect
+    /// `prefixRewrite` and rewrite `uri`).
+    pub fn uri_prefix(&self) -> Option<&str> {
+        match self.uri.as_ref().map(UriMatcher::matcher) {
+            Some(StringMatcher::Prefix(p)) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The `uri` matcher, if any.
+    pub fn uri(&self) -> Option<&UriMatcher> {
+        self.uri.as_ref()
+    }
+
     /// Whether Istio treats the block as a catch-all (matches every request): no conditions
     /// at all, or only a `/` prefix / `.*` regex URI. `method`, `scheme`, `authority` and
     /// `port` make a block specific.
