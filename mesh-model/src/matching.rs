@@ -1,0 +1,177 @@
+//! Compiled string matchers with Istio's semantics.
+//!
+//! ```
+//! use mesh_model::{Regex, StringMatch};
+//!
+//! let m = StringMatch::Regex(Regex::new("v[0-9]+").unwrap());
+//! assert!(m.matches("v12"));
+//! assert!(!m.matches("xv12")); // full match, as RE2 in Envoy
+//! assert!(StringMatch::Prefix("/foo".into()).matches("/foobar")); // not segment aware
+//! ```
+
+use std::fmt;
+
+/// Longest regular expression Istio accepts.
+pub const MAX_REGEX_LEN: usize = 1024;
+
+/// A regular expression compiled once for **full** matches (`^(?:pattern)$`), as Envoy's
+/// `safe_regex` matches. Equality compares the pattern as written.
+#[derive(Clone)]
+pub struct Regex {
+    source: String,
+    anchored: regex::Regex,
+}
+
+/// Why a pattern was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegexError {
+    /// Empty pattern.
+    #[error("regex string match should not be empty")]
+    Empty,
+    /// Longer than [`MAX_REGEX_LEN`].
+    #[error("regex is too large: {0} characters, at most 1024 are allowed")]
+    TooLarge(usize),
+    /// Not valid RE2 syntax.
+    #[error("regex {pattern:?} does not compile: {reason}")]
+    Invalid {
+        /// The pattern.
+        pattern: String,
+        /// The compiler's reason, first line.
+        reason: String,
+    },
+}
+
+impl Regex {
+    /// Compiles `pattern` anchored at both ends. The compiled size is bounded, so hostile
+    /// patterns are refused instead of using unbounded memory; matching is linear in the input.
+    pub fn new(pattern: &str) -> Result<Self, RegexError> {
+        let anchored = compile(&format!("^(?:{pattern})$"), pattern)?;
+        Ok(Regex {
+            source: pattern.to_owned(),
+            anchored,
+        })
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// Whether the whole of `s` matches.
+    pub fn is_match(&self, s: &str) -> bool {
+        self.anchored.is_match(s)
+    }
+
+    /// The anchored compiled expression.
+    pub fn as_regex(&self) -> &regex::Regex {
+        &self.anchored
+    }
+}
+
+pub(crate) fn compile(full: &str, pattern: &str) -> Result<regex::Regex, RegexError> {
+    if pattern.is_empty() {
+        return Err(RegexError::Empty);
+    }
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(RegexError::TooLarge(pattern.len()));
+    }
+    regex::RegexBuilder::new(full)
+        .size_limit(1 << 20)
+        .dfa_size_limit(1 << 20)
+        .nest_limit(64)
+        .build()
+        .map_err(|e| RegexError::Invalid {
+            pattern: pattern.to_owned(),
+            reason: e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        })
+}
+
+impl PartialEq for Regex {
+    fn eq(&self, other: &Self) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for Regex {}
+
+impl fmt::Debug for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Regex").field(&self.source).finish()
+    }
+}
+
+impl fmt::Display for Regex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Istio's `StringMatch`, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StringMatch {
+    /// Byte-exact equality.
+    Exact(String),
+    /// Plain string prefix (not path-segment aware).
+    Prefix(String),
+    /// RE2 full match.
+    Regex(Regex),
+    /// The value is present (written `{}`; `regex: "*"` in `withoutHeaders`).
+    Present,
+}
+
+impl StringMatch {
+    /// Case-sensitive match of a present value.
+    pub fn matches(&self, value: &str) -> bool {
+        match self {
+            StringMatch::Exact(e) => value == e,
+            StringMatch::Prefix(p) => value.starts_with(p.as_str()),
+            StringMatch::Regex(r) => r.is_match(value),
+            StringMatch::Present => true,
+        }
+    }
+}
+
+impl fmt::Display for StringMatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StringMatch::Exact(e) => write!(f, "exact {e:?}"),
+            StringMatch::Prefix(p) => write!(f, "prefix {p:?}"),
+            StringMatch::Regex(r) => write!(f, "regex {:?}", r.as_str()),
+            StringMatch::Present => f.write_str("present"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regex_is_full_match_and_bounded() {
+        let r = Regex::new("a|b").unwrap();
+        assert!(r.is_match("a") && r.is_match("b") && !r.is_match("ab"));
+        assert_eq!(Regex::new(""), Err(RegexError::Empty));
+        assert!(matches!(
+            Regex::new(&"a".repeat(1025)),
+            Err(RegexError::TooLarge(1025))
+        ));
+        for bad in ["*", "(", "(?=x)", "\\1"] {
+            assert!(
+                matches!(Regex::new(bad), Err(RegexError::Invalid { .. })),
+                "{bad}"
+            );
+        }
+        assert!(Regex::new("(?i)/xxx/").unwrap().is_match("/XXX/"));
+        assert!(matches!(
+            Regex::new("(((a{1000}){1000}){1000})"),
+            Err(RegexError::Invalid { .. })
+        ));
+    }
+}

@@ -1,0 +1,365 @@
+//! Validated `ServiceEntry`: how a user outside Kubernetes declares the endpoints behind a host
+//! and the labels that subsets select.
+
+use std::collections::BTreeMap;
+
+use crate::diag::{Cx, Path};
+use crate::meta::Meta;
+use crate::names;
+use crate::raw;
+use crate::virtual_service::check_export_to;
+
+/// How endpoints of a `ServiceEntry` are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Use the address the caller connected to.
+    None,
+    /// Use the listed endpoint addresses.
+    Static,
+    /// Resolve the endpoint (or host) names with DNS.
+    Dns,
+    /// Resolve with DNS, one address at a time.
+    DnsRoundRobin,
+}
+
+impl Resolution {
+    fn as_str(self) -> &'static str {
+        match self {
+            Resolution::None => "NONE",
+            Resolution::Static => "STATIC",
+            Resolution::Dns => "DNS",
+            Resolution::DnsRoundRobin => "DNS_ROUND_ROBIN",
+        }
+    }
+}
+
+/// A validated `ServiceEntry`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceEntry {
+    pub(crate) meta: Meta,
+    pub(crate) hosts: Vec<String>,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) ports: Vec<ServicePort>,
+    pub(crate) location: Option<String>,
+    pub(crate) resolution: Resolution,
+    pub(crate) endpoints: Vec<Endpoint>,
+    pub(crate) export_to: Vec<String>,
+    pub(crate) raw: raw::ServiceEntrySpec,
+}
+
+impl ServiceEntry {
+    /// Name, namespace, origin.
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+    /// Hosts, lower-cased.
+    pub fn hosts(&self) -> &[String] {
+        &self.hosts
+    }
+    /// Virtual addresses.
+    pub fn addresses(&self) -> &[String] {
+        &self.addresses
+    }
+    /// Service ports.
+    pub fn ports(&self) -> &[ServicePort] {
+        &self.ports
+    }
+    /// Resolution mode.
+    pub fn resolution(&self) -> Resolution {
+        self.resolution
+    }
+    /// Declared endpoints.
+    pub fn endpoints(&self) -> &[Endpoint] {
+        &self.endpoints
+    }
+    /// Visibility.
+    pub fn export_to(&self) -> &[String] {
+        &self.export_to
+    }
+    /// `MESH_EXTERNAL` or `MESH_INTERNAL`, as written.
+    pub fn location(&self) -> Option<&str> {
+        self.location.as_deref()
+    }
+
+    /// Back to the wire form.
+    pub fn to_raw(&self) -> raw::ServiceEntry {
+        let mut spec = self.raw.clone();
+        spec.resolution = Some(self.resolution.as_str().to_owned());
+        raw::ServiceEntry {
+            api_version: Some("networking.istio.io/v1".into()),
+            kind: Some("ServiceEntry".into()),
+            metadata: self.meta.to_raw(),
+            spec,
+        }
+    }
+}
+
+/// A service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServicePort {
+    pub(crate) number: u16,
+    pub(crate) name: String,
+    pub(crate) protocol: Option<String>,
+    pub(crate) target_port: Option<u16>,
+}
+
+impl ServicePort {
+    /// Service port number.
+    pub fn number(&self) -> u16 {
+        self.number
+    }
+    /// Port name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    /// Protocol as written (`HTTP`, `GRPC`, ...).
+    pub fn protocol(&self) -> Option<&str> {
+        self.protocol.as_deref()
+    }
+    /// Port on the endpoints, when it differs.
+    pub fn target_port(&self) -> Option<u16> {
+        self.target_port
+    }
+}
+
+/// One endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub(crate) address: String,
+    pub(crate) ports: BTreeMap<String, u16>,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) locality: Option<String>,
+    pub(crate) weight: u32,
+}
+
+impl Endpoint {
+    /// IP address or host name.
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+    /// Port name to endpoint port overrides.
+    pub fn ports(&self) -> &BTreeMap<String, u16> {
+        &self.ports
+    }
+    /// The port to connect to for service port `port`: the endpoint's override for that port's
+    /// name, else the port's `targetPort`, else the service port itself.
+    pub fn port_for(&self, port: &ServicePort) -> u16 {
+        self.ports
+            .get(&port.name)
+            .copied()
+            .or(port.target_port)
+            .unwrap_or(port.number)
+    }
+    /// Labels that subsets select.
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        &self.labels
+    }
+    /// `region/zone/subzone`.
+    pub fn locality(&self) -> Option<&str> {
+        self.locality.as_deref()
+    }
+    /// Load-balancing weight (1 when unset).
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry {
+    let root = Path::ROOT;
+    let sp = root.key("spec");
+    let spec = &raw.spec;
+    let meta = Meta::from_raw(&raw.metadata, cx.source.clone(), cx.document);
+    crate::load::check_metadata(cx, &raw.metadata);
+    let hp = sp.key("hosts");
+    if spec.hosts.is_empty() {
+        cx.error(&hp, "ServiceEntry must have at least one host");
+    }
+    for (i, h) in spec.hosts.iter().enumerate() {
+        if h == "*" {
+            cx.error(&hp.index(i), "invalid host *: name the service");
+        } else if let Some(why) = names::wildcard_domain_problem(h) {
+            cx.error(&hp.index(i), format!("invalid host {h:?}: {why}"));
+        }
+    }
+    let resolution = match spec.resolution.as_deref() {
+        None | Some("NONE") => Resolution::None,
+        Some("STATIC") => Resolution::Static,
+        Some("DNS") => Resolution::Dns,
+        Some("DNS_ROUND_ROBIN") => Resolution::DnsRoundRobin,
+        Some(other) => {
+            cx.error(
+                &sp.key("resolution"),
+                format!("resolution {other:?} must be NONE, STATIC, DNS or DNS_ROUND_ROBIN"),
+            );
+            Resolution::None
+        }
+    };
+    if let Some(l) = &spec.location {
+        if l != "MESH_EXTERNAL" && l != "MESH_INTERNAL" {
+            cx.error(
+                &sp.key("location"),
+                format!("location {l:?} must be MESH_EXTERNAL or MESH_INTERNAL"),
+            );
+        }
+    }
+    let pp = sp.key("ports");
+    let mut ports: Vec<ServicePort> = Vec::new();
+    for (i, port) in spec.ports.iter().enumerate() {
+        let ip = pp.index(i);
+        let Some(port) = port else {
+            cx.error(&ip, "port may not be null");
+            continue;
+        };
+        let number = match port.number {
+            Some(n) if (1..=65535).contains(&n) => n as u16,
+            n => {
+                cx.error(
+                    &ip.key("number"),
+                    format!(
+                        "port number {} must be in the range 1..65535",
+                        n.unwrap_or(0)
+                    ),
+                );
+                continue;
+            }
+        };
+        let name = port.name.clone().unwrap_or_default();
+        if name.is_empty() {
+            cx.error(&ip.key("name"), "port name is required");
+        }
+        if ports.iter().any(|p| p.number == number) {
+            cx.error(&ip.key("number"), format!("duplicate port number {number}"));
+        }
+        if !name.is_empty() && ports.iter().any(|p| p.name == name) {
+            cx.error(&ip.key("name"), format!("duplicate port name {name:?}"));
+        }
+        let target_port = match port.target_port {
+            None | Some(0) => None,
+            Some(t) if (1..=65535).contains(&t) => Some(t as u16),
+            Some(t) => {
+                cx.error(
+                    &ip.key("targetPort"),
+                    format!("targetPort {t} must be in the range 1..65535"),
+                );
+                None
+            }
+        };
+        ports.push(ServicePort {
+            number,
+            name,
+            protocol: port.protocol.clone(),
+            target_port,
+        });
+    }
+    let ep = sp.key("endpoints");
+    let mut endpoints = Vec::new();
+    if resolution == Resolution::Static
+        && spec.endpoints.is_empty()
+        && spec.workload_selector.is_none()
+    {
+        cx.error(
+            &ep,
+            "STATIC resolution needs endpoints (or a workloadSelector)",
+        );
+    }
+    if !spec.endpoints.is_empty() && spec.workload_selector.is_some() {
+        cx.error(
+            &sp.key("workloadSelector"),
+            "workloadSelector and endpoints cannot both be set",
+        );
+    }
+    for (i, e) in spec.endpoints.iter().enumerate() {
+        let ip = ep.index(i);
+        let Some(e) = e else {
+            cx.error(&ip, "endpoint may not be null");
+            continue;
+        };
+        let address = e.address.clone().unwrap_or_default();
+        let ap = ip.key("address");
+        match resolution {
+            Resolution::Static => {
+                if !names::is_ip(&address) && !address.starts_with("unix://") {
+                    cx.error(
+                        &ap,
+                        format!("STATIC resolution needs an IP address, found {address:?}"),
+                    );
+                }
+            }
+            Resolution::Dns | Resolution::DnsRoundRobin => {
+                if address.is_empty()
+                    || (!names::is_ip(&address)
+                        && names::wildcard_domain_problem(&address).is_some())
+                    || address.starts_with('*')
+                {
+                    cx.error(
+                        &ap,
+                        format!(
+                            "DNS resolution needs a host name or IP address, found {address:?}"
+                        ),
+                    );
+                }
+            }
+            Resolution::None => {
+                cx.error(
+                    &ap,
+                    "endpoints are not used with resolution NONE; set resolution: STATIC or DNS",
+                );
+            }
+        }
+        let mut eports = BTreeMap::new();
+        for (name, n) in &e.ports {
+            if !ports.iter().any(|p| &p.name == name) {
+                cx.error(
+                    &ip.key("ports").key(name),
+                    format!("endpoint port {name:?} names no declared service port"),
+                );
+            }
+            match u16::try_from(*n) {
+                Ok(n) if n > 0 => {
+                    eports.insert(name.clone(), n);
+                }
+                _ => cx.error(
+                    &ip.key("ports").key(name),
+                    format!("port number {n} must be in the range 1..65535"),
+                ),
+            }
+        }
+        let lp = ip.key("labels");
+        for (k, v) in &e.labels {
+            if let Some(why) = names::label_key_problem(k).or_else(|| names::label_value_problem(v))
+            {
+                cx.error(&lp.key(k), why);
+            }
+        }
+        let weight = match e.weight {
+            None | Some(0) => 1,
+            Some(w) if w < 0 || w > i64::from(u32::MAX) => {
+                cx.error(
+                    &ip.key("weight"),
+                    format!("weight {w} must be between 0 and 4294967295"),
+                );
+                1
+            }
+            Some(w) => w as u32,
+        };
+        endpoints.push(Endpoint {
+            address,
+            ports: eports,
+            labels: e.labels.clone(),
+            locality: e.locality.clone(),
+            weight,
+        });
+    }
+    check_export_to(cx, &sp.key("exportTo"), &spec.export_to);
+    ServiceEntry {
+        meta,
+        hosts: spec.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        addresses: spec.addresses.clone(),
+        ports,
+        location: spec.location.clone(),
+        resolution,
+        endpoints,
+        export_to: spec.export_to.clone(),
+        raw: spec.clone(),
+    }
+}
