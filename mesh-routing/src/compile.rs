@@ -353,7 +353,7 @@ impl<'c> Compiler<'c> {
                     );
                     continue;
                 }
-                let block = self.block(&vs_id, i, j, m)?;
+                let block = Self::block(&vs_id, i, j, m)?;
                 let is_catch_all = block.is_catch_all();
                 blocks.push(KeptBlock { index: j, block });
                 if is_catch_all {
@@ -415,13 +415,7 @@ impl<'c> Compiler<'c> {
         }
     }
 
-    fn block(
-        &self,
-        vs_id: &str,
-        i: usize,
-        j: usize,
-        m: &HttpMatch,
-    ) -> Result<MatchBlock, CompileError> {
+    fn block(vs_id: &str, i: usize, j: usize, m: &HttpMatch) -> Result<MatchBlock, CompileError> {
         let path = |field: &str| format!("spec.http[{i}].match[{j}].{field}");
         let sm = |field: &str, s: &StringMatch| -> Result<StringMatcher, CompileError> {
             Ok(match s {

@@ -337,7 +337,7 @@ impl<'t> RouteDecision<'t> {
             return None;
         };
         let scheme = r.scheme().unwrap_or(req.scheme());
-        let host = r.authority().map_or_else(|| req.host(), |a| a);
+        let host = r.authority().unwrap_or_else(|| req.host());
         let (host, authority_port) = crate::request::split_host_port(host);
         let port = match r.port() {
             RedirectPort::Explicit(p) => Some(p),
