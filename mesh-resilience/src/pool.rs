@@ -416,8 +416,13 @@ pub enum Admission {
 #[derive(Debug, Clone)]
 pub struct ConnectionPool {
     limits: PoolLimits,
+    /// Requests holding a connection permit, including hand-offs not yet claimed.
     active: u32,
+    /// Requests waiting for a connection permit.
     pending: u32,
+    /// Connection permits handed to pending requests that have not claimed them yet. Every
+    /// outstanding [`PendingTicket`] is counted in `pending` or here.
+    handoffs: u32,
     retries: u32,
 }
 
@@ -428,6 +433,7 @@ impl ConnectionPool {
             limits,
             active: 0,
             pending: 0,
+            handoffs: 0,
             retries: 0,
         }
     }
@@ -448,9 +454,10 @@ impl ConnectionPool {
         self.active
     }
 
-    /// Requests waiting for a connection permit.
+    /// Requests waiting for a connection permit (including those that have been handed one
+    /// and not yet claimed it).
     pub fn pending_requests(&self) -> u32 {
-        self.pending
+        self.pending + self.handoffs
     }
 
     /// Retries holding a [`RetryPermit`].
@@ -473,16 +480,20 @@ impl ConnectionPool {
             return Err(Overflow::Requests);
         }
         self.active += 1;
-        Ok(RequestPermit {
+        Ok(self.permit())
+    }
+
+    fn permit(&self) -> RequestPermit {
+        RequestPermit {
             close_connection: self.limits.max_requests_per_connection == 1,
-        })
+        }
     }
 
     /// Admits a new request: ready now, pending, or overflow. Never allocates.
     ///
     /// A request goes pending when no connection permit is free, **or when others are already
-    /// pending** (they are first in line, as in Envoy where a freed connection goes straight
-    /// to the oldest pending request).
+    /// pending** (they are first in line: as in Envoy, a freed connection goes straight to a
+    /// pending request, see [`release`](Self::release)).
     pub fn try_acquire_request(&mut self) -> Result<Admission, Overflow> {
         if self.pending == 0 && self.connection_available() {
             return self.attach().map(Admission::Ready);
@@ -494,31 +505,56 @@ impl ConnectionPool {
         Ok(Admission::Pending(PendingTicket { _private: () }))
     }
 
-    /// Tries to turn a pending ticket into a permit: `Ready` if a connection permit is free,
-    /// `Pending` (the same place) if not, or [`Overflow::Requests`] if the active-request
-    /// limit is full when the connection becomes available (the ticket is then consumed).
+    /// Tries to turn a pending ticket into a permit: `Ready` if a connection permit was handed
+    /// over or is free, `Pending` (the same place) if not, or [`Overflow::Requests`] if the
+    /// active-request limit is full when the connection becomes available (the ticket is then
+    /// consumed). Waking a waiter more often than needed is harmless: it gets `Pending` back.
     pub fn try_promote(&mut self, ticket: PendingTicket) -> Result<Admission, Overflow> {
+        let PendingTicket { _private: () } = ticket;
+        if self.handoffs > 0 {
+            self.handoffs -= 1;
+            return Ok(Admission::Ready(self.permit()));
+        }
         if !self.connection_available() {
-            return Ok(Admission::Pending(ticket));
+            return Ok(Admission::Pending(PendingTicket { _private: () }));
         }
         self.pending = self.pending.saturating_sub(1);
         self.attach().map(Admission::Ready)
     }
 
     /// Gives up a pending place (timeout, cancellation). Returns `true` when another pending
-    /// request should be woken because a connection permit is free.
+    /// request should be woken (a connection permit may be waiting for a claimant).
     pub fn cancel_pending(&mut self, ticket: PendingTicket) -> bool {
         let PendingTicket { _private: () } = ticket;
-        self.pending = self.pending.saturating_sub(1);
-        self.pending > 0 && self.connection_available()
+        if self.pending > 0 {
+            self.pending -= 1;
+        } else if self.handoffs > 0 {
+            // Every outstanding ticket had been handed a connection: give one back.
+            self.handoffs -= 1;
+            self.active = self.active.saturating_sub(1);
+        }
+        self.handoffs > 0 || (self.pending > 0 && self.connection_available())
     }
 
-    /// Gives back a request permit (the response body ended, or the attempt failed). Returns
-    /// `true` when a pending request should be woken.
+    /// Gives back a request permit (the response body ended, or the attempt failed). If
+    /// requests are pending, the freed connection permit is handed to one of them at once and
+    /// `true` is returned: wake one pending request, which claims it with
+    /// [`try_promote`](Self::try_promote).
     pub fn release(&mut self, permit: RequestPermit) -> bool {
         let RequestPermit { .. } = permit;
         self.active = self.active.saturating_sub(1);
-        self.pending > 0 && self.connection_available()
+        if self.pending == 0 || !self.connection_available() {
+            return false;
+        }
+        if self.active < self.limits.max_requests {
+            // Envoy attaches the oldest pending request to the freed connection right away.
+            self.pending -= 1;
+            self.handoffs += 1;
+            self.active += 1;
+        }
+        // Otherwise (limits lowered by a reload) the woken request will overflow when it
+        // tries to attach, as in Envoy.
+        true
     }
 
     /// Concurrent retries allowed right now: the smaller of `maxRetries` and the budget's
