@@ -238,9 +238,7 @@ pub(crate) fn write_segments(f: &mut impl fmt::Write, segs: &[Seg<'_>]) -> fmt::
         match s {
             Seg::Index(n) => write!(f, "[{n}]")?,
             Seg::Key(k) => {
-                let plain = !k.is_empty()
-                    && k.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '@'));
+                let plain = !k.is_empty() && !k.contains(['.', '[', ']', '"']);
                 if plain {
                     if i > 0 {
                         f.write_char('.')?;

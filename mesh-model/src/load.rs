@@ -138,6 +138,7 @@ impl Loaded {
 #[derive(Debug, Default)]
 pub struct Loader {
     strictness: Strictness,
+    skip_analysis: bool,
     loaded: Loaded,
     texts: Vec<(Arc<str>, String)>,
 }
@@ -151,6 +152,12 @@ impl Loader {
     /// Sets how unknown fields are treated.
     pub fn strictness(mut self, s: Strictness) -> Self {
         self.strictness = s;
+        self
+    }
+
+    /// Turns the cross-resource analysis off (each resource is then validated on its own).
+    pub fn without_analysis(mut self) -> Self {
+        self.skip_analysis = true;
         self
     }
 
@@ -189,7 +196,8 @@ impl Loader {
 
     /// Finishes: cross-resource analysis, then the result.
     pub fn finish(mut self) -> Loaded {
-        for f in analysis::analyze(&self.loaded.config) {
+        let findings = if self.skip_analysis { Vec::new() } else { analysis::analyze(&self.loaded.config) };
+        for f in findings {
             let segs = to_segs(&f.path);
             let mut rendered = String::new();
             let _ = crate::diag::write_segments(&mut rendered, &segs);
@@ -287,7 +295,7 @@ impl Loader {
                     .and_then(|v| v.as_str())
                     .unwrap_or("");
                 with_prefix(cx, prefix, |cx, p| {
-                    cx.note(p, format!("skipped {other}/{name}: only VirtualService, DestinationRule and ServiceEntry are read"))
+                    cx.note(p, format!("skipped {other}/{name}: unsupported kind; only VirtualService, DestinationRule and ServiceEntry are read"))
                 });
                 return;
             }
