@@ -454,10 +454,11 @@ impl ConnectionPool {
         self.active
     }
 
-    /// Requests waiting for a connection permit (including those that have been handed one
-    /// and not yet claimed it).
+    /// Requests waiting for a connection permit. (A pending request that has been handed a
+    /// freed connection but has not yet claimed it with [`try_promote`](Self::try_promote)
+    /// already counts as active, as in Envoy, where it is attached at once.)
     pub fn pending_requests(&self) -> u32 {
-        self.pending + self.handoffs
+        self.pending
     }
 
     /// Retries holding a [`RetryPermit`].
