@@ -369,7 +369,7 @@ impl RouteTable {
         }
     }
 
-    /// Number of interned (host, subset) pairs; [`ClusterId::dest`] is below this.
+    /// Number of interned (host, subset) pairs; [`ClusterId::destination_index`] is below this.
     pub fn destination_count(&self) -> usize {
         self.dests.len()
     }
