@@ -850,3 +850,41 @@ spec:
       loadBalancer: {simple: ROUND_ROBIN}
       tls: {mode: ISTIO_MUTUAL}
 "#;
+
+mod wildcard_specificity {
+    use mesh_routing::host::HostIndex;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// For any host and any set of suffix wildcards of it, the longest wildcard wins; an
+        /// exact entry beats every wildcard; case and port do not matter.
+        #[test]
+        fn longest_suffix_wins(
+            labels in proptest::collection::vec("[a-z]{1,6}", 2..6),
+            picks in proptest::collection::vec(any::<bool>(), 6),
+            exact in any::<bool>(),
+            port in proptest::option::of(1u16..),
+        ) {
+            let host = labels.join(".");
+            let mut index = HostIndex::new();
+            let mut best: Option<usize> = None;
+            // Wildcard `*.<labels[i..]>` for each chosen i ≥ 1 (shorter i = longer suffix).
+            for i in 1..labels.len() {
+                if picks[i] {
+                    index.insert(&format!("*.{}", labels[i..].join(".")), i);
+                    best = Some(best.map_or(i, |b: usize| b.min(i)));
+                }
+            }
+            index.insert("*", 100);
+            if exact {
+                index.insert(&host, 0);
+            }
+            let authority = match port {
+                Some(p) => format!("{}:{p}", host.to_ascii_uppercase()),
+                None => host.to_ascii_uppercase(),
+            };
+            let want = if exact { 0 } else { best.unwrap_or(100) };
+            prop_assert_eq!(index.lookup(&authority), Some(&want));
+        }
+    }
+}
