@@ -888,3 +888,53 @@ mod wildcard_specificity {
         }
     }
 }
+
+#[test]
+fn route_policies_are_carried() {
+    // §1.8, §1.11–§1.14: rewrite, timeout, retries, fault, mirrors travel with the decision.
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: httpbin, namespace: default}
+spec:
+  hosts: [httpbin]
+  http:
+  - match: [{uri: {prefix: /nc}}]
+    route: [{destination: {host: httpbin, subset: nope}}]
+    mirror: {host: httpbin, subset: v2}
+  - rewrite: {uri: /v1}
+    timeout: 3s
+    retries: {attempts: 0}
+    fault: {abort: {httpStatus: 555, percentage: {value: 100}}}
+    route: [{destination: {host: httpbin, subset: v1}, weight: 100}]
+    mirror: {host: httpbin, subset: v2}
+    mirrorPercentage: {value: 25.0}
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: httpbin, namespace: default}
+spec:
+  host: httpbin
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"#;
+    let table = table(yaml, &ClientContext::new("default"));
+    let h = headers(&[]);
+    let d = table.route(&get("httpbin:8000", "/status", &h), 0);
+    assert_eq!(d.rewrite().and_then(|r| r.uri()), Some("/v1"));
+    assert_eq!(
+        d.timeout().map(|t| t.as_std()),
+        Some(std::time::Duration::from_secs(3))
+    );
+    assert!(!d.retry().is_enabled(), "attempts: 0 disables retries");
+    assert!(d.fault().and_then(|f| f.abort()).is_some());
+    let mirrors: Vec<_> = d.mirrors().collect();
+    assert_eq!(mirrors.len(), 1);
+    assert_eq!(mirrors[0].destination.subset(), Some("v2"));
+    assert_eq!(mirrors[0].percentage.per_million(), 250_000);
+    assert_eq!(table.cluster_key(mirrors[0].cluster).port, 8000);
+    // No mirroring when the primary cluster does not exist.
+    let nc = table.route(&get("httpbin:8000", "/nc", &h), 0);
+    assert!(matches!(nc.action(), Action::UnknownSubset(_)));
+    assert_eq!(nc.mirrors().count(), 0);
+    assert!(nc.to_string().contains("503 NC"), "{nc}");
+}
