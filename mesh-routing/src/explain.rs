@@ -198,7 +198,7 @@ impl RouteTable {
                 break;
             }
         }
-        let prefix = format!("{id}: ");
+        let winner = format!("served by {id} ");
         let notes = self
             .notes
             .iter()
@@ -207,7 +207,7 @@ impl RouteTable {
             .chain(
                 self.notes
                     .iter()
-                    .filter(|n| n.resource != id && n.message.contains(&prefix))
+                    .filter(|n| n.resource != id && n.message.contains(&winner))
                     .map(ToString::to_string),
             )
             .collect();

@@ -101,6 +101,14 @@ spec:
         .notes()
         .iter()
         .any(|n| n.resource == "other/second"));
+    let trace = from_default.explain(&req);
+    assert!(
+        trace
+            .notes
+            .iter()
+            .any(|n| n.starts_with("other/second: host")),
+        "{trace}"
+    );
     let from_mine = table(yaml, &ClientContext::new("mine"));
     assert_eq!(
         from_mine
