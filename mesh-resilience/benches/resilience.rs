@@ -50,6 +50,26 @@ fn retry_decision(c: &mut Criterion) {
             d
         })
     });
+    c.bench_function("retry: retriable 503 decision alone", |b| {
+        b.iter_batched_ref(
+            || RetryState::new(&policy, t0),
+            |state| {
+                roll = roll.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let d = state.on_outcome(
+                    black_box(Outcome::response(StatusCode::SERVICE_UNAVAILABLE)),
+                    now,
+                    roll,
+                    &mut pool,
+                );
+                state.release(&mut pool);
+                d
+            },
+            criterion::BatchSize::SmallInput,
+        )
+    });
+    c.bench_function("retry: new state", |b| {
+        b.iter(|| RetryState::new(black_box(&policy), black_box(t0)))
+    });
     c.bench_function("retry: final 200 decision", |b| {
         b.iter(|| {
             let mut state = RetryState::new(black_box(&policy), t0);

@@ -155,3 +155,8 @@ pub use timeout::{Deadlines, InvalidDeadlines};
 pub(crate) fn test_anchor() -> std::time::Instant {
     std::time::Instant::now()
 }
+
+/// Compiles and runs the README example as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

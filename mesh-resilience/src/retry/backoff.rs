@@ -1,25 +1,4 @@
 //! Envoy's fully jittered exponential backoff, following the code, not the docs.
-//!
-//! Envoy's `JitteredExponentialBackOffStrategy` keeps an interval that starts at the base;
-//! each retry waits `roll % interval` milliseconds (uniform in `[0, interval)`), then the
-//! interval doubles while it is below `max / 2` and is otherwise set to `max`. With the default
-//! base of 25 ms (max 10 × base = 250 ms) the windows are `[0,25)`, `[0,50)`, `[0,100)`,
-//! `[0,200)`, `[0,250)`, `[0,250)`… ms. (Envoy's router docs claim `[0, (2^N − 1)·base)`; the
-//! code does not do that, and this crate follows the code.)
-//!
-//! ```
-//! use std::time::Duration;
-//! use mesh_resilience::Backoff;
-//!
-//! let b = Backoff::default(); // 25 ms base, 250 ms max
-//! let windows: Vec<u128> = (1..=6).map(|n| b.window(n).as_millis()).collect();
-//! assert_eq!(windows, [25, 50, 100, 200, 250, 250]);
-//! assert_eq!(b.delay(3, 1234), Duration::from_millis(1234 % 100));
-//!
-//! let custom = Backoff::new(Duration::from_millis(100))?; // Istio `backoff: 100ms`
-//! assert_eq!(custom.max(), Duration::from_secs(1));
-//! # Ok::<(), mesh_resilience::InvalidBackoff>(())
-//! ```
 
 use std::time::Duration;
 
@@ -42,7 +21,28 @@ pub enum InvalidBackoff {
     TooLarge,
 }
 
-/// Backoff parameters: base and max interval, whole milliseconds. See the [module docs](self).
+/// Backoff parameters (base and max interval, whole milliseconds), and the waits they give.
+///
+/// Envoy's `JitteredExponentialBackOffStrategy` keeps an interval that starts at the base;
+/// each retry waits `roll % interval` milliseconds (uniform in `[0, interval)`), then the
+/// interval doubles while it is below `max / 2` and is otherwise set to `max`. With the default
+/// base of 25 ms (max 10 × base = 250 ms) the windows are `[0,25)`, `[0,50)`, `[0,100)`,
+/// `[0,200)`, `[0,250)`, `[0,250)`… ms. (Envoy's router docs claim `[0, (2^N − 1)·base)`; the
+/// code does not do that, and this crate follows the code.)
+///
+/// ```
+/// use std::time::Duration;
+/// use mesh_resilience::Backoff;
+///
+/// let b = Backoff::default(); // 25 ms base, 250 ms max
+/// let windows: Vec<u128> = (1..=6).map(|n| b.window(n).as_millis()).collect();
+/// assert_eq!(windows, [25, 50, 100, 200, 250, 250]);
+/// assert_eq!(b.delay(3, 1234), Duration::from_millis(1234 % 100));
+///
+/// let custom = Backoff::new(Duration::from_millis(100))?; // Istio `backoff: 100ms`
+/// assert_eq!(custom.max(), Duration::from_secs(1));
+/// # Ok::<(), mesh_resilience::InvalidBackoff>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Backoff {
     base_ms: u64,

@@ -1,24 +1,4 @@
 //! `retryOn`: the set of conditions under which an attempt is retried.
-//!
-//! [`RetryOn`] is parsed from Istio's comma-separated string with the same strictness as
-//! Istio's validation webhook (rule T4): elements are split on `,` and **not trimmed**; each
-//! must be a known token or an integer that Go's `net/http.StatusText` knows (istio-semantics
-//! Appendix A). Integers become retriable status codes and turn on `retriable-status-codes`,
-//! as Istio's translation does.
-//!
-//! ```
-//! use mesh_resilience::{RetryCondition, RetryOn};
-//!
-//! let on: RetryOn = "gateway-error,connect-failure,409".parse()?;
-//! assert!(on.contains(RetryCondition::GatewayError));
-//! assert!(on.contains(RetryCondition::RetriableStatusCodes)); // added by the numeric token
-//! assert!(on.status_codes().contains(409));
-//! assert_eq!(on.to_string(), "gateway-error,connect-failure,retriable-status-codes,409");
-//!
-//! assert!("5xx, reset".parse::<RetryOn>().is_err()); // no trimming
-//! assert!("599".parse::<RetryOn>().is_err()); // Go does not know 599
-//! # Ok::<(), mesh_resilience::ParseRetryOnError>(())
-//! ```
 
 use std::fmt;
 use std::str::FromStr;
@@ -154,7 +134,28 @@ pub enum ParseRetryOnError {
 /// The parsed `retryOn`: a bitset of [`RetryCondition`]s plus the retriable status codes.
 ///
 /// `Copy` and allocation-free (a `u32` and a 512-bit [`StatusCodeSet`]), so it is copied into
-/// each request's [`RetryState`](crate::RetryState). See the [module docs](self) for parsing.
+/// each request's [`RetryState`](crate::RetryState).
+///
+/// [`RetryOn`] is parsed from Istio's comma-separated string with the same strictness as
+/// Istio's validation webhook (rule T4): elements are split on `,` and **not trimmed**; each
+/// must be a known token or an integer that Go's `net/http.StatusText` knows (100–103,
+/// 200–208, 226, 300–305, 307, 308, 400–418, 421–426, 428, 429, 431, 451, 500–508, 510, 511;
+/// Go's `Atoi` syntax, so `+503` and `0503` are 503). Integers become retriable status codes
+/// and turn on `retriable-status-codes`, as Istio's translation does.
+///
+/// ```
+/// use mesh_resilience::{RetryCondition, RetryOn};
+///
+/// let on: RetryOn = "gateway-error,connect-failure,409".parse()?;
+/// assert!(on.contains(RetryCondition::GatewayError));
+/// assert!(on.contains(RetryCondition::RetriableStatusCodes)); // added by the numeric token
+/// assert!(on.status_codes().contains(409));
+/// assert_eq!(on.to_string(), "gateway-error,connect-failure,retriable-status-codes,409");
+///
+/// assert!("5xx, reset".parse::<RetryOn>().is_err()); // no trimming
+/// assert!("599".parse::<RetryOn>().is_err()); // Go does not know 599
+/// # Ok::<(), mesh_resilience::ParseRetryOnError>(())
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct RetryOn {
     bits: u32,
