@@ -444,6 +444,11 @@ fn previous_hosts_reselection() {
     let mut pool = ConnectionPool::new(PoolLimits::default());
     // Istio: host_selection_retry_max_attempts 5, so up to 6 picks on a retry.
     let mut s = RetryState::new(&policy(2, "5xx", None, None), t);
+    assert_eq!(
+        s.host_picks(),
+        2,
+        "Envoy: hostSelectionRetryCount() is 1 on a first attempt"
+    );
     let mut calls = 0;
     assert_eq!(
         s.select_endpoint(|| {
@@ -454,6 +459,7 @@ fn previous_hosts_reselection() {
     );
     assert_eq!(calls, 1, "first attempt: nothing tried yet");
     assert_eq!(s.on_outcome(resp(500), t, 0, &mut pool), retry_after(0));
+    assert_eq!(s.host_picks(), 6);
     let mut calls = 0;
     assert_eq!(
         s.select_endpoint(|| {
@@ -484,12 +490,13 @@ fn previous_hosts_reselection() {
     assert_eq!(calls, 1);
     assert!(!s.should_reselect(0));
 
-    // Envoy's own default of 1 re-selection: 2 picks.
+    // Envoy's own default of 1 re-selection: 2 picks on a retry.
     let mut s = RetryState::new(
         &policy(2, "5xx", None, None).with_host_selection_retry_max_attempts(1),
         t,
     );
     s.record_endpoint(3);
+    assert_eq!(s.on_outcome(resp(500), t, 0, &mut pool), retry_after(0));
     let mut calls = 0;
     s.select_endpoint(|| {
         calls += 1;

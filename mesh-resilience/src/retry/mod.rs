@@ -338,11 +338,17 @@ impl RetryState {
         )
     }
 
-    /// How many times the load balancer may pick for this attempt (Envoy: re-selections + 1).
+    /// How many times the load balancer may pick for this attempt: Envoy's
+    /// `hostSelectionRetryCount() + 1`, that is 2 on the first attempt (nothing is avoided
+    /// yet, so the first pick is kept) and `host_selection_retry_max_attempts + 1` on retries
+    /// (6 with Istio's 5).
     pub fn host_picks(&self) -> u32 {
-        self.policy
-            .host_selection_retry_max_attempts
-            .saturating_add(1)
+        let reselections = if self.is_retry() {
+            self.policy.host_selection_retry_max_attempts
+        } else {
+            1
+        };
+        reselections.saturating_add(1)
     }
 
     /// Envoy's `shouldSelectAnotherHost`: whether a pick of `endpoint` should be replaced
@@ -389,6 +395,11 @@ impl RetryState {
     /// An outcome reported at or after the route deadline ends the request with
     /// [`DoneReason::RouteTimeout`] if it is a timeout or would be retried; a final response
     /// that arrives then is still returned as it is.
+    ///
+    /// The retry budget is a share of the cluster's active requests, so the moment the
+    /// attempt's [`RequestPermit`](crate::RequestPermit) is released matters slightly: Envoy
+    /// decides on a response while its stream still counts as active, and on a reset after the
+    /// stream is gone. Deciding before releasing the permit matches the response case.
     pub fn on_outcome(
         &mut self,
         outcome: Outcome,
