@@ -206,6 +206,8 @@ where
             return Ok(Self::ready(Bytes::new(), None, true));
         }
         let mut body = Box::pin(body);
+        // The common in-memory body is one chunk: keep it out of a Vec.
+        let mut first: Option<Bytes> = None;
         let mut prefix: Vec<Bytes> = Vec::new();
         let mut prefix_bytes = 0usize;
         let mut trailers = None;
@@ -221,7 +223,12 @@ where
                         Ok(mut data) => {
                             let bytes = data.copy_to_bytes(data.remaining());
                             prefix_bytes += bytes.len();
-                            prefix.push(bytes);
+                            if first.is_none() && prefix.is_empty() {
+                                first = Some(bytes);
+                            } else {
+                                prefix.extend(first.take());
+                                prefix.push(bytes);
+                            }
                         }
                         Err(frame) => {
                             if let Ok(t) = frame.into_trailers() {
@@ -248,10 +255,10 @@ where
             }
         }
         if finished {
-            let data = match prefix.len() {
-                0 => Bytes::new(),
-                1 => prefix.pop().unwrap_or_default(),
-                _ => {
+            let data = match (first, prefix.len()) {
+                (Some(only), _) => only,
+                (None, 0) => Bytes::new(),
+                (None, _) => {
                     let mut all = BytesMut::with_capacity(prefix_bytes);
                     for chunk in &prefix {
                         all.extend_from_slice(chunk);
@@ -261,6 +268,7 @@ where
             };
             return Ok(Self::ready(data, trailers, prefix_bytes <= cap));
         }
+        prefix.extend(first);
         let pulled = prefix.len();
         let shared = Shared {
             body: if pending_error.is_some() {
