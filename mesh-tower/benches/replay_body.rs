@@ -28,7 +28,7 @@ where
                 }
             }
             Poll::Ready(_) => return n,
-            Poll::Pending => continue,
+            Poll::Pending => {}
         }
     }
 }
