@@ -1,0 +1,469 @@
+//! `meshctl simulate`: many routing decisions with random rolls, tallied.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use mesh_routing::lb::{LbState, NoneEjected};
+use mesh_routing::{Action, ClusterId, EndpointChoice, RequestView, RouteTable};
+use serde_json::{json, Value};
+
+use crate::report::{action_name, destination_clusters, lb_name, share};
+use crate::request::{self, Request};
+use crate::rng::{self, SplitMix64};
+use crate::{exit, sources, Failure, SimulateArgs};
+
+/// Most requests one run routes (`-n`); 10^8 decisions take well under a minute.
+pub(crate) const MAX_REQUESTS: u64 = 100_000_000;
+
+/// One row of the destination table.
+#[derive(Debug, Clone)]
+struct DestRow {
+    host: String,
+    subset: Option<String>,
+    port: Option<u16>,
+    cluster: Option<String>,
+    weight: u32,
+    count: u64,
+}
+
+/// What a simulation counted.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    /// Requests routed.
+    requests: u64,
+    /// `virtualService` and `route` of the decision (the same for every roll).
+    virtual_service: Option<String>,
+    route: Option<String>,
+    /// Requests per action name (`route`, `unknownSubset`, `noRoute`, ...), first seen first.
+    outcomes: Vec<(String, u64)>,
+    /// Requests per weighted destination, in config order.
+    destinations: Vec<DestRow>,
+    /// Requests per (host, subset), first seen first.
+    subsets: Vec<((String, Option<String>), u64)>,
+    /// Requests per (cluster, endpoint), in endpoint order within a cluster.
+    endpoints: Vec<((String, String), u64)>,
+    /// The load balancer of each cluster that picked endpoints.
+    balancers: Vec<(String, &'static str)>,
+}
+
+fn bump<K: PartialEq>(list: &mut Vec<(K, u64)>, key: K) {
+    match list.iter_mut().find(|(k, _)| *k == key) {
+        Some((_, n)) => *n += 1,
+        None => list.push((key, 1)),
+    }
+}
+
+/// Routes `n` requests with rolls from `rng` and counts where they go. Each request to a
+/// cluster with registered endpoints also picks one with the cluster's load balancer (state
+/// kept per cluster across requests, nothing in flight, nothing ejected).
+pub(crate) fn simulate(
+    table: &RouteTable,
+    view: &RequestView<'_>,
+    n: u64,
+    rng: &mut SplitMix64,
+) -> Tally {
+    let mut t = Tally {
+        requests: n,
+        ..Tally::default()
+    };
+    let first = table.route(view, 0);
+    t.virtual_service = first.virtual_service().map(|v| v.to_string());
+    t.route = first.route().map(|r| r.to_string());
+    match first.action() {
+        Action::Route(r) | Action::UnknownSubset(r) => {
+            let clusters = destination_clusters(table, view, r);
+            for (i, d) in r.destinations().enumerate() {
+                let key = clusters
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map(|c| table.cluster_key(c));
+                t.destinations.push(DestRow {
+                    host: d.host().to_owned(),
+                    subset: d.subset().map(str::to_owned),
+                    port: key.map(|k| k.port).or(d.port()),
+                    cluster: key.map(|k| k.to_string()),
+                    weight: d.weight(),
+                    count: 0,
+                });
+            }
+        }
+        Action::Passthrough(p) => {
+            let key = p.cluster().map(|c| table.cluster_key(c));
+            t.destinations.push(DestRow {
+                host: key.map_or_else(|| view.host().to_owned(), |k| k.host.to_owned()),
+                subset: None,
+                port: Some(key.map_or(view.port(), |k| k.port)),
+                cluster: key.map(|k| k.to_string()),
+                weight: 100,
+                count: 0,
+            });
+        }
+        Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => {}
+    }
+    let mut states: HashMap<ClusterId, LbState> = HashMap::new();
+    let mut names: HashMap<ClusterId, String> = HashMap::new();
+    for _ in 0..n {
+        let decision = table.route(view, rng.next_u64());
+        let outcome = match decision.action() {
+            Action::UnknownSubset(_) => "unknownSubset",
+            a => action_name(a),
+        };
+        bump(&mut t.outcomes, outcome.to_owned());
+        let cluster = match decision.action() {
+            Action::Route(r) => {
+                if let Some(row) = t.destinations.get_mut(r.chosen_index()) {
+                    row.count += 1;
+                }
+                let d = r.destination();
+                bump(
+                    &mut t.subsets,
+                    (d.host().to_owned(), d.subset().map(str::to_owned)),
+                );
+                Some(r.cluster())
+            }
+            Action::UnknownSubset(r) => {
+                if let Some(row) = t.destinations.get_mut(r.chosen_index()) {
+                    row.count += 1;
+                }
+                let d = r.destination();
+                bump(
+                    &mut t.subsets,
+                    (d.host().to_owned(), d.subset().map(str::to_owned)),
+                );
+                None // 503 NC: no cluster, no endpoint
+            }
+            Action::Passthrough(p) => {
+                if let Some(row) = t.destinations.first_mut() {
+                    row.count += 1;
+                }
+                bump(
+                    &mut t.subsets,
+                    (p.host().unwrap_or(view.host()).to_owned(), None),
+                );
+                p.cluster()
+            }
+            Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => None,
+        };
+        let Some(cluster) = cluster else { continue };
+        let name = names
+            .entry(cluster)
+            .or_insert_with(|| table.cluster_key(cluster).to_string())
+            .clone();
+        let state = states.entry(cluster).or_default();
+        let endpoint = match table.pick_endpoint(
+            cluster,
+            decision.hash_key(view),
+            state,
+            &[],
+            &NoneEjected,
+            rng.next_u64(),
+        ) {
+            EndpointChoice::Endpoint { endpoint, port, .. } => {
+                format!("{}:{port}", endpoint.address())
+            }
+            EndpointChoice::Resolve { host, port } => format!("{host}:{port} (DNS)"),
+            EndpointChoice::NoHealthyUpstream => "no healthy upstream (503 UH)".to_owned(),
+        };
+        if !t.balancers.iter().any(|(c, _)| *c == name) {
+            t.balancers
+                .push((name.clone(), lb_name(table.policy(cluster).load_balancer())));
+        }
+        bump(&mut t.endpoints, (name, endpoint));
+    }
+    // Endpoints grouped by cluster (in first-seen cluster order), then by address.
+    let order: Vec<String> = t.balancers.iter().map(|(c, _)| c.clone()).collect();
+    t.endpoints.sort_by(|a, b| {
+        let pos = |c: &String| order.iter().position(|o| o == c).unwrap_or(usize::MAX);
+        (pos(&a.0 .0), &a.0 .1).cmp(&(pos(&b.0 .0), &b.0 .1))
+    });
+    t
+}
+
+impl Tally {
+    /// Whether no request was routed anywhere (every one got noRoute).
+    pub(crate) fn nothing_routed(&self) -> bool {
+        self.outcomes.iter().all(|(o, _)| o == "noRoute")
+    }
+
+    fn total_weight(&self) -> u64 {
+        self.destinations.iter().map(|d| u64::from(d.weight)).sum()
+    }
+
+    /// The tally as one JSON object.
+    pub(crate) fn to_json(&self) -> Value {
+        let total = self.total_weight();
+        let n = self.requests;
+        json!({
+            "requests": n,
+            "virtualService": self.virtual_service,
+            "route": self.route,
+            "outcomes": self.outcomes.iter()
+                .map(|(o, c)| (o.clone(), json!({"count": c, "share": share(*c, n)})))
+                .collect::<serde_json::Map<_, _>>(),
+            "destinations": self.destinations.iter().map(|d| json!({
+                "host": d.host,
+                "subset": d.subset,
+                "port": d.port,
+                "cluster": d.cluster,
+                "weight": d.weight,
+                "expectedShare": share(u64::from(d.weight), total),
+                "count": d.count,
+                "share": share(d.count, n),
+            })).collect::<Vec<_>>(),
+            "subsets": self.subsets.iter().map(|((h, s), c)| json!({
+                "host": h,
+                "subset": s,
+                "count": c,
+                "share": share(*c, n),
+            })).collect::<Vec<_>>(),
+            "endpoints": self.endpoints.iter().map(|((cl, e), c)| json!({
+                "cluster": cl,
+                "endpoint": e,
+                "loadBalancer": self.balancers.iter().find(|(b, _)| b == cl).map(|(_, lb)| *lb),
+                "count": c,
+                "share": share(*c, n),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The tally as text tables.
+    pub(crate) fn to_text(&self) -> String {
+        let n = self.requests;
+        let pct = |c: u64| format!("{:.2}%", share(c, n));
+        let mut out = String::new();
+        match (&self.virtual_service, &self.route) {
+            (Some(vs), Some(r)) => {
+                let _ = writeln!(out, "virtual service {vs}, route {r}");
+            }
+            (Some(vs), None) => {
+                let _ = writeln!(out, "virtual service {vs}: no route matches");
+            }
+            _ => {
+                let _ = writeln!(out, "no virtual service covers the host: passthrough");
+            }
+        }
+        out.push('\n');
+        let rows = self
+            .outcomes
+            .iter()
+            .map(|(o, c)| vec![o.clone(), c.to_string(), pct(*c)])
+            .collect();
+        out.push_str(&table(&["OUTCOME", "REQUESTS", "SHARE"], rows));
+        if !self.destinations.is_empty() {
+            out.push('\n');
+            let total = self.total_weight();
+            let rows = self
+                .destinations
+                .iter()
+                .map(|d| {
+                    vec![
+                        d.cluster.clone().unwrap_or_else(|| d.host.clone()),
+                        d.subset.clone().unwrap_or_else(|| "-".to_owned()),
+                        d.weight.to_string(),
+                        format!("{:.2}%", share(u64::from(d.weight), total)),
+                        d.count.to_string(),
+                        pct(d.count),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "DESTINATION",
+                    "SUBSET",
+                    "WEIGHT",
+                    "EXPECTED",
+                    "REQUESTS",
+                    "SHARE",
+                ],
+                rows,
+            ));
+        }
+        if !self.subsets.is_empty() {
+            out.push('\n');
+            let rows = self
+                .subsets
+                .iter()
+                .map(|((h, s), c)| {
+                    vec![
+                        h.clone(),
+                        s.clone().unwrap_or_else(|| "-".to_owned()),
+                        c.to_string(),
+                        pct(*c),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(&["HOST", "SUBSET", "REQUESTS", "SHARE"], rows));
+        }
+        if !self.endpoints.is_empty() {
+            out.push('\n');
+            let rows = self
+                .endpoints
+                .iter()
+                .map(|((cl, e), c)| {
+                    let lb = self
+                        .balancers
+                        .iter()
+                        .find(|(b, _)| b == cl)
+                        .map_or("", |(_, lb)| *lb);
+                    vec![e.clone(), cl.clone(), lb.to_owned(), c.to_string(), pct(*c)]
+                })
+                .collect();
+            out.push_str(&table(
+                &["ENDPOINT", "CLUSTER", "LB", "REQUESTS", "SHARE"],
+                rows,
+            ));
+        }
+        out
+    }
+}
+
+/// A plain text table: left-aligned text, right-aligned numeric columns (digits, `.` and `%`).
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let numeric: Vec<bool> = (0..headers.len())
+        .map(|i| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(i).is_some_and(|c| {
+                        !c.is_empty()
+                            && c.chars()
+                                .all(|ch| ch.is_ascii_digit() || ch == '.' || ch == '%')
+                    })
+                })
+        })
+        .collect();
+    let mut out = String::new();
+    let mut line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate() {
+            let w = widths[i];
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if numeric[i] {
+                let _ = write!(l, "{cell:>w$}");
+            } else {
+                let _ = write!(l, "{cell:<w$}");
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(headers.to_vec());
+    for row in &rows {
+        line(row.iter().map(String::as_str).collect());
+    }
+    out
+}
+
+/// Runs `simulate`.
+pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
+    let req = Request::parse(&args.request)?;
+    let client = request::client(&args.request)?;
+    let config = sources::load_for_routing(&args.config.files, args.config.quiet)?;
+    let table = crate::report::compile(&config, &client)?;
+    let view = req.view();
+    let seed = args.seed.unwrap_or_else(rng::clock_seed);
+    let mut rng = SplitMix64::new(seed);
+    let tally = simulate(&table, &view, args.requests, &mut rng);
+    if args.json {
+        let mut v = tally.to_json();
+        v["seed"] = json!(seed);
+        v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v)
+                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?
+        );
+    } else {
+        println!(
+            "{} requests {} {} (seed {seed}; repeat with --seed {seed})",
+            args.requests,
+            req.method(),
+            req.url()
+        );
+        print!("{}", tally.to_text());
+    }
+    Ok(if tally.nothing_routed() {
+        exit::NO_ROUTE
+    } else {
+        exit::OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_aligns_columns() {
+        let t = table(
+            &["NAME", "COUNT"],
+            vec![
+                vec!["a".to_owned(), "5".to_owned()],
+                vec!["long name".to_owned(), "12345".to_owned()],
+            ],
+        );
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines[0], "NAME       COUNT");
+        assert_eq!(lines[1], "a              5");
+        assert_eq!(lines[2], "long name  12345");
+    }
+
+    #[test]
+    fn bump_counts_in_first_seen_order() {
+        let mut l = Vec::new();
+        bump(&mut l, "b");
+        bump(&mut l, "a");
+        bump(&mut l, "b");
+        assert_eq!(l, vec![("b", 2), ("a", 1)]);
+    }
+
+    fn canary_table(labels: &[(&str, &str)]) -> RouteTable {
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [r]\n  http:\n  - route:\n    - {destination: {host: r, subset: a}, weight: 75}\n    - {destination: {host: r, subset: b}, weight: 25}\n---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec:\n  host: r\n  subsets:\n  - {name: a, labels: {v: a}}\n  - {name: b, labels: {v: b}}\n";
+        let config = mesh_model::load_str("t.yaml", yaml)
+            .into_result()
+            .expect("valid");
+        let mut client = mesh_routing::ClientContext::new("default");
+        for (k, v) in labels {
+            client = client.with_label(k, v);
+        }
+        RouteTable::compile(&config, &client).expect("compiles")
+    }
+
+    #[test]
+    fn counts_add_up_and_follow_weights() {
+        let table = canary_table(&[]);
+        let headers = http::HeaderMap::new();
+        let view = RequestView::new("GET", "r", "/", &headers);
+        let mut rng = SplitMix64::new(3);
+        let t = simulate(&table, &view, 20_000, &mut rng);
+        let sum: u64 = t.destinations.iter().map(|d| d.count).sum();
+        assert_eq!(sum, 20_000);
+        assert_eq!(t.outcomes, vec![("route".to_owned(), 20_000)]);
+        // 75% of 20,000: sd = sqrt(20000 * 0.75 * 0.25) = 61; allow 5 sd.
+        let a = t.destinations[0].count as i64;
+        assert!((a - 15_000).abs() < 305, "{a}");
+        // No registered endpoints: every pick resolves the host by DNS.
+        assert!(t.endpoints.iter().all(|((_, e), _)| e.ends_with("(DNS)")));
+        assert!(!t.nothing_routed());
+    }
+
+    #[test]
+    fn same_seed_same_tally() {
+        let table = canary_table(&[]);
+        let headers = http::HeaderMap::new();
+        let view = RequestView::new("GET", "r", "/", &headers);
+        let a = simulate(&table, &view, 1000, &mut SplitMix64::new(9));
+        let b = simulate(&table, &view, 1000, &mut SplitMix64::new(9));
+        assert_eq!(a.to_json(), b.to_json());
+    }
+}
