@@ -69,7 +69,8 @@ pub fn find_destination_rule<'a>(
 
 pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut used_drs: Vec<*const DestinationRule> = Vec::new();
+    let mut used_drs: std::collections::HashSet<*const DestinationRule> =
+        std::collections::HashSet::new();
     for vs in &config.virtual_services {
         let ns = vs.meta.namespace.as_str();
         for (ri, route) in vs.http.iter().enumerate() {
@@ -80,7 +81,7 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                 let fqdn = resolve_short_name(host, ns);
                 let dr = find_destination_rule(config, &fqdn, ns);
                 if let Some(dr) = dr {
-                    used_drs.push(dr as *const _);
+                    used_drs.insert(dr as *const _);
                 }
                 let Some(subset) = subset else { return };
                 let defined = dr.is_some_and(|d| d.subset(subset).is_some());
@@ -98,7 +99,7 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                         document: vs.meta.document,
                         resource: vs_ref(vs),
                         path,
-                        message: format!("route to undefined subset {subset:?}: {why}; requests would fail with 503 (no cluster). Define the subset in a DestinationRule for that host"),
+                        message: format!("subset {subset:?} is not defined: {why}; requests would fail with 503 (no cluster). Define the subset in a DestinationRule for that host"),
                     });
                 }
             };
@@ -122,15 +123,27 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                 }
             }
             for (mi, m) in route.mirrors.iter().enumerate() {
-                let path = vec![
-                    "spec".into(),
-                    "http".into(),
-                    format!("[{ri}]"),
-                    "mirrors".into(),
-                    format!("[{mi}]"),
-                    "destination".into(),
-                    "subset".into(),
-                ];
+                // A route written with `mirror:` has exactly one mirror, reported where it was
+                // written.
+                let path = if m.legacy {
+                    vec![
+                        "spec".into(),
+                        "http".into(),
+                        format!("[{ri}]"),
+                        "mirror".into(),
+                        "subset".into(),
+                    ]
+                } else {
+                    vec![
+                        "spec".into(),
+                        "http".into(),
+                        format!("[{ri}]"),
+                        "mirrors".into(),
+                        format!("[{mi}]"),
+                        "destination".into(),
+                        "subset".into(),
+                    ]
+                };
                 check(
                     path,
                     &m.destination.host,
@@ -147,14 +160,14 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
         .iter()
         .filter(|v| v.applies_to_mesh() && !v.is_delegate())
         .collect();
+    // The first virtual service (in load order) that names each host.
+    let mut first_for_host: std::collections::HashMap<String, usize> =
+        std::collections::HashMap::new();
     for (i, vs) in mesh_vss.iter().enumerate() {
         for (hi, h) in vs.hosts.iter().enumerate() {
             let fqdn = resolve_short_name(h, &vs.meta.namespace);
-            let winner = mesh_vss[..i].iter().find(|w| {
-                w.hosts
-                    .iter()
-                    .any(|wh| resolve_short_name(wh, &w.meta.namespace) == fqdn)
-            });
+            let first = *first_for_host.entry(fqdn.clone()).or_insert(i);
+            let winner = (first < i).then(|| mesh_vss[first]);
             if let Some(w) = winner {
                 out.push(Finding {
                     severity: Severity::Warning,
@@ -163,7 +176,7 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                     resource: vs_ref(vs),
                     path: vec!["spec".into(), "hosts".into(), format!("[{hi}]")],
                     message: format!(
-                        "host {fqdn:?} is also claimed by VirtualService {}/{} (read earlier), which wins: sidecars do not merge virtual services, so this one's routes for the host are ignored. Merge the routes into one VirtualService or use delegation",
+                        "VirtualService {}/{} (read earlier) already routes the same host {fqdn:?} and wins: sidecars do not merge virtual services, so this one's routes for the host are ignored. Merge the routes into one VirtualService or use delegation",
                         w.meta.namespace, w.meta.name
                     ),
                 });
@@ -186,7 +199,7 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                     name: dr.meta.name.clone(),
                 },
                 path: vec!["spec".into(), "host".into()],
-                message: format!("no VirtualService routes to {fqdn:?}; this rule applies only to requests sent to that host directly"),
+                message: format!("host {fqdn:?} is not referenced by any VirtualService route or mirror; this rule applies only to requests sent to that host directly"),
             });
         }
     }

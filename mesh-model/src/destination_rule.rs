@@ -485,10 +485,13 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::DestinationRule) -> Destinati
             if names::is_ip(h) {
                 cx.error(
                     &sp.key("host"),
-                    format!("invalid host {h:?}: an IP address is not a service name"),
+                    format!("invalid host {h:?}: an IP address is not allowed here; use the service's domain name"),
                 );
             } else if let Some(why) = names::wildcard_domain_problem(h) {
-                cx.error(&sp.key("host"), format!("invalid host {h:?}: {why}"));
+                cx.error(
+                    &sp.key("host"),
+                    format!("invalid host {h:?}: not a valid domain name ({why})"),
+                );
             }
             h.to_ascii_lowercase()
         }
@@ -506,8 +509,16 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::DestinationRule) -> Destinati
             continue;
         };
         let name = s.name.clone().unwrap_or_default();
-        if name.is_empty() {
-            cx.error(&ip.key("name"), "subset name is required");
+        if s.name.is_none() {
+            cx.error(
+                &ip.key("name"),
+                "subset name is required: give the subset a DNS-1123 label name",
+            );
+        } else if name.is_empty() {
+            cx.error(
+                &ip.key("name"),
+                "subset name cannot be empty: give the subset a DNS-1123 label name",
+            );
         } else if !names::is_dns1123_label(&name) {
             cx.error(
                 &ip.key("name"),
@@ -544,7 +555,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::DestinationRule) -> Destinati
     if spec.workload_selector.is_some()
         && (spec.export_to.len() > 1 || spec.export_to.first().is_some_and(|e| e != "."))
     {
-        cx.error(&ep, "a DestinationRule with workloadSelector can only be exported to its own namespace (\".\")");
+        cx.error(&ep, "a DestinationRule with a workload selector can only be exported to its own namespace: set exportTo: [\".\"]");
     }
     DestinationRule {
         meta,
@@ -558,6 +569,9 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::DestinationRule) -> Destinati
             .map(|w| w.match_labels.clone()),
     }
 }
+
+/// Most `portLevelSettings` entries the CRD accepts (`maxItems`).
+const MAX_PORT_LEVEL_SETTINGS: usize = 4096;
 
 fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> TrafficPolicy {
     if *t == raw::TrafficPolicy::default() {
@@ -583,11 +597,25 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
         check_tls(cx, &p.key("tls"), tls);
     }
     let plp = p.key("portLevelSettings");
-    if t.port_level_settings.len() > 4096 {
-        cx.error(&plp, "at most 4096 portLevelSettings entries are allowed");
+    let too_many = t.port_level_settings.len() > MAX_PORT_LEVEL_SETTINGS;
+    if too_many {
+        // The CRD's maxItems rejects the list before any entry is looked at, so the entries are
+        // not validated one by one (which would also bury this error under thousands of others).
+        cx.error(
+            &plp,
+            format!(
+                "{} portLevelSettings entries: at most {MAX_PORT_LEVEL_SETTINGS} are allowed; merge entries for the same port",
+                t.port_level_settings.len()
+            ),
+        );
     }
     let mut port_level: Vec<PortPolicy> = Vec::new();
-    for (i, pl) in t.port_level_settings.iter().enumerate() {
+    let entries = if too_many {
+        &[][..]
+    } else {
+        &t.port_level_settings[..]
+    };
+    for (i, pl) in entries.iter().enumerate() {
         let ip = plp.index(i);
         let Some(pl) = pl else {
             cx.error(&ip, "portLevelSettings entry may not be null");
@@ -603,7 +631,10 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
                 continue;
             }
             None => {
-                cx.error(&ip.key("port"), "portTrafficPolicy must have valid port");
+                cx.error(
+                    &ip.key("port"),
+                    "portTrafficPolicy must have valid port: port.number is required",
+                );
                 continue;
             }
         };
@@ -612,7 +643,7 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
             && pl.outlier_detection.is_none()
             && pl.tls.is_none()
         {
-            cx.error(&ip, "port traffic policy must have at least one of outlierDetection, connectionPool, loadBalancer or tls");
+            cx.error(&ip, "port traffic policy must have at least one field: outlierDetection, connectionPool, loadBalancer or tls");
         }
         if port_level.iter().any(|x| x.port == port) {
             cx.warn(
@@ -645,7 +676,10 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
         });
     }
     if let (Some(_), Some(_)) = (&t.tunnel, &t.proxy_protocol) {
-        cx.error(p, "tunnel and proxyProtocol cannot both be set");
+        cx.error(
+            p,
+            "only one of tunnel or proxyProtocol can be set: tunnel applies to TCP/TLS, proxyProtocol adds a PROXY header",
+        );
     }
     if let Some(tun) = &t.tunnel {
         let tp = p.key("tunnel");
@@ -662,7 +696,7 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
                     || names::wildcard_domain_problem(h).is_none() && !h.starts_with('*') => {}
             _ => cx.error(
                 &tp.key("targetHost"),
-                "tunnel targetHost must be a host name or IP address",
+                "tunnel target host must be a valid domain name or IP address",
             ),
         }
         if !tun.target_port.is_some_and(|n| (1..=65535).contains(&n)) {
@@ -676,7 +710,7 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
         if !matches!(pp.version.as_deref(), None | Some("V1" | "V2")) {
             cx.error(
                 &p.key("proxyProtocol").key("version"),
-                "proxyProtocol version must be V1 or V2",
+                "unknown proxyProtocol version: expected one of V1, V2",
             );
         }
     }
@@ -743,7 +777,10 @@ fn load_balancer(
     has_outlier: bool,
 ) -> Option<LoadBalancer> {
     if lb.simple.is_some() && lb.consistent_hash.is_some() {
-        cx.error(p, "loadBalancer takes simple or consistentHash, not both");
+        cx.error(
+            p,
+            "only one of simple or consistentHash can be set in a loadBalancer",
+        );
     }
     if lb.warmup_duration_secs.is_some() && lb.warmup.is_some() {
         cx.error(p, "only one of warmupDurationSecs or warmup can be set");
@@ -761,11 +798,14 @@ fn load_balancer(
         {
             cx.error(
                 &wp.key("minimumPercent"),
-                "warmup minimumPercent must be in range [0, 100]",
+                "warmup minimumPercent must be greater than or equal to 0 and less than or equal to 100",
             );
         }
         if w.aggression.is_some_and(|a| a <= 0.0) {
-            cx.error(&wp.key("aggression"), "warmup aggression must be above 0");
+            cx.error(
+                &wp.key("aggression"),
+                "warmup aggression must be greater than 0 (1.0 is linear)",
+            );
         }
         cx.warn(
             &wp,
@@ -775,17 +815,27 @@ fn load_balancer(
     if lb.locality_lb_setting.is_some() && lb.zone_aware_lb_setting.is_some() {
         cx.error(
             p,
-            "localityLbSetting and zoneAwareLbSetting cannot both be set",
+            "only one of localityLbSetting or zoneAwareLbSetting can be set",
         );
     }
     if let Some(l) = &lb.locality_lb_setting {
-        check_locality(cx, &p.key("localityLbSetting"), l, has_outlier);
-    }
-    if lb.zone_aware_lb_setting.is_some() {
-        cx.warn(
-            &p.key("zoneAwareLbSetting"),
-            "zoneAwareLbSetting is validated but not applied by this library",
+        check_locality(
+            cx,
+            &p.key("localityLbSetting"),
+            l,
+            has_outlier,
+            LocalityKind::Locality,
         );
+    }
+    if let Some(z) = &lb.zone_aware_lb_setting {
+        let zp = p.key("zoneAwareLbSetting");
+        match serde_yaml::from_value::<raw::LocalityLbSetting>(z.value().clone()) {
+            Ok(l) => check_locality(cx, &zp, &l, has_outlier, LocalityKind::ZoneAware),
+            Err(e) => cx.error(
+                &zp,
+                format!("zoneAwareLbSetting does not have the expected shape (failover: [{{from, to}}], failoverPriority: [labels]): {e}"),
+            ),
+        }
     }
     if let Some(ch) = &lb.consistent_hash {
         let cp = p.key("consistentHash");
@@ -794,10 +844,10 @@ fn load_balancer(
             + usize::from(ch.use_source_ip == Some(true))
             + usize::from(ch.http_query_parameter_name.is_some());
         if keys > 1 {
-            cx.error(&cp, "consistentHash takes one of httpHeaderName, httpCookie, useSourceIp and httpQueryParameterName");
+            cx.error(&cp, "only one of httpHeaderName, httpCookie, useSourceIp or httpQueryParameterName can be set as the consistent hash key");
         }
         if ch.ring_hash.is_some() && ch.maglev.is_some() {
-            cx.error(&cp, "consistentHash takes ringHash or maglev, not both");
+            cx.error(&cp, "only one of ringHash or maglev can be set");
         }
         if ch.minimum_ring_size.is_some() {
             cx.warn(
@@ -806,8 +856,8 @@ fn load_balancer(
             );
             if ch.ring_hash.is_some() || ch.maglev.is_some() {
                 cx.error(
-                    &cp.key("minimumRingSize"),
-                    "minimumRingSize cannot be combined with ringHash or maglev",
+                    &cp,
+                    "only one of the deprecated minimumRingSize or ringHash/maglev can be set; move the size into ringHash.minimumRingSize",
                 );
             }
         }
@@ -817,7 +867,10 @@ fn load_balancer(
             let kp = cp.key("httpCookie");
             let name = c.name.clone().unwrap_or_default();
             if name.is_empty() {
-                cx.error(&kp.key("name"), "cookie name is required");
+                cx.error(
+                    &kp.key("name"),
+                    "cookie name is required: name the cookie to hash on",
+                );
             }
             let ap = kp.key("attributes");
             for (i, a) in c.attributes.iter().enumerate() {
@@ -825,7 +878,7 @@ fn load_balancer(
                 if an.is_empty() {
                     cx.error(
                         &ap.index(i).key("name"),
-                        "cookie attribute name is required",
+                        "cookie attribute name cannot be empty",
                     );
                 } else if c.attributes[..i]
                     .iter()
@@ -870,7 +923,10 @@ fn load_balancer(
                     "maglev tableSize must be set (a prime below 5000011, e.g. 65537)",
                 );
             } else if size >= 5_000_011 {
-                cx.error(&tp, "maglev tableSize must be below 5000011");
+                cx.error(
+                    &tp,
+                    format!("maglev tableSize {size} must be less than 5000011; use a prime such as 65537"),
+                );
             } else if !is_prime(size as u64) {
                 cx.error(
                     &tp,
@@ -907,32 +963,70 @@ fn load_balancer(
         Some("RANDOM") => Some(LoadBalancer::Simple(SimpleLb::Random)),
         Some("PASSTHROUGH") => Some(LoadBalancer::Simple(SimpleLb::Passthrough)),
         Some(other) => {
-            cx.error(&p.key("simple"), format!("unknown load balancer {other:?}: use LEAST_REQUEST, ROUND_ROBIN, RANDOM or PASSTHROUGH"));
+            cx.error(&p.key("simple"), format!("unknown load balancer {other:?}: expected one of LEAST_REQUEST, ROUND_ROBIN, RANDOM, PASSTHROUGH (upper case)"));
             None
         }
     }
 }
 
-fn check_locality(cx: &mut Cx<'_>, p: &Path<'_>, l: &raw::LocalityLbSetting, has_outlier: bool) {
+/// Which of the two locality settings is checked: they share the failover rules (LB-5, LB-6).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LocalityKind {
+    Locality,
+    ZoneAware,
+}
+
+fn is_topology_label(l: &str) -> bool {
+    matches!(
+        l,
+        "topology.kubernetes.io/region"
+            | "topology.kubernetes.io/zone"
+            | "topology.istio.io/subzone"
+            | "failure-domain.beta.kubernetes.io/region"
+            | "failure-domain.beta.kubernetes.io/zone"
+    ) || l.starts_with("topology.kubernetes.io/")
+}
+
+fn check_locality(
+    cx: &mut Cx<'_>,
+    p: &Path<'_>,
+    l: &raw::LocalityLbSetting,
+    has_outlier: bool,
+    kind: LocalityKind,
+) {
+    let what = match kind {
+        LocalityKind::Locality => "locality load balancing",
+        LocalityKind::ZoneAware => "zoneAwareLbSetting",
+    };
     cx.warn(
         p,
-        "locality load balancing is validated but not applied by this library",
+        format!("{what} is validated but not applied by this library: requests are balanced without regard to locality"),
     );
     if !l.distribute.is_empty() && !l.failover.is_empty() {
-        cx.error(p, "distribute and failover cannot both be set");
+        cx.error(
+            p,
+            "only one of distribute or failover can be set in localityLbSetting",
+        );
     }
-    if !l.failover.is_empty() || !l.failover_priority.is_empty() {
-        if !has_outlier {
-            cx.warn(
-                p,
-                "locality failover only takes effect with outlierDetection",
-            );
-        }
-        let fpp = p.key("failoverPriority");
-        for (i, lab) in l.failover_priority.iter().enumerate() {
-            if !l.failover.is_empty() && lab.starts_with("topology.kubernetes.io/") {
-                cx.error(&fpp.index(i), "failover cannot be combined with region/zone/subzone labels in failoverPriority");
-            }
+    if (!l.failover.is_empty() || !l.failover_priority.is_empty()) && !has_outlier {
+        let field = if l.failover.is_empty() {
+            "failoverPriority"
+        } else {
+            "failover"
+        };
+        cx.warn(
+            &p.key(field),
+            "outlier detection policy must be provided for failover to take effect: add outlierDetection to this traffic policy",
+        );
+    }
+    let fpp = p.key("failoverPriority");
+    for (i, lab) in l.failover_priority.iter().enumerate() {
+        if is_topology_label(lab) && (kind == LocalityKind::ZoneAware || !l.failover.is_empty()) {
+            let msg = match kind {
+                LocalityKind::Locality => format!("{lab:?} is a region/zone/subzone topology label, which failoverPriority cannot hold when failover is set; drop the label or the failover list"),
+                LocalityKind::ZoneAware => format!("{lab:?} is a region/zone/subzone topology label, which zone-aware failoverPriority cannot hold (zone order is implied); list other labels only"),
+            };
+            cx.error(&fpp.index(i), msg);
         }
     }
     let fp = p.key("failover");
@@ -943,65 +1037,102 @@ fn check_locality(cx: &mut Cx<'_>, p: &Path<'_>, l: &raw::LocalityLbSetting, has
             f.to.as_deref().unwrap_or(""),
         );
         if from == to {
-            cx.error(&ip, "failover 'from' and 'to' must differ");
+            cx.error(
+                &ip,
+                format!("locality lb failover settings must specify different regions (from and to are both {from:?})"),
+            );
         }
-        if from.contains(['/', '*']) || to.contains(['/', '*']) {
-            cx.error(&ip, "failover regions cannot contain '/' or '*'");
+        if from.contains('/') || to.contains('/') {
+            let msg = match kind {
+                LocalityKind::Locality => "locality lb failover only specify region: write from/to as region names without zone, e.g. us-east",
+                LocalityKind::ZoneAware => "zone-aware failover only specifies regions: write from/to as region names without zone, e.g. us-east",
+            };
+            cx.error(&ip, msg);
+        }
+        if from.contains('*') || to.contains('*') {
+            cx.error(
+                &ip,
+                "locality lb failover region should not contain '*' wildcard; name the regions",
+            );
         }
     }
     let dp = p.key("distribute");
-    let mut froms: Vec<&str> = Vec::new();
+    let mut froms: Vec<(usize, &str)> = Vec::new();
     for (i, d) in l.distribute.iter().enumerate() {
         let ip = dp.index(i);
         let from = d.from.as_deref().unwrap_or("");
         if let Some(why) = locality_problem(from) {
             cx.error(&ip.key("from"), why);
-        }
-        if froms.contains(&from) {
+        } else if let Some((j, other)) = froms.iter().find(|(_, o)| localities_overlap(o, from)) {
             cx.error(
                 &ip.key("from"),
-                format!("locality {from:?} appears twice in distribute"),
+                format!("locality {from:?} overlaps with {other:?} (distribute[{j}].from); each source locality may be listed once"),
             );
         }
-        froms.push(from);
+        froms.push((i, from));
         let mut sum = 0;
+        let mut bad_weight = false;
+        let mut tos: Vec<&str> = Vec::new();
         for (loc, w) in &d.to {
-            if let Some(why) = locality_problem(loc) {
-                cx.error(&ip.key("to").key(loc), why);
-            }
+            let lp = ip.key("to");
+            let lp = lp.key(loc);
             if !(1..=100).contains(w) {
                 cx.error(
-                    &ip.key("to").key(loc),
+                    &lp,
                     format!("locality weight {w} must be in range [1, 100]"),
                 );
+                bad_weight = true;
+                continue;
             }
+            if let Some(why) = locality_problem(loc) {
+                cx.error(&lp, why);
+            } else if let Some(other) = tos.iter().find(|o| localities_overlap(o, loc)) {
+                cx.error(
+                    &lp,
+                    format!("locality {loc:?} overlaps with {other:?}; list each destination locality once"),
+                );
+            }
+            tos.push(loc);
             sum += w;
         }
-        if sum != 100 {
+        if !bad_weight && sum != 100 {
             cx.error(
                 &ip.key("to"),
-                format!("locality weights sum to {sum}; they must sum to 100"),
+                format!("total locality weight {sum} != 100: the weights for one 'from' must add up to 100"),
             );
         }
     }
 }
 
+/// Whether two localities (`region[/zone[/subzone]]`, optionally ending in `*`) select a
+/// common endpoint: one is a part-wise prefix of the other.
+fn localities_overlap(a: &str, b: &str) -> bool {
+    let parts = |l: &str| -> Vec<String> {
+        l.split('/')
+            .filter(|s| *s != "*")
+            .map(str::to_owned)
+            .collect()
+    };
+    let (a, b) = (parts(a), parts(b));
+    let n = a.len().min(b.len());
+    a[..n] == b[..n]
+}
+
 fn locality_problem(l: &str) -> Option<String> {
     if l.is_empty() {
-        return Some("locality is empty".into());
+        return Some("locality cannot be empty: write region[/zone[/subzone]]".into());
+    }
+    let stars = l.matches('*').count();
+    if stars > 1 || (stars == 1 && !(l == "*" || l.ends_with("/*"))) {
+        return Some(format!(
+            "locality {l:?}: wildcard '*' number can not exceed 1 and must be in the end, as the whole last part"
+        ));
     }
     let parts: Vec<&str> = l.split('/').collect();
     if parts.len() > 3 || parts.iter().any(|s| s.is_empty()) {
         return Some(format!(
-            "locality {l:?} must be region[/zone[/subzone]] with no empty part"
+            "locality {l:?} must not contain empty region/zone/subzone info: write region[/zone[/subzone]]"
         ));
-    }
-    if let Some(i) = parts.iter().position(|s| s.contains('*')) {
-        if i != parts.len() - 1 || parts[i] != "*" {
-            return Some(format!(
-                "locality {l:?} may hold a '*' only as its whole last part"
-            ));
-        }
     }
     None
 }
@@ -1011,7 +1142,9 @@ fn check_tls(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::ClientTlsSettings) {
     if !["DISABLE", "SIMPLE", "MUTUAL", "ISTIO_MUTUAL"].contains(&mode) {
         cx.error(
             &p.key("mode"),
-            format!("tls mode {mode:?} must be DISABLE, SIMPLE, MUTUAL or ISTIO_MUTUAL"),
+            format!(
+                "unknown tls mode {mode:?}: expected one of DISABLE, SIMPLE, MUTUAL, ISTIO_MUTUAL"
+            ),
         );
         return;
     }
@@ -1020,13 +1153,13 @@ fn check_tls(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::ClientTlsSettings) {
         if t.client_certificate.is_none() {
             cx.error(
                 &p.key("clientCertificate"),
-                "MUTUAL tls needs clientCertificate (or credentialName)",
+                "clientCertificate is required for MUTUAL tls (or set credentialName)",
             );
         }
         if t.private_key.is_none() {
             cx.error(
                 &p.key("privateKey"),
-                "MUTUAL tls needs privateKey (or credentialName)",
+                "privateKey is required for MUTUAL tls (or set credentialName)",
             );
         }
     }
@@ -1043,12 +1176,12 @@ fn check_tls(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::ClientTlsSettings) {
         if mode == "SIMPLE"
             && (t.ca_certificates.is_some() || has_cred || !t.subject_alt_names.is_empty())
         {
-            cx.error(&p.key("insecureSkipVerify"), "insecureSkipVerify cannot be combined with caCertificates, credentialName or subjectAltNames");
+            cx.error(p, "insecureSkipVerify cannot be combined with caCertificates, credentialName or subjectAltNames in SIMPLE mode; drop the verification settings or insecureSkipVerify");
         }
         if mode == "MUTUAL" && (t.ca_certificates.is_some() || !t.subject_alt_names.is_empty()) {
             cx.error(
-                &p.key("insecureSkipVerify"),
-                "insecureSkipVerify cannot be combined with caCertificates or subjectAltNames",
+                p,
+                "insecureSkipVerify cannot be combined with caCertificates or subjectAltNames in MUTUAL mode; drop the verification settings or insecureSkipVerify",
             );
         }
     }
@@ -1065,7 +1198,7 @@ fn check_tls(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::ClientTlsSettings) {
         if c.contains('/') && !c.starts_with(&format!("{own}/")) {
             cx.error(
                 &p.key("credentialName"),
-                "a configmap:// credential must be in the rule's own namespace",
+                format!("configmap credential namespace must match the DestinationRule namespace {own:?}: write configmap://{own}/NAME"),
             );
         }
     }
@@ -1080,7 +1213,9 @@ fn count(cx: &mut Cx<'_>, p: &Path<'_>, v: Option<i64>, default: u32) -> u32 {
         Some(n) if n < 0 => {
             cx.error(
                 p,
-                format!("{n} is negative; limits must be positive (0 or unset means the default)"),
+                format!(
+                    "{n} cannot be negative; use a positive limit (0 or unset means the default)"
+                ),
             );
             default
         }
@@ -1099,7 +1234,10 @@ fn connection_pool(
 ) -> ConnectionPool {
     let mut out = ConnectionPool::default();
     if c.tcp.is_none() && c.http.is_none() {
-        cx.error(p, "connectionPool must have tcp or http settings");
+        cx.error(
+            p,
+            "connectionPool must have at least one field: tcp or http settings",
+        );
     }
     if let Some(t) = &c.tcp {
         let tp = p.key("tcp");
@@ -1159,26 +1297,32 @@ fn connection_pool(
             Some("UPGRADE") => {
                 if h.use_client_protocol == Some(true) {
                     cx.error(
-                        &hp.key("h2UpgradePolicy"),
-                        "h2UpgradePolicy UPGRADE cannot be combined with useClientProtocol: true",
+                        &hp,
+                        "h2UpgradePolicy UPGRADE cannot be combined with useClientProtocol: true; pick one",
                     );
                 }
             }
             Some(other) => cx.error(
                 &hp.key("h2UpgradePolicy"),
-                format!("h2UpgradePolicy {other:?} must be DEFAULT, DO_NOT_UPGRADE or UPGRADE"),
+                format!("unknown h2UpgradePolicy {other:?}: expected one of DEFAULT, DO_NOT_UPGRADE, UPGRADE"),
             ),
         }
         if let Some(k) = &h.http2_keep_alive {
             let kp = hp.key("http2KeepAlive");
             match &k.interval {
-                None => cx.error(&kp.key("interval"), "http2KeepAlive needs interval"),
+                None => cx.error(
+                    &kp.key("interval"),
+                    "http2KeepAlive interval is required (e.g. 30s)",
+                ),
                 Some(s) => {
                     duration(cx, &kp.key("interval"), Some(s));
                 }
             }
             match &k.timeout {
-                None => cx.error(&kp.key("timeout"), "http2KeepAlive needs timeout"),
+                None => cx.error(
+                    &kp.key("timeout"),
+                    "http2KeepAlive timeout is required (e.g. 10s)",
+                ),
                 Some(s) => {
                     duration(cx, &kp.key("timeout"), Some(s));
                 }
@@ -1255,10 +1399,7 @@ fn outlier(cx: &mut Cx<'_>, p: &Path<'_>, o: &raw::OutlierDetection) -> OutlierD
     ] {
         if let Some(n) = v {
             if !(0..=100).contains(&n) {
-                cx.error(
-                    &p.key(field),
-                    format!("{field} {n} must be in range [0, 100]"),
-                );
+                cx.error(&p.key(field), format!("{field} {n} is not in range 0..100"));
             } else if n > 0 || field == "minHealthPercent" {
                 *slot = n as u32;
             }
@@ -1271,7 +1412,7 @@ fn outlier(cx: &mut Cx<'_>, p: &Path<'_>, o: &raw::OutlierDetection) -> OutlierD
         } else {
             cx.error(
                 &cp.index(i),
-                format!("status code {c} must be in range [100, 599]"),
+                format!("status code {c} is not in range 100..599"),
             );
         }
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
-use crate::diag::{Cx, Diagnostic, Kind, Path, ResourceRef, Seg, Severity};
+use crate::diag::{Cx, Diagnostic, Kind, LineIndex, Path, ResourceRef, Seg, Severity};
 use crate::{analysis, destination_rule, raw, service_entry, unknown, virtual_service};
 use crate::{DestinationRule, ServiceEntry, VirtualService};
 
@@ -196,7 +196,16 @@ impl Loader {
 
     /// Finishes: cross-resource analysis, then the result.
     pub fn finish(mut self) -> Loaded {
-        let findings = if self.skip_analysis { Vec::new() } else { analysis::analyze(&self.loaded.config) };
+        let findings = if self.skip_analysis {
+            Vec::new()
+        } else {
+            analysis::analyze(&self.loaded.config)
+        };
+        // Each source is split, and each document indexed, at most once.
+        let mut split: std::collections::HashMap<usize, Vec<(&str, usize)>> =
+            std::collections::HashMap::new();
+        let mut indexes: std::collections::HashMap<(usize, usize), (LineIndex<'_>, usize)> =
+            std::collections::HashMap::new();
         for f in findings {
             let segs = to_segs(&f.path);
             let mut rendered = String::new();
@@ -204,11 +213,19 @@ impl Loader {
             let line = self
                 .texts
                 .iter()
-                .find(|(s, _)| *s == f.source)
-                .and_then(|(_, text)| split_documents(text).get(f.document).copied())
-                .and_then(|(doc, first)| {
-                    let lines: Vec<&str> = doc.lines().collect();
-                    crate::diag::locate(&lines, &segs).map(|i| (i + first + 1) as u32)
+                .position(|(s, _)| *s == f.source)
+                .and_then(|t| {
+                    let (index, first) = match indexes.entry((t, f.document)) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let docs = split
+                                .entry(t)
+                                .or_insert_with(|| split_documents(&self.texts[t].1));
+                            let (doc, first) = *docs.get(f.document)?;
+                            v.insert((LineIndex::new(doc), first))
+                        }
+                    };
+                    index.locate(&segs).map(|i| (i + *first + 1) as u32)
                 });
             self.loaded.diagnostics.push(Diagnostic {
                 severity: f.severity,
@@ -449,8 +466,8 @@ fn with_prefix<R>(
         }
         s
     };
-    let lines = cx.lines.clone();
     let first = cx.first_line;
+    let index = &cx.index;
     for d in &mut cx.out[before..] {
         let rel = d.path.clone();
         d.path = if rel.is_empty() {
@@ -461,7 +478,8 @@ fn with_prefix<R>(
             format!("{pre}.{rel}")
         };
         let segs = parse_rendered(&d.path);
-        d.line = crate::diag::locate(&lines, &to_segs(&segs))
+        d.line = index
+            .locate(&to_segs(&segs))
             .map(|i| (i + first + 1) as u32)
             .or(d.line);
     }
@@ -525,7 +543,9 @@ fn to_segs(parts: &[String]) -> Vec<Seg<'_>> {
 fn emit_at(cx: &mut Cx<'_>, severity: Severity, segs: &[Seg<'_>], message: String) {
     let mut rendered = String::new();
     let _ = crate::diag::write_segments(&mut rendered, segs);
-    let line = crate::diag::locate(&cx.lines, segs)
+    let line = cx
+        .index
+        .locate(segs)
         .map(|i| (i + cx.first_line + 1) as u32)
         .or(Some(cx.first_line as u32 + 1));
     cx.out.push(Diagnostic {

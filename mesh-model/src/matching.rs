@@ -33,7 +33,7 @@ pub enum RegexError {
     #[error("regex is too large: {0} characters, at most 1024 are allowed")]
     TooLarge(usize),
     /// Not valid RE2 syntax.
-    #[error("regex {pattern:?} does not compile: {reason}")]
+    #[error("invalid regex {pattern:?}: {reason}")]
     Invalid {
         /// The pattern.
         pattern: String,

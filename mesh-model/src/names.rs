@@ -72,6 +72,18 @@ pub(crate) fn is_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
 }
 
+/// An IP address or a CIDR block (`10.0.0.0/16`, `2001:db8::/32`), as Istio's `ValidateIPSubnet`.
+pub(crate) fn is_ip_or_cidr(s: &str) -> bool {
+    match s.split_once('/') {
+        None => is_ip(s),
+        Some((ip, bits)) => match (ip.parse::<IpAddr>(), bits.parse::<u8>()) {
+            (Ok(IpAddr::V4(_)), Ok(b)) => b <= 32 && !bits.starts_with('+'),
+            (Ok(IpAddr::V6(_)), Ok(b)) => b <= 128 && !bits.starts_with('+'),
+            _ => false,
+        },
+    }
+}
+
 /// DNS-1123 label as Istio's regex has it: `[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?`, ≤ 63.
 pub(crate) fn is_dns1123_label(s: &str) -> bool {
     !s.is_empty()

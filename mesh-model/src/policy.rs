@@ -115,7 +115,7 @@ pub struct RetryOn {
 
 /// A `retryOn` token Istio refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{token:?} is not a valid retryOn condition; use a comma-separated list without spaces of 5xx, gateway-error, reset, reset-before-request, connect-failure, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, envoy-ratelimited, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or an HTTP status code such as 503")]
+#[error("{token:?} is not a valid retryOn policy; use a comma-separated list without spaces of 5xx, gateway-error, reset, reset-before-request, connect-failure, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, envoy-ratelimited, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or an HTTP status code such as 503")]
 pub struct RetryOnError {
     /// The refused element.
     pub token: String,

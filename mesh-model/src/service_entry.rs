@@ -164,6 +164,23 @@ impl Endpoint {
     }
 }
 
+/// Port protocols Istio's `protocol.Parse` knows (compared upper-cased).
+const KNOWN_PROTOCOLS: [&str; 13] = [
+    "HTTP",
+    "HTTPS",
+    "HTTP2",
+    "GRPC",
+    "GRPC-WEB",
+    "TCP",
+    "TLS",
+    "UDP",
+    "MONGO",
+    "MYSQL",
+    "REDIS",
+    "THRIFT",
+    "HTTP_PROXY",
+];
+
 pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry {
     let root = Path::ROOT;
     let sp = root.key("spec");
@@ -172,13 +189,30 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
     crate::load::check_metadata(cx, &raw.metadata);
     let hp = sp.key("hosts");
     if spec.hosts.is_empty() {
-        cx.error(&hp, "ServiceEntry must have at least one host");
+        cx.error(
+            &hp,
+            "service entry must have at least one host: name the external service",
+        );
     }
     for (i, h) in spec.hosts.iter().enumerate() {
         if h == "*" {
-            cx.error(&hp.index(i), "invalid host *: name the service");
+            cx.error(
+                &hp.index(i),
+                "invalid host *: a wildcard-only host is not allowed in a service entry; name the service (\"*.example.com\" is allowed)",
+            );
         } else if let Some(why) = names::wildcard_domain_problem(h) {
-            cx.error(&hp.index(i), format!("invalid host {h:?}: {why}"));
+            cx.error(
+                &hp.index(i),
+                format!("invalid host {h:?}: not a valid domain name ({why})"),
+            );
+        } else if h.starts_with('*') && !h.starts_with("*.") {
+            cx.warn(
+                &hp.index(i),
+                format!(
+                    "partial wildcard {h:?} not allowed: write \"*.{}\" to match every subdomain",
+                    h.trim_start_matches('*').trim_start_matches('.')
+                ),
+            );
         }
     }
     let resolution = match spec.resolution.as_deref() {
@@ -186,10 +220,17 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
         Some("STATIC") => Resolution::Static,
         Some("DNS") => Resolution::Dns,
         Some("DNS_ROUND_ROBIN") => Resolution::DnsRoundRobin,
+        Some("DYNAMIC_DNS") => {
+            cx.error(
+                &sp.key("resolution"),
+                "resolution DYNAMIC_DNS is valid in Istio but not supported by this library (it needs a DNS proxy); use DNS",
+            );
+            Resolution::None
+        }
         Some(other) => {
             cx.error(
                 &sp.key("resolution"),
-                format!("resolution {other:?} must be NONE, STATIC, DNS or DNS_ROUND_ROBIN"),
+                format!("unknown resolution {other:?}: expected one of NONE, STATIC, DNS, DNS_ROUND_ROBIN"),
             );
             Resolution::None
         }
@@ -198,40 +239,89 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
         if l != "MESH_EXTERNAL" && l != "MESH_INTERNAL" {
             cx.error(
                 &sp.key("location"),
-                format!("location {l:?} must be MESH_EXTERNAL or MESH_INTERNAL"),
+                format!("unknown location {l:?}: expected one of MESH_EXTERNAL, MESH_INTERNAL"),
             );
         }
     }
+    let ap = sp.key("addresses");
+    let mut cidr_found = false;
+    for (i, a) in spec.addresses.iter().enumerate() {
+        cidr_found |= a.contains('/');
+        if !names::is_ip_or_cidr(a) {
+            cx.error(
+                &ap.index(i),
+                format!(
+                    "{a:?} is not a valid IP address or CIDR block (e.g. 10.0.0.1 or 10.0.0.0/16)"
+                ),
+            );
+        }
+    }
+    if cidr_found && !matches!(resolution, Resolution::None | Resolution::Static) {
+        cx.error(
+            &ap,
+            "CIDR addresses are allowed only when resolution is set to NONE or STATIC",
+        );
+    }
     let pp = sp.key("ports");
     let mut ports: Vec<ServicePort> = Vec::new();
+    let mut declared_names: Vec<&str> = Vec::new();
     for (i, port) in spec.ports.iter().enumerate() {
         let ip = pp.index(i);
         let Some(port) = port else {
-            cx.error(&ip, "port may not be null");
+            cx.error(&ip, "service entry port may not be null");
             continue;
         };
+        match port.name.as_deref() {
+            None => cx.error(
+                &ip.key("name"),
+                "port name is required (a DNS-1123 label such as http or tcp-db)",
+            ),
+            Some(n) if !names::is_dns1123_label(n) => cx.error(
+                &ip.key("name"),
+                format!("invalid port name {n:?}: use a DNS-1123 label (letters, digits, '-')"),
+            ),
+            Some(n) => {
+                if declared_names.contains(&n) {
+                    cx.error(
+                        &ip.key("name"),
+                        format!("service entry port name {n:?} already defined: duplicate port names are not allowed"),
+                    );
+                }
+                declared_names.push(n);
+            }
+        }
+        if let Some(proto) = port.protocol.as_deref() {
+            if !proto.is_empty() && !KNOWN_PROTOCOLS.contains(&proto.to_ascii_uppercase().as_str())
+            {
+                cx.error(
+                    &ip.key("protocol"),
+                    format!("unsupported protocol {proto:?}: use one of HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TCP, TLS, UDP, MONGO, MYSQL, REDIS, THRIFT, HTTP_PROXY (or leave it empty for detection)"),
+                );
+            }
+        }
         let number = match port.number {
             Some(n) if (1..=65535).contains(&n) => n as u16,
-            n => {
+            Some(n) => {
                 cx.error(
                     &ip.key("number"),
-                    format!(
-                        "port number {} must be in the range 1..65535",
-                        n.unwrap_or(0)
-                    ),
+                    format!("port number {n} must be in the range 1..65535"),
+                );
+                continue;
+            }
+            None => {
+                cx.error(
+                    &ip.key("number"),
+                    "port number is required (in the range 1..65535)",
                 );
                 continue;
             }
         };
         let name = port.name.clone().unwrap_or_default();
-        if name.is_empty() {
-            cx.error(&ip.key("name"), "port name is required");
-        }
         if ports.iter().any(|p| p.number == number) {
-            cx.error(&ip.key("number"), format!("duplicate port number {number}"));
-        }
-        if !name.is_empty() && ports.iter().any(|p| p.name == name) {
-            cx.error(&ip.key("name"), format!("duplicate port name {name:?}"));
+            cx.error(
+                &ip.key("number"),
+                format!("service entry port {number} already defined: duplicate port numbers are not allowed"),
+            );
         }
         let target_port = match port.target_port {
             None | Some(0) => None,
@@ -251,22 +341,53 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
             target_port,
         });
     }
+    if resolution != Resolution::None && spec.hosts.len() > 1 {
+        let plain_tcp = spec.ports.iter().flatten().position(|p| {
+            let proto = p.protocol.as_deref().unwrap_or("").to_ascii_uppercase();
+            !matches!(
+                proto.as_str(),
+                "HTTP" | "HTTP2" | "GRPC" | "GRPC-WEB" | "HTTP_PROXY" | "HTTPS" | "TLS"
+            )
+        });
+        if let Some(i) = plain_tcp {
+            cx.error(
+                &hp,
+                format!("multiple hosts provided with non-HTTP, non-TLS ports (ports[{i}]): nothing in plain TCP tells the hosts apart; use one ServiceEntry per host or resolution NONE"),
+            );
+        }
+    }
     let ep = sp.key("endpoints");
     let mut endpoints = Vec::new();
-    if resolution == Resolution::Static
-        && spec.endpoints.is_empty()
-        && spec.workload_selector.is_none()
-    {
-        cx.error(
-            &ep,
-            "STATIC resolution needs endpoints (or a workloadSelector)",
-        );
-    }
     if !spec.endpoints.is_empty() && spec.workload_selector.is_some() {
         cx.error(
-            &sp.key("workloadSelector"),
-            "workloadSelector and endpoints cannot both be set",
+            &sp,
+            "only one of workloadSelector or endpoints can be set in a service entry",
         );
+    }
+    match resolution {
+        Resolution::None if !spec.endpoints.is_empty() => cx.error(
+            &ep,
+            "no endpoints should be provided for resolution type NONE (the default): set resolution: STATIC or DNS",
+        ),
+        Resolution::Dns | Resolution::DnsRoundRobin => {
+            if spec.endpoints.is_empty() {
+                for (i, h) in spec.hosts.iter().enumerate() {
+                    if h.contains('*') {
+                        cx.error(
+                            &hp.index(i),
+                            format!("hosts must be FQDN if no endpoints are provided for resolution mode {}: {h:?} cannot be resolved; add endpoints or name a resolvable host", resolution.as_str()),
+                        );
+                    }
+                }
+            }
+            if resolution == Resolution::DnsRoundRobin && spec.endpoints.len() > 1 {
+                cx.error(
+                    &ep,
+                    "there must only be 0 or 1 endpoint for resolution mode DNS_ROUND_ROBIN; use DNS to balance over several",
+                );
+            }
+        }
+        _ => {}
     }
     for (i, e) in spec.endpoints.iter().enumerate() {
         let ip = ep.index(i);
@@ -278,40 +399,44 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
         let ap = ip.key("address");
         match resolution {
             Resolution::Static => {
-                if !names::is_ip(&address) && !address.starts_with("unix://") {
+                if address.is_empty() {
+                    if e.network.is_none() {
+                        cx.error(
+                            &ap,
+                            "address is required for a STATIC endpoint (an IP address)",
+                        );
+                    }
+                } else if !names::is_ip(&address) && !address.starts_with("unix://") {
                     cx.error(
                         &ap,
-                        format!("STATIC resolution needs an IP address, found {address:?}"),
+                        format!("endpoint address {address:?} is not a valid IP address: STATIC resolution needs IPs (use resolution: DNS for host names)"),
                     );
                 }
             }
             Resolution::Dns | Resolution::DnsRoundRobin => {
-                if address.is_empty()
-                    || (!names::is_ip(&address)
-                        && names::wildcard_domain_problem(&address).is_some())
-                    || address.starts_with('*')
+                if !names::is_ip(&address)
+                    && (address.is_empty()
+                        || address.contains('*')
+                        || names::wildcard_domain_problem(&address).is_some())
                 {
                     cx.error(
                         &ap,
                         format!(
-                            "DNS resolution needs a host name or IP address, found {address:?}"
+                            "endpoint address {address:?} is not a valid FQDN or an IP address"
                         ),
                     );
                 }
             }
-            Resolution::None => {
-                cx.error(
-                    &ap,
-                    "endpoints are not used with resolution NONE; set resolution: STATIC or DNS",
-                );
-            }
+            Resolution::None => {}
         }
         let mut eports = BTreeMap::new();
         for (name, n) in &e.ports {
-            if !ports.iter().any(|p| &p.name == name) {
+            let np = ip.key("ports");
+            let np = np.key(name);
+            if !declared_names.contains(&name.as_str()) {
                 cx.error(
-                    &ip.key("ports").key(name),
-                    format!("endpoint port {name:?} names no declared service port"),
+                    &np,
+                    format!("endpoint port {name:?} is not defined by the service entry: name one of its ports"),
                 );
             }
             match u16::try_from(*n) {
@@ -319,7 +444,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
                     eports.insert(name.clone(), n);
                 }
                 _ => cx.error(
-                    &ip.key("ports").key(name),
+                    &np,
                     format!("port number {n} must be in the range 1..65535"),
                 ),
             }
@@ -333,10 +458,19 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
         }
         let weight = match e.weight {
             None | Some(0) => 1,
-            Some(w) if w < 0 || w > i64::from(u32::MAX) => {
+            Some(w) if w < 0 => {
                 cx.error(
                     &ip.key("weight"),
-                    format!("weight {w} must be between 0 and 4294967295"),
+                    format!(
+                        "weight {w} cannot be negative; use 1..4294967295 (0 or unset means 1)"
+                    ),
+                );
+                1
+            }
+            Some(w) if w > i64::from(u32::MAX) => {
+                cx.error(
+                    &ip.key("weight"),
+                    format!("weight {w} must be at most 4294967295"),
                 );
                 1
             }

@@ -148,6 +148,7 @@ impl HttpRoute {
             mirrors: self
                 .mirrors
                 .iter()
+                .filter(|m| !m.legacy)
                 .map(|m| {
                     Some(raw::HttpMirrorPolicy {
                         destination: Some(m.destination.to_raw()),
@@ -161,6 +162,12 @@ impl HttpRoute {
             headers: self.headers.to_raw(),
             ..Default::default()
         };
+        if let Some(m) = self.mirrors.iter().find(|m| m.legacy) {
+            r.mirror = Some(m.destination.to_raw());
+            r.mirror_percentage = Some(raw::Percent {
+                value: Some(m.percentage.value()),
+            });
+        }
         match &self.action {
             RouteAction::Route(ds) => {
                 r.route = ds
@@ -341,8 +348,9 @@ impl HttpMatch {
     pub fn stat_prefix(&self) -> Option<&str> {
         self.stat_prefix.as_deref()
     }
-    /// Whether the block matches every request: Istio's `IsCatchAllRoute` (no condition but a
-    /// `/` prefix or `.*` regex on the uri; selectors are not request conditions).
+    /// Whether the block matches every request from every client, as Istio's `isCatchAllMatch`:
+    /// no condition at all, or only a `/` prefix or `.*` regex on the uri. Selectors (`port`,
+    /// `sourceLabels`, `sourceNamespace`, `gateways`) make a block specific too.
     pub fn is_catch_all(&self) -> bool {
         let uri_all = match &self.uri {
             None => true,
@@ -357,6 +365,10 @@ impl HttpMatch {
             && self.headers.is_empty()
             && self.without_headers.is_empty()
             && self.query_params.is_empty()
+            && self.port.is_none()
+            && self.source_labels.is_empty()
+            && self.source_namespace.is_none()
+            && self.gateways.is_empty()
     }
 
     fn to_raw(&self) -> raw::HttpMatchRequest {
@@ -720,6 +732,9 @@ impl Delegate {
 pub struct Mirror {
     pub(crate) destination: Destination,
     pub(crate) percentage: Percentage,
+    /// Written with the single-mirror fields (`mirror`, `mirrorPercentage`) rather than
+    /// `mirrors`.
+    pub(crate) legacy: bool,
 }
 
 impl Mirror {
@@ -855,7 +870,10 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::VirtualService) -> VirtualSer
             cx.error(&p, "wildcard host * is not allowed for virtual services bound to the mesh gateway; name the hosts, or bind the virtual service to a gateway");
         } else if !names::is_ip(h) {
             if let Some(why) = names::wildcard_domain_problem(h) {
-                cx.error(&p, format!("invalid host {h:?}: {why}"));
+                cx.error(
+                    &p,
+                    format!("invalid host {h:?}: not a valid domain name or IP address ({why})"),
+                );
             }
         }
         for (j, earlier) in spec.hosts[..i].iter().enumerate() {
@@ -871,19 +889,19 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::VirtualService) -> VirtualSer
         if !spec.gateways.is_empty() {
             cx.error(
                 &spec_p.key("gateways"),
-                "a delegate virtual service (no hosts) cannot set gateways",
+                "virtual service delegate must have no gateways specified: a delegate (no hosts) inherits the root's gateways",
             );
         }
         if !spec.tls.is_empty() {
             cx.error(
                 &spec_p.key("tls"),
-                "a delegate virtual service (no hosts) cannot have tls routes",
+                "virtual service delegate must have no tls route specified: delegation covers http routes only",
             );
         }
         if !spec.tcp.is_empty() {
             cx.error(
                 &spec_p.key("tcp"),
-                "a delegate virtual service (no hosts) cannot have tcp routes",
+                "virtual service delegate must have no tcp route specified: delegation covers http routes only",
             );
         }
     }
@@ -892,6 +910,13 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::VirtualService) -> VirtualSer
     let gw_p = spec_p.key("gateways");
     for (i, g) in spec.gateways.iter().enumerate() {
         check_gateway(cx, &gw_p.index(i), g);
+    }
+
+    if !applies_to_mesh {
+        cx.warn(
+            &gw_p,
+            "this virtual service is bound to gateways only (no `mesh` in gateways): it does not apply to sidecars, so not to this library; it is validated but not applied by this library",
+        );
     }
 
     // exportTo (V9).
@@ -959,7 +984,9 @@ fn check_unreachable(
             cx.warn(&rp, format!("virtualService rule {} not used (route without matches defined before: rule {}); only the last rule can have no matches", label(i), label(j)));
             continue;
         }
-        let mut unused = 0;
+        // Istio counts only identical blocks towards "all matches used"; a block covered by an
+        // earlier prefix is reported on its own.
+        let mut duplicates = 0;
         for (k, m) in route.matches.iter().enumerate() {
             let earlier = http[..i]
                 .iter()
@@ -973,11 +1000,13 @@ fn check_unreachable(
                 }
             }
             if let Some((j, l)) = covered_by {
-                unused += 1;
+                if http[j].matches[l] == *m {
+                    duplicates += 1;
+                }
                 cx.warn(&rp.key("match").index(k), format!("match #{k} of rule {} is not used (duplicate/overlapping match in rule {} match #{l})", label(i), label(j)));
             }
         }
-        if unused > 0 && unused == route.matches.len() {
+        if duplicates > 0 && duplicates == route.matches.len() {
             cx.warn(
                 &rp,
                 format!(
@@ -986,7 +1015,7 @@ fn check_unreachable(
                 ),
             );
         }
-        if route.is_catch_all() && catch_all.is_none() {
+        if route.matches.is_empty() && catch_all.is_none() {
             catch_all = Some(i);
         }
     }
@@ -1034,16 +1063,22 @@ pub(crate) fn check_export_to(cx: &mut Cx<'_>, p: &Path<'_>, list: &[String]) {
         } else if e != "." && e != "*" && !names::is_dns1123_label(e) {
             cx.error(
                 &ip,
-                format!("exportTo {e:?} is not \".\", \"*\" or a namespace name (DNS-1123 label)"),
+                format!("invalid exportTo entry {e:?}: use \".\", \"*\" or a namespace name (DNS-1123 label)"),
             );
         }
         let canon = |s: &str| if s == "." { own.clone() } else { s.to_owned() };
         if list[..i].iter().any(|x| canon(x) == canon(e)) {
-            cx.error(&ip, format!("duplicate exportTo entry {e:?}"));
+            cx.error(
+                &ip,
+                format!("exportTo {e:?}: duplicate entries are not allowed (\".\" is the own namespace)"),
+            );
         }
     }
     if list.len() > 1 && list.iter().any(|e| e == "*") {
-        cx.error(p, "exportTo \"*\" cannot be combined with other entries");
+        cx.error(
+            p,
+            "exportTo cannot have both public (\"*\") and other entries: \"*\" already exports everywhere",
+        );
     }
 }
 
@@ -1052,15 +1087,18 @@ fn check_gateway(cx: &mut Cx<'_>, p: &Path<'_>, g: &str) {
         return;
     }
     if let Some((ns, name)) = g.split_once('/') {
-        if ns.is_empty()
-            || name.is_empty()
-            || !names::is_dns1123_label(ns)
-            || names::wildcard_domain_problem(name).is_some()
-        {
-            cx.error(p, format!("invalid gateway name {g:?}: write namespace/name with both parts DNS-1123 labels"));
+        if ns.is_empty() || name.is_empty() {
+            cx.error(
+                p,
+                format!("gateway {g:?}: namespace and name cannot be empty; write namespace/name"),
+            );
+        } else if !names::is_dns1123_label(ns) {
+            cx.error(p, format!("gateway {g:?}: invalid value for namespace {ns:?}: it must be a DNS-1123 label (lower-case letters, digits, '-')"));
+        } else if !names::is_dns1123_label(name) {
+            cx.error(p, format!("gateway {g:?}: invalid value for gateway name {name:?}: it must be a DNS-1123 label (lower-case letters, digits, '-')"));
         }
-    } else if names::wildcard_domain_problem(g).is_some() {
-        cx.error(p, format!("invalid gateway name {g:?}"));
+    } else if let Some(why) = names::wildcard_domain_problem(g) {
+        cx.error(p, format!("invalid gateway name {g:?}: not a valid domain name ({why}); write namespace/name or mesh"));
     } else if g.contains('.') {
         cx.warn(
             p,
@@ -1088,60 +1126,46 @@ fn validate_route(
         cx.error(p, "HTTP route, redirect or direct_response is required; add route:, redirect:, directResponse: or delegate:");
     }
     if has_redirect {
-        let rp = p.key("redirect");
         if has_route {
-            cx.error(&rp, "HTTP route cannot contain both route and redirect");
+            cx.error(p, "HTTP route cannot contain both route and redirect: a redirect answers the request itself; keep one");
         }
         if r.fault.is_some() {
-            cx.error(&rp, "HTTP route cannot contain both fault and redirect");
+            cx.error(p, "HTTP route cannot contain both fault and redirect: faults apply to forwarded requests only");
         }
         if r.rewrite.is_some() {
-            cx.error(
-                &rp,
-                "HTTP route rule cannot contain both rewrite and redirect",
-            );
+            cx.error(p, "HTTP route rule cannot contain both rewrite and redirect: use the redirect's uri/authority instead");
         }
         if has_direct {
             cx.error(
-                &rp,
-                "HTTP route cannot contain both directResponse and redirect",
+                p,
+                "HTTP route cannot contain both directResponse and redirect: keep one",
             );
         }
     }
     if has_direct {
-        let dp = p.key("directResponse");
         if has_route {
-            cx.error(
-                &dp,
-                "HTTP route cannot contain both route and directResponse",
-            );
+            cx.error(p, "HTTP route cannot contain both route and directResponse: a direct response answers the request itself; keep one");
         }
         if r.fault.is_some() {
-            cx.error(
-                &dp,
-                "HTTP route cannot contain both fault and directResponse",
-            );
+            cx.error(p, "HTTP route cannot contain both fault and directResponse: faults apply to forwarded requests only");
         }
         if r.rewrite.is_some() {
-            cx.error(
-                &dp,
-                "HTTP route rule cannot contain both rewrite and directResponse",
-            );
+            cx.error(p, "HTTP route rule cannot contain both rewrite and directResponse: nothing is forwarded to rewrite");
         }
     }
     if has_delegate {
-        let dp = p.key("delegate");
         if in_delegate {
             cx.error(
-                &dp,
-                "delegate virtual service routes cannot delegate again (one level only)",
+                &p.key("delegate"),
+                "http route of a delegate virtual service cannot contain delegate: delegation is one level only",
             );
-        }
-        if has_route {
-            cx.error(&dp, "a root route with delegate cannot also set route");
-        }
-        if has_redirect {
-            cx.error(&dp, "a root route with delegate cannot also set redirect");
+        } else {
+            if has_route {
+                cx.error(p, "http route with delegate must not specify route: the delegate virtual service supplies the destinations");
+            }
+            if has_redirect {
+                cx.error(p, "http route with delegate must not specify redirect: the delegate virtual service supplies the action");
+            }
         }
     }
 
@@ -1205,14 +1229,28 @@ fn validate_route(
     // Headers (H*, R9).
     let hp = p.key("headers");
     let headers = validate_headers(cx, &hp, r.headers.as_ref());
-    let mut authority_sets = usize::from(rewrite.as_ref().is_some_and(|rw| rw.authority.is_some()));
+    // R9: every authority write after the first is reported where it is written.
+    let mut first_authority: Option<String> = r
+        .rewrite
+        .as_ref()
+        .and_then(|rw| rw.authority.as_ref())
+        .map(|_| "rewrite.authority".to_owned());
     if let Some(h) = r.headers.as_ref().and_then(|h| h.request.as_ref()) {
-        let is_auth = |k: &String| k.eq_ignore_ascii_case("host") || k == ":authority";
-        authority_sets += h.set.keys().filter(|k| is_auth(k)).count()
-            + h.add.keys().filter(|k| is_auth(k)).count();
-    }
-    if authority_sets > 1 {
-        cx.error(&hp.key("request"), "authority header cannot be set multiple times: set it once, with rewrite.authority or one headers.request host entry");
+        let rq = hp.key("request");
+        for (field, map) in [("set", &h.set), ("add", &h.add)] {
+            for k in map.keys() {
+                if !(k.eq_ignore_ascii_case("host") || k == ":authority") {
+                    continue;
+                }
+                match &first_authority {
+                    None => first_authority = Some(format!("headers.request.{field}.{k}")),
+                    Some(first) => cx.error(
+                        &rq.key(field).key(k),
+                        format!("authority header cannot be set multiple times: it is already set by {first}; keep one of them"),
+                    ),
+                }
+            }
+        }
     }
 
     Some(HttpRoute {
@@ -1253,7 +1291,7 @@ fn string_match(
     if set > 1 {
         cx.error(
             p,
-            "a string match takes exactly one of exact, prefix and regex",
+            "only one of exact, prefix or regex can be set in a string match",
         );
         return None;
     }
@@ -1331,7 +1369,7 @@ fn validate_match(
             }
             if name.starts_with("@request.auth.claims") {
                 if applies_to_mesh {
-                    cx.error(&np, format!("header {name:?} routes on JWT claims, which only gateways support; remove it from this mesh virtual service"));
+                    cx.error(&np, format!("header {name:?} routes on JWT claims, which is only supported for gateway virtual services; remove it from this mesh virtual service"));
                 }
                 continue;
             }
@@ -1391,7 +1429,7 @@ fn validate_match(
         if !names::is_dns1123_label(ns) {
             cx.error(
                 &p.key("sourceNamespace"),
-                format!("sourceNamespace {ns:?} must be a namespace name (DNS-1123 label)"),
+                format!("sourceNamespace {ns:?} is invalid: it must be a namespace name (DNS-1123 label)"),
             );
         }
     }
@@ -1409,7 +1447,10 @@ pub(crate) fn validate_destination(
 ) -> Option<Destination> {
     let host = match d.host.as_deref() {
         None | Some("") => {
-            cx.error(&p.key("host"), "destination host is required");
+            cx.error(
+                &p.key("host"),
+                "destination host is required: name the service to send to",
+            );
             return None;
         }
         Some("*") => {
@@ -1420,17 +1461,17 @@ pub(crate) fn validate_destination(
             return None;
         }
         Some(h) => {
-            if let Some(why) = names::wildcard_domain_problem(h) {
-                cx.error(
-                    &p.key("host"),
-                    format!("invalid destination host {h:?}: {why}"),
-                );
-                return None;
-            }
             if names::is_ip(h) {
                 cx.error(
                     &p.key("host"),
-                    format!("invalid destination host {h:?}: an IP address is not a service name"),
+                    format!("invalid destination host {h:?}: an IP address is not allowed here; use the service's domain name (a ServiceEntry can name an IP endpoint)"),
+                );
+                return None;
+            }
+            if let Some(why) = names::wildcard_domain_problem(h) {
+                cx.error(
+                    &p.key("host"),
+                    format!("invalid destination host {h:?}: not a valid domain name ({why})"),
                 );
                 return None;
             }
@@ -1488,7 +1529,7 @@ fn validate_destinations(
         if w < 0 {
             cx.error(
                 &ip.key("weight"),
-                format!("weight {w} is negative; weights must be >= 0"),
+                format!("weight {w} cannot be negative; weights are relative shares >= 0"),
             );
             continue;
         }
@@ -1610,7 +1651,7 @@ fn validate_redirect(
     if r.uri.is_some() && r.prefix_rewrite.is_some() {
         cx.error(
             p,
-            "redirect cannot set both uri and prefixRewrite; pick one",
+            "only one of uri or prefixRewrite can be set in a redirect; pick one",
         );
     }
     if r.prefix_rewrite.is_some() {
@@ -1635,7 +1676,7 @@ fn validate_redirect(
         cx.error(p, "redirect must specify URI, authority, scheme, or port");
     }
     if r.port.is_some() && r.derive_port.is_some() {
-        cx.error(p, "redirect takes port or derivePort, not both");
+        cx.error(p, "only one of port or derivePort can be set in a redirect");
     }
     let mut port = RedirectPort::Unchanged;
     if let Some(n) = r.port {
@@ -1653,14 +1694,14 @@ fn validate_redirect(
         Some("FROM_REQUEST_PORT") => port = RedirectPort::FromRequestPort,
         Some(other) => cx.error(
             &p.key("derivePort"),
-            format!("derivePort {other:?} is not FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT"),
+            format!("unknown derivePort {other:?}: expected one of FROM_PROTOCOL_DEFAULT, FROM_REQUEST_PORT"),
         ),
     }
     if let Some(s) = &r.scheme {
         if s != "http" && s != "https" {
             cx.error(
                 &p.key("scheme"),
-                format!("redirect scheme {s:?} must be http or https"),
+                format!("invalid redirect scheme {s:?}: use http or https"),
             );
         }
     }
@@ -1668,7 +1709,7 @@ fn validate_redirect(
         None | Some(0) => 301,
         Some(c) if (300..=399).contains(&c) => {
             if ![301, 302, 303, 307, 308].contains(&c) {
-                cx.error(&p.key("redirectCode"), format!("redirect code {c} passes Istio's range check but Envoy cannot send it; use 301, 302, 303, 307 or 308"));
+                cx.error(&p.key("redirectCode"), format!("{c} is not a valid redirect code for Envoy (Istio's 300..399 range check passes it, but Envoy cannot send it); use 301, 302, 303, 307 or 308"));
             }
             c as u16
         }
@@ -1676,7 +1717,7 @@ fn validate_redirect(
             cx.error(
                 &p.key("redirectCode"),
                 format!(
-                    "redirect code {c} must be in the range 300..399 (301, 302, 303, 307 or 308)"
+                    "{c} is not a valid redirect code: use 301, 302, 303, 307 or 308 (Istio allows 300..399)"
                 ),
             );
             301
@@ -1698,11 +1739,14 @@ fn http_status(cx: &mut Cx<'_>, p: &Path<'_>, status: i64) -> Option<u16> {
     } else if status == 600 {
         cx.error(
             p,
-            "status 600 passes Istio's check but Envoy refuses it; use a status in 200..599",
+            "status 600 is not in range 200-599: Istio's check lets 600 pass but Envoy refuses it",
         );
         None
     } else {
-        cx.error(p, format!("status {status} must be in the range 200..599"));
+        cx.error(
+            p,
+            format!("status {status} is not in range 200-599: use a final HTTP status code"),
+        );
         None
     }
 }
@@ -1715,7 +1759,10 @@ fn validate_direct_response(
     use base64::Engine;
     let status = match d.status {
         None => {
-            cx.error(&p.key("status"), "directResponse status is required");
+            cx.error(
+                &p.key("status"),
+                "directResponse status is required (e.g. 503)",
+            );
             200
         }
         Some(s) => http_status(cx, &p.key("status"), s).unwrap_or(200),
@@ -1725,7 +1772,10 @@ fn validate_direct_response(
     if let Some(b) = &d.body {
         let bp = p.key("body");
         match (&b.string, &b.bytes) {
-            (Some(_), Some(_)) => cx.error(&bp, "body takes string or bytes, not both"),
+            (Some(_), Some(_)) => cx.error(
+                &bp,
+                "only one of string or bytes can be set in a directResponse body",
+            ),
             (Some(s), None) => body = Some(s.as_bytes().to_vec()),
             (None, Some(enc)) => {
                 body_is_text = false;
@@ -1740,13 +1790,16 @@ fn validate_direct_response(
             if b.len() > 1 << 20 {
                 cx.error(
                     &bp,
-                    format!("body is {} bytes; at most 1 MiB is allowed", b.len()),
+                    format!(
+                        "direct_response body must be less than 1MB (it is {} bytes); serve large bodies from a backend",
+                        b.len()
+                    ),
                 );
             } else if b.len() > 100 << 10 {
                 cx.warn(
                     &bp,
                     format!(
-                        "body is {} bytes; bodies above 100 KiB are discouraged",
+                        "body is {} bytes: large direct_responses may impact control plane performance (over 100 KiB)",
                         b.len()
                     ),
                 );
@@ -1762,10 +1815,16 @@ fn validate_direct_response(
 
 fn validate_rewrite(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRewrite) -> Rewrite {
     if r.uri.is_some() && r.uri_regex_rewrite.is_some() {
-        cx.error(p, "rewrite takes uri or uriRegexRewrite, not both");
+        cx.error(
+            p,
+            "only one of uri or uriRegexRewrite can be set in a rewrite",
+        );
     }
     if r.uri.is_none() && r.uri_regex_rewrite.is_none() && r.authority.is_none() {
-        cx.error(p, "rewrite must specify uri, uriRegexRewrite or authority");
+        cx.error(
+            p,
+            "rewrite must specify at least one of uri, uriRegexRewrite or authority",
+        );
     }
     let mut uri_regex = None;
     if let Some(rr) = &r.uri_regex_rewrite {
@@ -1773,10 +1832,16 @@ fn validate_rewrite(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRewrite) -> Rewr
         let m = rr.matcher.as_deref().unwrap_or("");
         let w = rr.rewrite.as_deref().unwrap_or("");
         if m.is_empty() {
-            cx.error(&rp.key("match"), "uriRegexRewrite match is required");
+            cx.error(
+                &rp.key("match"),
+                "uriRegexRewrite match cannot be empty: give a regex",
+            );
         }
         if w.is_empty() {
-            cx.error(&rp.key("rewrite"), "uriRegexRewrite rewrite is required");
+            cx.error(
+                &rp.key("rewrite"),
+                "uriRegexRewrite rewrite cannot be empty: give the replacement",
+            );
         }
         if !m.is_empty() {
             match crate::matching::compile(m, m) {
@@ -1859,9 +1924,14 @@ fn percentage(
                     format!("percentage {v} is neither 0.0, nor in range [0.0001, 100.0]"),
                 );
             } else {
+                let bound = if v < 0.0 {
+                    "min value of 0"
+                } else {
+                    "max value of 100"
+                };
                 cx.error(
                     &p.key("value"),
-                    format!("percentage {v} must be in range [0, 100]"),
+                    format!("percentage {v} is out of range: it must have a {bound} (0..100)"),
                 );
             }
             return Percentage::ZERO;
@@ -1883,7 +1953,10 @@ fn validate_fault(
     f: &raw::HttpFaultInjection,
 ) -> Option<FaultInjection> {
     if f.delay.is_none() && f.abort.is_none() {
-        cx.error(p, "fault must have a delay or an abort (or both)");
+        cx.error(
+            p,
+            "fault must have an abort and/or a delay; an empty fault does nothing",
+        );
         return None;
     }
     let mut delay = None;
@@ -1896,7 +1969,7 @@ fn validate_fault(
             );
         }
         if d.percent.is_some() {
-            cx.warn(
+            cx.note(
                 &dp.key("percent"),
                 "percent is deprecated; use percentage: {value: N}",
             );
@@ -1933,7 +2006,7 @@ fn validate_fault(
         if set > 1 {
             cx.error(
                 &ap,
-                "abort takes one of httpStatus, grpcStatus and http2Error",
+                "only one of httpStatus, grpcStatus or http2Error can be set in an abort",
             );
         }
         if a.http2_error.is_some() {
@@ -1965,8 +2038,8 @@ fn validate_mirrors(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRoute) -> Vec<Mi
     let mut out = Vec::new();
     if r.mirror.is_some() && !r.mirrors.is_empty() {
         cx.error(
-            &p.key("mirrors"),
-            "mirror and mirrors cannot both be set; move the mirror into mirrors",
+            p,
+            "HTTP route cannot contain both mirror and mirrors: move the mirror into mirrors",
         );
     }
     if let Some(n) = r.mirror_percent {
@@ -1977,7 +2050,7 @@ fn validate_mirrors(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRoute) -> Vec<Mi
         if !(0..=100).contains(&n) {
             cx.error(
                 &p.key("mirrorPercent"),
-                format!("mirrorPercent {n} must be in range [0, 100]"),
+                format!("mirrorPercent {n} must have a max value of 100 (and a min value of 0)"),
             );
         }
     }
@@ -1990,6 +2063,7 @@ fn validate_mirrors(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRoute) -> Vec<Mi
             out.push(Mirror {
                 destination: d,
                 percentage: pct,
+                legacy: true,
             });
         }
     } else if r.mirror_percentage.is_some() {
@@ -2020,6 +2094,7 @@ fn validate_mirrors(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRoute) -> Vec<Mi
             out.push(Mirror {
                 destination: d,
                 percentage: pct,
+                legacy: false,
             });
         }
     }
@@ -2055,7 +2130,7 @@ fn validate_cors(cx: &mut Cx<'_>, p: &Path<'_>, c: &raw::CorsPolicy) -> CorsPoli
     let mp = p.key("allowMethods");
     for (i, m) in c.allow_methods.iter().enumerate() {
         if !CORS_METHODS.contains(&m.as_str()) {
-            cx.error(&mp.index(i), format!("method {m:?} is not one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE (upper case)"));
+            cx.error(&mp.index(i), format!("method {m:?} is not a supported HTTP method: use one of GET, HEAD, POST, PUT, PATCH, DELETE, CONNECT, OPTIONS, TRACE (upper case)"));
         }
     }
     for (field, list) in [
@@ -2064,10 +2139,15 @@ fn validate_cors(cx: &mut Cx<'_>, p: &Path<'_>, c: &raw::CorsPolicy) -> CorsPoli
     ] {
         let fp = p.key(field);
         for (i, h) in list.iter().enumerate() {
-            if h != "*" && !names::is_token(h) {
+            if h.is_empty() {
                 cx.error(
                     &fp.index(i),
-                    format!("header name {h:?} is not valid: use \"*\" or token characters"),
+                    "header name cannot be empty: use \"*\" or a header name",
+                );
+            } else if h != "*" && !names::is_token(h) {
+                cx.error(
+                    &fp.index(i),
+                    format!("header name {h:?} is not a valid header name: use \"*\" or token characters"),
                 );
             }
         }
@@ -2086,7 +2166,7 @@ fn validate_cors(cx: &mut Cx<'_>, p: &Path<'_>, c: &raw::CorsPolicy) -> CorsPoli
         if !["FORWARD", "IGNORE", "UNSPECIFIED"].contains(&u.as_str()) {
             cx.error(
                 &p.key("unmatchedPreflights"),
-                format!("unmatchedPreflights {u:?} must be FORWARD or IGNORE"),
+                format!("unknown unmatchedPreflights {u:?}: expected one of FORWARD, IGNORE"),
             );
         }
     }

@@ -35,6 +35,13 @@ pub struct WorkloadSelector {
 #[serde(transparent)]
 pub struct OpaqueValue(serde_yaml::Value);
 
+impl OpaqueValue {
+    /// The value as read.
+    pub fn value(&self) -> &serde_yaml::Value {
+        &self.0
+    }
+}
+
 /// A `ServiceEntry` workload selector: `labels`, not `matchLabels`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
