@@ -43,13 +43,26 @@ fn parse_header(text: &str) -> Header {
         let mut parts = rest.split(" | ");
         let target = parts.next().unwrap_or("").trim();
         let gist = parts.next().unwrap_or("").trim().to_lowercase();
-        let hint = parts.next().and_then(|p| p.trim().strip_prefix("hint:")).map(|s| s.trim().to_owned());
+        let hint = parts
+            .next()
+            .and_then(|p| p.trim().strip_prefix("hint:"))
+            .map(|s| s.trim().to_owned());
         let (resource, path) = match target.split_once(' ') {
-            Some((r, p)) if r.contains('/') && r.starts_with(|c: char| c.is_ascii_uppercase()) => (Some(r.to_owned()), p.to_owned()),
-            _ if target.contains('/') && target.starts_with(|c: char| c.is_ascii_uppercase()) => (Some(target.to_owned()), String::new()),
+            Some((r, p)) if r.contains('/') && r.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (Some(r.to_owned()), p.to_owned())
+            }
+            _ if target.contains('/') && target.starts_with(|c: char| c.is_ascii_uppercase()) => {
+                (Some(target.to_owned()), String::new())
+            }
             _ => (None, target.to_owned()),
         };
-        h.expects.push(Expect { severity, resource, path, gist, hint });
+        h.expects.push(Expect {
+            severity,
+            resource,
+            path,
+            gist,
+            hint,
+        });
     }
     h
 }
@@ -105,7 +118,10 @@ fn check_file(path: &Path, analysis: bool, strict: bool) -> Vec<String> {
             Some(i) => {
                 diags.remove(i);
             }
-            None => problems.push(format!("missing {:?} at {:?} {:?} containing {:?}", sev, e.resource, e.path, e.gist)),
+            None => problems.push(format!(
+                "missing {:?} at {:?} {:?} containing {:?}",
+                sev, e.resource, e.path, e.gist
+            )),
         }
     }
     for d in diags {
@@ -115,7 +131,9 @@ fn check_file(path: &Path, analysis: bool, strict: bool) -> Vec<String> {
 }
 
 fn files(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(dir);
     let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -135,7 +153,13 @@ fn run(dir: &str, analysis: bool, strict: bool) {
             failures.push(format!("{}:\n  {}", f.display(), problems.join("\n  ")));
         }
     }
-    assert!(failures.is_empty(), "{} of {} files in {dir} disagree:\n{}", failures.len(), list.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} files in {dir} disagree:\n{}",
+        failures.len(),
+        list.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
