@@ -70,6 +70,8 @@ pub enum Outcome {
     /// The attempt's deadline fired before response headers arrived: the per-try timeout, or
     /// the route timeout if that came first (see
     /// [`RetryState::attempt_deadline`](crate::RetryState::attempt_deadline)).
+    #[doc(alias = "per-try timeout")]
+    #[doc(alias = "PerTryTimeout")]
     Timeout,
     /// A connection-pool limit overflowed ([`Overflow`](crate::Overflow)): the request never
     /// left. Never retried, never counted by outlier detection.

@@ -590,7 +590,7 @@ impl<K> OutlierDetector<K> {
         outcome: Outcome,
         now: Instant,
     ) -> Option<OutlierEvent> {
-        let config = self.config;
+        let config = &self.config;
         let state = &mut self.hosts.get_mut(endpoint)?.state;
         let triggers = match outcome {
             Outcome::Overflow => return None,
@@ -603,7 +603,7 @@ impl<K> OutlierDetector<K> {
                     state.local = 0; // the attempt had a connection
                 }
                 let code = grpc_status.map_or(status.as_u16(), |g| g.to_http_status());
-                put_http_code(&config, state, code, config.is_error_code(code))
+                put_http_code(config, state, code, config.is_error_code(code))
             }
             Outcome::ConnectFailure
             | Outcome::Reset {
@@ -611,9 +611,9 @@ impl<K> OutlierDetector<K> {
                 ..
             } => {
                 if config.split {
-                    local_failure(&config, state)
+                    local_failure(config, state)
                 } else {
-                    put_http_code(&config, state, 503, true)
+                    put_http_code(config, state, 503, true)
                 }
             }
             Outcome::Reset {
@@ -622,17 +622,17 @@ impl<K> OutlierDetector<K> {
             | Outcome::RefusedStream => {
                 if config.split {
                     state.local = 0;
-                    local_failure(&config, state)
+                    local_failure(config, state)
                 } else {
-                    put_http_code(&config, state, 503, true)
+                    put_http_code(config, state, 503, true)
                 }
             }
             Outcome::Timeout => {
                 if config.split {
                     state.local = 0;
-                    local_failure(&config, state)
+                    local_failure(config, state)
                 } else {
-                    put_http_code(&config, state, 504, true)
+                    put_http_code(config, state, 504, true)
                 }
             }
         };
@@ -661,7 +661,7 @@ impl<K> OutlierDetector<K> {
         now: Instant,
     ) -> Option<OutlierEvent> {
         let total = self.hosts.len() as u64;
-        let config = self.config;
+        let config = &self.config;
         let state = &mut self.hosts[endpoint].state;
         if state.ejected_at.is_some() {
             return None; // already ejected: ignored, counter untouched
