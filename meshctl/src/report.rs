@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use mesh_model::{AbortStatus, FaultInjection, RetryPolicy, Rewrite};
+use mesh_model::{AbortStatus, FaultInjection, MeshConfig, RetryPolicy, Rewrite, StringMatch};
 use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{
     Action, ClusterEndpoints, ClusterId, ClusterPolicy, DestinationRef, RequestView, RouteDecision,
@@ -36,7 +36,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
     let trace = table.explain(&view);
     match args.format {
         Format::Json => {
-            let mut v = decision_json(&table, &decision, &view, &trace);
+            let mut v = decision_json(&config, &table, &decision, &view, &trace);
             if let Value::Object(map) = &mut v {
                 map.insert(
                     "request".to_owned(),
@@ -60,7 +60,10 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
                     .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?
             );
         }
-        Format::Text => print!("{}", decision_text(&table, &decision, &view, &trace, roll)),
+        Format::Text => print!(
+            "{}",
+            decision_text(&config, &table, &decision, &view, &trace, roll)
+        ),
     }
     Ok(if matches!(decision.action(), Action::NoRoute) {
         exit::NO_ROUTE
@@ -248,13 +251,54 @@ fn fault_json(f: &FaultInjection) -> Value {
     })
 }
 
-fn rewrite_json(r: &Rewrite, view: &RequestView<'_>) -> Value {
+/// The path (and query) sent upstream after the route's `rewrite`, as Envoy computes it:
+/// `uri` replaces the matched prefix (the whole path for an exact or regex match, only the
+/// leading `/` when the block has no `uri` match, as Istio then matches prefix `/`);
+/// `uriRegexRewrite` substitutes every match. The query string is kept. `None` when the route
+/// does not rewrite the path.
+pub(crate) fn rewritten_path(
+    config: &MeshConfig,
+    decision: &RouteDecision<'_>,
+    view: &RequestView<'_>,
+) -> Option<String> {
+    let rw = decision.rewrite()?;
+    let path = if let Some(rx) = rw.uri_regex() {
+        rx.apply(view.path()).into_owned()
+    } else {
+        let uri = rw.uri()?;
+        let vs = decision.virtual_service()?;
+        let route = decision.route()?;
+        let http = config
+            .virtual_services()
+            .iter()
+            .find(|v| v.meta().namespace() == vs.namespace && v.meta().name() == vs.name)?
+            .http()
+            .get(route.index)?;
+        let uri_match = route
+            .match_index
+            .and_then(|i| http.matches().get(i))
+            .and_then(|m| m.uri());
+        match uri_match {
+            Some(StringMatch::Prefix(p)) => {
+                format!("{uri}{}", view.path().get(p.len()..).unwrap_or(""))
+            }
+            Some(_) => uri.to_owned(),
+            None => format!("{uri}{}", view.path().get(1..).unwrap_or("")),
+        }
+    };
+    Some(match view.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    })
+}
+
+fn rewrite_json(r: &Rewrite, path: Option<String>) -> Value {
     json!({
+        "path": path,
         "uri": r.uri(),
         "uriRegexRewrite": r.uri_regex().map(|rx| json!({
             "match": rx.pattern().as_str(),
             "rewrite": rx.rewrite(),
-            "path": rx.apply(view.path()),
         })),
         "authority": r.authority(),
     })
@@ -318,6 +362,7 @@ fn client_json(client: &mesh_routing::ClientContext) -> Value {
 
 /// The decision as one JSON object (the keys are documented in `meshctl route --help`).
 pub(crate) fn decision_json(
+    config: &MeshConfig,
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
@@ -413,7 +458,9 @@ pub(crate) fn decision_json(
         "destinations": destinations,
         "chosen": chosen,
         "policy": decision.cluster().map(|c| policy_json(table.policy(c))),
-        "rewrite": decision.rewrite().map(|r| rewrite_json(r, view)),
+        "rewrite": decision
+            .rewrite()
+            .map(|r| rewrite_json(r, rewritten_path(config, decision, view))),
         "authorityRewrite": decision.authority_rewrite(),
         "redirect": redirect,
         "directResponse": direct,
@@ -427,6 +474,7 @@ pub(crate) fn decision_json(
 
 /// The decision for humans.
 pub(crate) fn decision_text(
+    config: &MeshConfig,
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
@@ -555,18 +603,22 @@ pub(crate) fn decision_text(
             }
         );
     }
-    if let Some(r) = decision.rewrite() {
-        let mut parts = Vec::new();
-        if let Some(u) = r.uri() {
-            parts.push(format!("uri prefix -> {u}"));
+    if let Some(path) = rewritten_path(config, decision, view) {
+        let _ = writeln!(out, "rewrite:  path {} -> {path}", view.path_and_query());
+    }
+    if let Some(a) = decision.authority_rewrite() {
+        let _ = writeln!(out, "rewrite:  authority {} -> {a}", view.authority());
+    }
+    let forwarded = matches!(
+        decision.action(),
+        Action::Route(_) | Action::UnknownSubset(_) | Action::Passthrough(_)
+    );
+    if !forwarded {
+        let _ = writeln!(out, "\nwhy:");
+        for line in trace.to_string().lines() {
+            let _ = writeln!(out, "  {line}");
         }
-        if let Some(rx) = r.uri_regex() {
-            parts.push(format!("path -> {}", rx.apply(view.path())));
-        }
-        if let Some(a) = r.authority() {
-            parts.push(format!("authority -> {a}"));
-        }
-        let _ = writeln!(out, "rewrite:  {}", parts.join(", "));
+        return out;
     }
     let _ = writeln!(
         out,
