@@ -112,6 +112,10 @@ impl RetryPolicy {
 
     /// `num_retries` retries (Istio `attempts`) on `retry_on`, with Istio's other defaults:
     /// 25 ms backoff, no timeouts, previous-hosts avoidance on with 5 host re-selections.
+    ///
+    /// Istio's `attempts: 0` means no retry policy at all: use [`RetryPolicy::disabled`] (with
+    /// `new(0, ..)` a retriable failure ends as [`DoneReason::AttemptsExhausted`], Envoy's
+    /// `URX`, instead of [`DoneReason::NotRetriable`]).
     pub fn new(num_retries: u32, retry_on: RetryOn) -> Self {
         Self {
             num_retries,
