@@ -164,7 +164,12 @@ The JSON object has these keys:
                         (endpoints null: the host name is resolved by DNS)
   policy                the DestinationRule policy of the chosen cluster (load balancer,
                         connection pool, outlier detection), or null
-  rewrite, redirect     {uri, uriRegexRewrite, authority} / {code, location}
+  rewrite               {path, uri, uriRegexRewrite, authority}: path is the path and
+                        query sent upstream
+  authorityRewrite      the authority sent upstream when the route rewrites it, else null
+  headers               header operations in the order they apply: [{request, response}],
+                        each {set, add, remove}
+  redirect              {code, location}
   directResponse        {status, body}
   timeout               an Istio duration such as \"5s\", or null (disabled: Istio's default)
   retries               {attempts, perTryTimeout, retryOn, istioDefault}; Istio's default

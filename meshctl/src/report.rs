@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use mesh_model::{AbortStatus, FaultInjection, MeshConfig, RetryPolicy, Rewrite, StringMatch};
+use mesh_model::{
+    AbortStatus, FaultInjection, HeaderOps, MeshConfig, RetryPolicy, Rewrite, StringMatch,
+};
 use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{
     Action, ClusterEndpoints, ClusterId, ClusterPolicy, DestinationRef, RequestView, RouteDecision,
@@ -304,6 +306,19 @@ fn rewrite_json(r: &Rewrite, path: Option<String>) -> Value {
     })
 }
 
+fn header_ops_json(ops: &HeaderOps) -> Value {
+    let pairs = |v: &[(http::HeaderName, http::HeaderValue)]| {
+        v.iter()
+            .map(|(k, v)| json!([k.as_str(), String::from_utf8_lossy(v.as_bytes())]))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "set": pairs(ops.set()),
+        "add": pairs(ops.add()),
+        "remove": ops.remove().iter().map(http::HeaderName::as_str).collect::<Vec<_>>(),
+    })
+}
+
 fn trace_json(trace: &Trace) -> Value {
     let routes: Vec<Value> = trace
         .routes
@@ -462,6 +477,13 @@ pub(crate) fn decision_json(
             .rewrite()
             .map(|r| rewrite_json(r, rewritten_path(config, decision, view))),
         "authorityRewrite": decision.authority_rewrite(),
+        "headers": decision
+            .header_operations()
+            .map(|h| json!({
+                "request": header_ops_json(h.request()),
+                "response": header_ops_json(h.response()),
+            }))
+            .collect::<Vec<_>>(),
         "redirect": redirect,
         "directResponse": direct,
         "timeout": decision.timeout().map(|t| t.to_string()),

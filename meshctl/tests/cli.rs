@@ -72,7 +72,7 @@ fn validate_directory_reports_every_file_sorted_and_fails_on_errors() {
     for l in &lines {
         assert!(re.is_match(l), "not a diagnostic line: {l}");
     }
-    // Files in sorted order: canary < invalid < reviews < warnings.
+    // Files in sorted order: canary < invalid < reviews < unexported-dr < warnings.
     let files: Vec<&str> = lines.iter().map(|l| l.split(':').next().unwrap()).collect();
     let mut sorted = files.clone();
     sorted.sort();
@@ -96,7 +96,7 @@ fn validate_directory_reports_every_file_sorted_and_fails_on_errors() {
     assert_eq!(errors, 2, "{text}");
     assert_eq!(
         summary.trim_end(),
-        format!("2 errors, {warnings} warnings, 0 notes in 4 files")
+        format!("2 errors, {warnings} warnings, 0 notes in 5 files")
     );
 }
 
@@ -437,6 +437,43 @@ fn route_redirect_direct_response_and_rewrite() {
     assert_eq!(w["action"], "route");
     assert_eq!(w["rewrite"]["uri"], "/v1/reviews");
     assert_eq!(w["rewrite"]["path"], "/v1/reviews/7?x=1");
+    assert_eq!(
+        w["headers"],
+        serde_json::json!([{
+            "request": {"set": [["x-api-version", "v1"]], "add": [], "remove": ["x-debug"]},
+            "response": {"set": [], "add": [], "remove": []},
+        }])
+    );
+    assert_eq!(d["headers"], serde_json::json!([]));
+}
+
+#[test]
+fn route_to_a_subset_the_client_cannot_see_reports_unknown_subset() {
+    // Valid config (exit 0 from validate), but the DestinationRule declaring the subset is
+    // not exported to the client's namespace: Envoy would answer 503 NC.
+    let file = fixture("unexported-dr.yaml");
+    assert_eq!(code(&meshctl(&["validate", &file])), 0);
+    let out = meshctl(&["route", "-f", &file, "GET", "http://cart/"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v = json(&out);
+    assert_eq!(v["action"], "route");
+    assert_eq!(v["error"], "unknownSubset");
+    assert_eq!(v["status"], 503);
+    assert_eq!(v["chosen"]["unknownSubset"], true);
+    assert_eq!(v["chosen"]["subset"], "v1");
+    // From the DestinationRule's own namespace the subset exists.
+    let shop = meshctl(&[
+        "route",
+        "-f",
+        &file,
+        "--namespace",
+        "shop",
+        "GET",
+        "http://cart.default.svc.cluster.local/",
+    ]);
+    let v = json(&shop);
+    assert_eq!(v["error"], Value::Null, "{v}");
+    assert_eq!(v["chosen"]["unknownSubset"], false);
 }
 
 #[test]
