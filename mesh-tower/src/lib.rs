@@ -28,6 +28,7 @@
 pub mod body;
 pub mod client;
 pub mod error;
+pub(crate) mod policy;
 pub(crate) mod rng;
 pub(crate) mod time;
 
