@@ -723,7 +723,7 @@ fn write_endpoints(out: &mut String, table: &RouteTable, cluster: ClusterId) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -743,5 +743,77 @@ mod tests {
         assert_eq!(share(9, 10), 90.0);
         assert_eq!(share(0, 0), 0.0);
         assert_eq!(share(5, 5), 100.0);
+    }
+
+    use proptest::prelude::*;
+
+    /// A VirtualService splitting host `r` over subsets `s0..sN` with `weights`, and the
+    /// DestinationRule declaring them.
+    pub(crate) fn split_config(weights: &[u32]) -> String {
+        let mut yaml = String::from(
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r, namespace: default}\nspec:\n  hosts: [r]\n  http:\n  - route:\n",
+        );
+        for (i, w) in weights.iter().enumerate() {
+            yaml.push_str(&format!(
+                "    - {{destination: {{host: r, subset: s{i}}}, weight: {w}}}\n"
+            ));
+        }
+        yaml.push_str("---\napiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: r, namespace: default}\nspec:\n  host: r\n  subsets:\n");
+        for i in 0..weights.len() {
+            yaml.push_str(&format!("  - {{name: s{i}, labels: {{v: s{i}}}}}\n"));
+        }
+        yaml
+    }
+
+    proptest! {
+        #[test]
+        fn every_destination_gets_its_own_cluster(
+            weights in proptest::collection::vec(0u32..=100, 2..6)
+        ) {
+            prop_assume!(weights.iter().any(|w| *w > 0));
+            let loaded = mesh_model::load_str("p.yaml", &split_config(&weights));
+            prop_assume!(!loaded.has_errors());
+            let config = loaded.into_config();
+            let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();
+            let headers = http::HeaderMap::new();
+            let view = RequestView::new("GET", "r:9080", "/", &headers);
+            let d = table.route(&view, 0);
+            let (Action::Route(r) | Action::UnknownSubset(r)) = d.action() else {
+                panic!("not routed: {d}");
+            };
+            let kept: Vec<String> = weights.iter().enumerate()
+                .filter(|(_, w)| **w > 0).map(|(i, _)| format!("s{i}")).collect();
+            prop_assert_eq!(r.destination_count(), kept.len());
+            let clusters = destination_clusters(&table, &view, r);
+            for (i, c) in clusters.iter().enumerate() {
+                let c = c.expect("each destination is reachable by a roll");
+                let key = table.cluster_key(c);
+                prop_assert_eq!(key.subset, Some(kept[i].as_str()));
+                prop_assert_eq!(key.port, 9080);
+            }
+        }
+
+        #[test]
+        fn durations_round_trip_through_istio_parsing(ms in 1u64..10_000_000_000) {
+            let d = std::time::Duration::from_millis(ms);
+            let text = fmt_duration(d);
+            let back = mesh_model::Duration::parse_istio(&text).unwrap();
+            prop_assert_eq!(back.as_std(), d);
+        }
+
+        #[test]
+        fn any_duration_round_trips(nanos in 0u64..u64::MAX / 2) {
+            let d = std::time::Duration::from_nanos(nanos);
+            let back = mesh_model::Duration::parse_unbounded(&fmt_duration(d)).unwrap();
+            prop_assert_eq!(back.as_std(), d);
+        }
+
+        #[test]
+        fn shares_are_percentages(total in 1u64..1_000_000, frac in 0.0f64..=1.0) {
+            let part = ((total as f64) * frac) as u64;
+            let s = share(part.min(total), total);
+            prop_assert!((0.0..=100.0).contains(&s));
+            prop_assert!((s - part.min(total) as f64 * 100.0 / total as f64).abs() <= 0.005 + 1e-9);
+        }
     }
 }

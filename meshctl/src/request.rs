@@ -214,4 +214,38 @@ mod tests {
         a.source_labels = vec!["=x".to_owned()];
         assert_eq!(client(&a).unwrap_err().code, crate::exit::USAGE);
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn headers_round_trip(
+            name in "[a-z][a-z0-9-]{0,20}",
+            value in "[!-~]([ -~]{0,30}[!-~])?",
+            pad in " {0,3}",
+        ) {
+            let (n, v) = parse_header(&format!("{name}:{pad}{value}{pad}")).unwrap();
+            prop_assert_eq!(n.as_str(), name.as_str());
+            prop_assert_eq!(v.to_str().unwrap(), value.as_str());
+        }
+
+        #[test]
+        fn urls_keep_path_and_query(
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z][a-z0-9-]{0,10}){0,3}",
+            port in 1u16..,
+            path in "(/[a-zA-Z0-9._~-]{0,8}){1,4}",
+            query in proptest::option::of("[a-z0-9=&]{0,12}"),
+        ) {
+            let target = match &query {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let r = Request::parse(&args("GET", &format!("{host}:{port}{target}"), &[])).unwrap();
+            let v = r.view();
+            prop_assert_eq!(v.authority(), format!("{host}:{port}"));
+            prop_assert_eq!(v.port(), port);
+            prop_assert_eq!(v.path(), path.as_str());
+            prop_assert_eq!(v.query(), query.as_deref());
+        }
+    }
 }

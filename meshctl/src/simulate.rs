@@ -466,4 +466,34 @@ mod tests {
         let b = simulate(&table, &view, 1000, &mut SplitMix64::new(9));
         assert_eq!(a.to_json(), b.to_json());
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn every_request_is_counted_once(
+            weights in proptest::collection::vec(0u32..=100, 1..5),
+            n in 1u64..2000,
+            seed in any::<u64>(),
+        ) {
+            prop_assume!(weights.iter().any(|w| *w > 0));
+            let loaded = mesh_model::load_str("p.yaml", &crate::report::tests::split_config(&weights));
+            prop_assume!(!loaded.has_errors());
+            let config = loaded.into_config();
+            let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();
+            let headers = http::HeaderMap::new();
+            let view = RequestView::new("GET", "r", "/", &headers);
+            let t = simulate(&table, &view, n, &mut SplitMix64::new(seed));
+            prop_assert_eq!(t.destinations.iter().map(|d| d.count).sum::<u64>(), n);
+            prop_assert_eq!(t.subsets.iter().map(|(_, c)| c).sum::<u64>(), n);
+            prop_assert_eq!(t.endpoints.iter().map(|(_, c)| c).sum::<u64>(), n);
+            prop_assert_eq!(t.outcomes.iter().map(|(_, c)| c).sum::<u64>(), n);
+            // Zero weights never receive traffic (they are not even listed).
+            prop_assert!(t.destinations.iter().all(|d| d.weight > 0));
+            let shares: f64 = t.destinations.iter().map(|d| share(d.count, n)).sum();
+            prop_assert!((shares - 100.0).abs() < 0.01 * t.destinations.len() as f64);
+        }
+    }
 }
