@@ -70,6 +70,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analysis;
+mod delegate;
 mod destination_rule;
 mod diag;
 pub mod duration;

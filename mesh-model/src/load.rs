@@ -196,11 +196,17 @@ impl Loader {
 
     /// Finishes: cross-resource analysis, then the result.
     pub fn finish(mut self) -> Loaded {
-        let findings = if self.skip_analysis {
+        // Analysis first, so that its findings point at the routes as written (delegate routes
+        // in their own document); then delegation is applied to the configuration.
+        let mut findings = if self.skip_analysis {
             Vec::new()
         } else {
             analysis::analyze(&self.loaded.config)
         };
+        let merged = crate::delegate::merge_delegates(&mut self.loaded.config);
+        if !self.skip_analysis {
+            findings.extend(merged);
+        }
         // Each source is split, and each document indexed, at most once.
         let mut split: std::collections::HashMap<usize, Vec<(&str, usize)>> =
             std::collections::HashMap::new();

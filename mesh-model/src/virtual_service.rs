@@ -204,7 +204,10 @@ pub enum RouteAction {
     Redirect(Redirect),
     /// Answer with a fixed response.
     DirectResponse(DirectResponse),
-    /// Hand the request to the routes of another virtual service.
+    /// Hand the request to the routes of another virtual service. Seen only while validating:
+    /// [`crate::Loader::finish`] replaces every such route by the delegate's routes merged into
+    /// it (istio-semantics §1.16), or drops it when the delegate is missing, so a loaded
+    /// [`crate::MeshConfig`] never holds this variant.
     Delegate(Delegate),
 }
 

@@ -1,0 +1,311 @@
+//! Delegation (istio-semantics §1.16): the routes of a delegate virtual service are merged into
+//! the root route that names it, once every source is loaded.
+//!
+//! For each root route with `delegate: {name, namespace}`:
+//! * the delegate is looked up by name in the given namespace (the root's when none is given) and
+//!   must be exported to the root's namespace; otherwise the root route is skipped, as Istio does;
+//! * each delegate route's match blocks are combined with the root route's: a delegate block is
+//!   kept (merged with every root block it does not conflict with) only when at least one root
+//!   block admits it, otherwise the whole delegate route is dropped;
+//! * route-level fields the delegate route leaves unset are inherited from the root route
+//!   (`rewrite`, `timeout`, `retries`, `fault`, mirrors, `corsPolicy`, `headers`), and names
+//!   become `root-delegate`.
+
+use std::collections::BTreeMap;
+
+use crate::analysis::Finding;
+use crate::diag::{Kind, ResourceRef, Severity};
+use crate::matching::StringMatch;
+use crate::virtual_service::{HttpMatch, HttpRoute, RouteAction, VirtualService};
+use crate::{resolve_short_name, Headers, MeshConfig};
+
+fn vs_ref(vs: &VirtualService) -> ResourceRef {
+    ResourceRef {
+        kind: Some(Kind::VirtualService),
+        kind_name: "VirtualService".into(),
+        namespace: vs.meta.namespace.clone(),
+        name: vs.meta.name.clone(),
+    }
+}
+
+/// Whether a delegate in `ns` with this `exportTo` is visible from `root_ns`.
+fn exported_to(ns: &str, export_to: &[String], root_ns: &str) -> bool {
+    export_to.is_empty()
+        || export_to
+            .iter()
+            .any(|e| e == "*" || e == root_ns || (e == "." && ns == root_ns))
+}
+
+/// Replaces every root route that delegates by the merged delegate routes. Returns what the
+/// caller may report (skipped roots, dropped delegate routes).
+pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let has_delegating_root = config.virtual_services.iter().any(|vs| {
+        !vs.is_delegate()
+            && vs
+                .http
+                .iter()
+                .any(|r| matches!(r.action, RouteAction::Delegate(_)))
+    });
+    if !has_delegating_root {
+        return findings;
+    }
+    // Delegates by (namespace, name); the first loaded wins.
+    let mut delegates: BTreeMap<(String, String), (Vec<String>, Vec<HttpRoute>)> = BTreeMap::new();
+    for vs in config.virtual_services.iter().filter(|v| v.is_delegate()) {
+        delegates
+            .entry((vs.meta.namespace.clone(), vs.meta.name.clone()))
+            .or_insert_with(|| (vs.export_to.clone(), vs.http.clone()));
+    }
+    for vs in config.virtual_services.iter_mut() {
+        if vs.is_delegate()
+            || !vs
+                .http
+                .iter()
+                .any(|r| matches!(r.action, RouteAction::Delegate(_)))
+        {
+            continue;
+        }
+        let root_ns = vs.meta.namespace.clone();
+        let mut out = Vec::with_capacity(vs.http.len());
+        for (ri, root) in std::mem::take(&mut vs.http).into_iter().enumerate() {
+            let RouteAction::Delegate(d) = &root.action else {
+                out.push(root);
+                continue;
+            };
+            let ns = d.namespace.clone().unwrap_or_else(|| root_ns.clone());
+            let path = vec![
+                "spec".to_owned(),
+                "http".to_owned(),
+                format!("[{ri}]"),
+                "delegate".to_owned(),
+            ];
+            let found = delegates
+                .get(&(ns.clone(), d.name.clone()))
+                .filter(|(export_to, _)| exported_to(&ns, export_to, &root_ns));
+            let Some((_, leaf_routes)) = found else {
+                findings.push(Finding {
+                    severity: Severity::Warning,
+                    source: vs.meta.source.clone(),
+                    document: vs.meta.document,
+                    resource: vs_ref(vs),
+                    path,
+                    message: format!(
+                        "delegate VirtualService {ns}/{} is not loaded or not exported to namespace {root_ns:?}, so Istio skips this route; load the delegate (a VirtualService with no hosts) or fix its exportTo",
+                        d.name
+                    ),
+                });
+                continue;
+            };
+            for (li, leaf) in leaf_routes.iter().enumerate() {
+                // Short names in the delegate mean services of the delegate's namespace, as
+                // istiod expands them before merging.
+                let mut leaf = leaf.clone();
+                if let RouteAction::Route(ds) = &mut leaf.action {
+                    for d in ds {
+                        d.destination.host = resolve_short_name(&d.destination.host, &ns);
+                    }
+                }
+                for m in &mut leaf.mirrors {
+                    m.destination.host = resolve_short_name(&m.destination.host, &ns);
+                }
+                match merge_route(&root, &leaf) {
+                    Some(r) => out.push(r),
+                    None => findings.push(Finding {
+                        severity: Severity::Warning,
+                        source: vs.meta.source.clone(),
+                        document: vs.meta.document,
+                        resource: vs_ref(vs),
+                        path: path.clone(),
+                        message: format!(
+                            "route http[{li}] of delegate {ns}/{} has a match block that no match block of this route admits (conflicting uri, method, headers, port, ...), so Istio drops that delegate route; narrow the delegate's matches to fit inside this route's",
+                            d.name
+                        ),
+                    }),
+                }
+            }
+        }
+        vs.http = out;
+    }
+    findings
+}
+
+/// One root route combined with one delegate route; `None` when they conflict.
+pub(crate) fn merge_route(root: &HttpRoute, leaf: &HttpRoute) -> Option<HttpRoute> {
+    let matches = if root.matches.is_empty() {
+        leaf.matches.clone()
+    } else if leaf.matches.is_empty() {
+        root.matches.clone()
+    } else {
+        let mut out = Vec::new();
+        for lm in &leaf.matches {
+            let before = out.len();
+            for rm in &root.matches {
+                if !has_conflict(rm, lm) {
+                    out.push(merge_match(rm, lm));
+                }
+            }
+            if out.len() == before {
+                return None;
+            }
+        }
+        out
+    };
+    Some(HttpRoute {
+        name: join_names(root.name.as_deref(), leaf.name.as_deref()),
+        matches,
+        action: leaf.action.clone(),
+        rewrite: leaf.rewrite.clone().or_else(|| root.rewrite.clone()),
+        timeout: leaf.timeout.or(root.timeout),
+        retries: if leaf.retries.written {
+            leaf.retries.clone()
+        } else {
+            root.retries.clone()
+        },
+        fault: leaf.fault.clone().or_else(|| root.fault.clone()),
+        mirrors: if leaf.mirrors.is_empty() {
+            root.mirrors.clone()
+        } else {
+            leaf.mirrors.clone()
+        },
+        cors: leaf.cors.clone().or_else(|| root.cors.clone()),
+        headers: if leaf.headers == Headers::default() {
+            root.headers.clone()
+        } else {
+            leaf.headers.clone()
+        },
+    })
+}
+
+fn join_names(root: Option<&str>, leaf: Option<&str>) -> Option<String> {
+    match (root, leaf) {
+        (_, None) => root.map(str::to_owned),
+        (None, Some(l)) => Some(l.to_owned()),
+        (Some(r), Some(l)) => Some(format!("{r}-{l}")),
+    }
+}
+
+/// Istio's `stringMatchConflict`: whether a leaf condition can fall outside the root's.
+fn string_match_conflict(root: Option<&StringMatch>, leaf: Option<&StringMatch>) -> bool {
+    let (Some(root), Some(leaf)) = (root, leaf) else {
+        return false;
+    };
+    match (root, leaf) {
+        (StringMatch::Regex(_), _) | (_, StringMatch::Regex(_)) => true,
+        (StringMatch::Exact(r), StringMatch::Exact(e)) if !r.is_empty() => e != r,
+        (StringMatch::Prefix(r), StringMatch::Prefix(l) | StringMatch::Exact(l))
+            if !r.is_empty() && !l.is_empty() =>
+        {
+            !l.starts_with(r.as_str())
+        }
+        // An exact root with a prefix leaf, and every empty or presence-only condition.
+        _ => true,
+    }
+}
+
+fn lookup<'a>(list: &'a [(String, StringMatch)], key: &str) -> Option<&'a StringMatch> {
+    list.iter().find(|(k, _)| k == key).map(|(_, m)| m)
+}
+
+/// Istio's `hasConflict` between a root match block and a delegate match block.
+pub(crate) fn has_conflict(root: &HttpMatch, leaf: &HttpMatch) -> bool {
+    let pairs = [
+        (&root.uri, &leaf.uri),
+        (&root.scheme, &leaf.scheme),
+        (&root.method, &leaf.method),
+        (&root.authority, &leaf.authority),
+    ];
+    if pairs
+        .iter()
+        .any(|(r, l)| string_match_conflict(r.as_ref(), l.as_ref()))
+    {
+        return true;
+    }
+    for (rl, ll) in [
+        (&root.headers, &leaf.headers),
+        (&root.without_headers, &leaf.without_headers),
+        (&root.query_params, &leaf.query_params),
+    ] {
+        if ll
+            .iter()
+            .any(|(k, m)| string_match_conflict(lookup(rl, k), Some(m)))
+        {
+            return true;
+        }
+    }
+    if root.ignore_uri_case != leaf.ignore_uri_case {
+        return true;
+    }
+    if let (Some(a), Some(b)) = (root.port, leaf.port) {
+        if a != b {
+            return true;
+        }
+    }
+    if let Some(ns) = &root.source_namespace {
+        if leaf.source_namespace.as_ref() != Some(ns) {
+            return true;
+        }
+    }
+    if leaf
+        .source_labels
+        .iter()
+        .any(|(k, v)| root.source_labels.get(k).is_some_and(|rv| rv != v))
+    {
+        return true;
+    }
+    if !root.gateways.is_empty() && !leaf.gateways.is_empty() {
+        if root.gateways.len() < leaf.gateways.len() {
+            return true;
+        }
+        if leaf.gateways.iter().any(|g| !root.gateways.contains(g)) {
+            return true;
+        }
+    }
+    false
+}
+
+fn union(
+    root: &[(String, StringMatch)],
+    leaf: &[(String, StringMatch)],
+) -> Vec<(String, StringMatch)> {
+    let mut out: Vec<(String, StringMatch)> = root
+        .iter()
+        .filter(|(k, _)| lookup(leaf, k).is_none())
+        .cloned()
+        .collect();
+    out.extend(leaf.iter().cloned());
+    out
+}
+
+/// Istio's `mergeHTTPMatchRequest`: the delegate's fields win, unset ones come from the root,
+/// maps are unioned.
+pub(crate) fn merge_match(root: &HttpMatch, leaf: &HttpMatch) -> HttpMatch {
+    let mut source_labels = root.source_labels.clone();
+    source_labels.extend(leaf.source_labels.clone());
+    HttpMatch {
+        name: join_names(root.name.as_deref(), leaf.name.as_deref()),
+        uri: leaf.uri.clone().or_else(|| root.uri.clone()),
+        scheme: leaf.scheme.clone().or_else(|| root.scheme.clone()),
+        method: leaf.method.clone().or_else(|| root.method.clone()),
+        authority: leaf.authority.clone().or_else(|| root.authority.clone()),
+        headers: union(&root.headers, &leaf.headers),
+        without_headers: union(&root.without_headers, &leaf.without_headers),
+        query_params: union(&root.query_params, &leaf.query_params),
+        ignore_uri_case: leaf.ignore_uri_case,
+        port: leaf.port.or(root.port),
+        source_labels,
+        source_namespace: leaf
+            .source_namespace
+            .clone()
+            .or_else(|| root.source_namespace.clone()),
+        gateways: if leaf.gateways.is_empty() {
+            root.gateways.clone()
+        } else {
+            leaf.gateways.clone()
+        },
+        stat_prefix: leaf
+            .stat_prefix
+            .clone()
+            .or_else(|| root.stat_prefix.clone()),
+    }
+}

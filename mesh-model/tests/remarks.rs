@@ -1,0 +1,139 @@
+//! Remarks: diagnostics this library adds on top of Istio's verdict. Istio accepts these
+//! resources; the library says which parts it validates but does not act on. Every remark is a
+//! warning whose message contains "by this library", and none of them keeps the resource out.
+
+use mesh_model::{load_str, Loaded, Severity};
+
+fn remarks(loaded: &Loaded) -> Vec<(String, String)> {
+    loaded
+        .diagnostics()
+        .iter()
+        .filter(|d| d.message().contains("by this library"))
+        .map(|d| {
+            assert_eq!(d.severity(), Severity::Warning, "{d}");
+            (d.path().to_owned(), d.message().to_owned())
+        })
+        .collect()
+}
+
+fn dr(policy: &str) -> String {
+    format!(
+        "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: reviews}}\nspec:\n  host: reviews\n  trafficPolicy:\n{policy}"
+    )
+}
+
+#[test]
+fn istio_mutual_tls_is_remarked_and_still_loads() {
+    let loaded = load_str("dr.yaml", &dr("    tls:\n      mode: ISTIO_MUTUAL\n"));
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.trafficPolicy.tls.mode");
+    assert!(r[0].1.contains("ISTIO_MUTUAL"), "{}", r[0].1);
+    assert_eq!(loaded.config().destination_rules().len(), 1);
+}
+
+#[test]
+fn tls_disable_is_not_remarked() {
+    let loaded = load_str("dr.yaml", &dr("    tls:\n      mode: DISABLE\n"));
+    assert!(remarks(&loaded).is_empty(), "{:?}", loaded.diagnostics());
+}
+
+#[test]
+fn locality_setting_is_remarked() {
+    let loaded = load_str(
+        "dr.yaml",
+        &dr("    loadBalancer:\n      localityLbSetting:\n        enabled: true\n"),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.trafficPolicy.loadBalancer.localityLbSetting");
+    assert!(r[0].1.contains("locality"), "{}", r[0].1);
+}
+
+#[test]
+fn warmup_is_remarked() {
+    let loaded = load_str(
+        "dr.yaml",
+        &dr("    loadBalancer:\n      simple: ROUND_ROBIN\n      warmup:\n        duration: 60s\n"),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.trafficPolicy.loadBalancer.warmup");
+}
+
+const TCP_VS: &str = "
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: mongo}
+spec:
+  hosts: [mongo]
+  tcp:
+  - match:
+    - port: 27017
+    route:
+    - destination: {host: mongo, port: {number: 5555}}
+";
+
+#[test]
+fn tcp_routes_are_remarked_and_kept() {
+    let loaded = load_str("vs.yaml", TCP_VS);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.tcp");
+    let vs = &loaded.config().virtual_services()[0];
+    assert_eq!(vs.non_http_routes(), 1);
+    assert!(vs.http().is_empty());
+}
+
+#[test]
+fn gateway_only_virtual_service_is_remarked() {
+    let loaded = load_str(
+        "vs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web.example.com]\n  gateways: [istio-system/public]\n  http:\n  - route:\n    - destination: {host: web}\n",
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.gateways");
+    assert!(
+        r[0].1
+            .contains("does not apply to sidecars, so not to this library"),
+        "{}",
+        r[0].1
+    );
+    assert!(!loaded.config().virtual_services()[0].applies_to_mesh());
+}
+
+#[test]
+fn mesh_in_gateways_is_not_remarked() {
+    let loaded = load_str(
+        "vs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: web}\nspec:\n  hosts: [web.example.com]\n  gateways: [istio-system/public, mesh]\n  http:\n  - route:\n    - destination: {host: web}\n",
+    );
+    assert!(remarks(&loaded).is_empty(), "{:?}", loaded.diagnostics());
+}
+
+#[test]
+fn envoy_variable_substitution_is_remarked() {
+    let loaded = load_str(
+        "vs.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - headers:\n      request:\n        set:\n          x-start: \"%START_TIME%\"\n          x-literal: \"100%%\"\n    route:\n    - destination: {host: r}\n",
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "only the %VAR% value is remarked: {r:?}");
+    assert_eq!(r[0].0, "spec.http[0].headers.request.set.x-start");
+}
+
+#[test]
+fn remarks_become_no_errors_in_strict_mode() {
+    let mut loader = mesh_model::Loader::new().strictness(mesh_model::Strictness::Strict);
+    loader.add_str("vs.yaml", TCP_VS);
+    let loaded = loader.finish();
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    assert_eq!(remarks(&loaded).len(), 1);
+}
