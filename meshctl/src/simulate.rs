@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use mesh_routing::lb::{LbState, NoneEjected};
-use mesh_routing::{Action, ClusterId, EndpointChoice, RequestView, RouteTable};
+use mesh_routing::{Action, ClusterEndpoints, ClusterId, EndpointChoice, RequestView, RouteTable};
 use serde_json::{json, Value};
 
 use crate::report::{action_name, destination_clusters, lb_name, share};
@@ -14,6 +14,17 @@ use crate::{exit, sources, Failure, SimulateArgs};
 
 /// Most requests one run routes (`-n`); 10^8 decisions take well under a minute.
 pub(crate) const MAX_REQUESTS: u64 = 100_000_000;
+
+/// Where one request's endpoint pick went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot {
+    /// This position in the cluster's endpoint set.
+    Endpoint(usize),
+    /// No registered endpoints: the host name is resolved by DNS.
+    Resolve,
+    /// Every endpoint ejected or none carries the subset's labels (503 UH).
+    NoHealthyUpstream,
+}
 
 /// One row of the destination table.
 #[derive(Debug, Clone)]
@@ -101,57 +112,41 @@ pub(crate) fn simulate(
         }
         Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => {}
     }
+    // Count with borrowed or numeric keys (no allocation per request); names are built once
+    // at the end.
     let mut states: HashMap<ClusterId, LbState> = HashMap::new();
-    let mut names: HashMap<ClusterId, String> = HashMap::new();
+    let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
+    let mut subsets: Vec<((&str, Option<&str>), u64)> = Vec::new();
+    let mut picks: Vec<((ClusterId, Slot), u64)> = Vec::new();
     for _ in 0..n {
         let decision = table.route(view, rng.next_u64());
         let outcome = match decision.action() {
             Action::UnknownSubset(_) => "unknownSubset",
             a => action_name(a),
         };
-        bump(&mut t.outcomes, outcome.to_owned());
+        bump(&mut outcomes, outcome);
         let cluster = match decision.action() {
-            Action::Route(r) => {
+            Action::Route(r) | Action::UnknownSubset(r) => {
                 if let Some(row) = t.destinations.get_mut(r.chosen_index()) {
                     row.count += 1;
                 }
                 let d = r.destination();
-                bump(
-                    &mut t.subsets,
-                    (d.host().to_owned(), d.subset().map(str::to_owned)),
-                );
-                Some(r.cluster())
-            }
-            Action::UnknownSubset(r) => {
-                if let Some(row) = t.destinations.get_mut(r.chosen_index()) {
-                    row.count += 1;
-                }
-                let d = r.destination();
-                bump(
-                    &mut t.subsets,
-                    (d.host().to_owned(), d.subset().map(str::to_owned)),
-                );
-                None // 503 NC: no cluster, no endpoint
+                bump(&mut subsets, (d.host(), d.subset()));
+                // An unknown subset is a 503 NC: no cluster, no endpoint.
+                matches!(decision.action(), Action::Route(_)).then(|| r.cluster())
             }
             Action::Passthrough(p) => {
                 if let Some(row) = t.destinations.first_mut() {
                     row.count += 1;
                 }
-                bump(
-                    &mut t.subsets,
-                    (p.host().unwrap_or(view.host()).to_owned(), None),
-                );
+                bump(&mut subsets, (p.host().unwrap_or(view.host()), None));
                 p.cluster()
             }
             Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => None,
         };
         let Some(cluster) = cluster else { continue };
-        let name = names
-            .entry(cluster)
-            .or_insert_with(|| table.cluster_key(cluster).to_string())
-            .clone();
         let state = states.entry(cluster).or_default();
-        let endpoint = match table.pick_endpoint(
+        let slot = match table.pick_endpoint(
             cluster,
             decision.hash_key(view),
             state,
@@ -159,24 +154,52 @@ pub(crate) fn simulate(
             &NoneEjected,
             rng.next_u64(),
         ) {
-            EndpointChoice::Endpoint { endpoint, port, .. } => {
-                format!("{}:{port}", endpoint.address())
-            }
-            EndpointChoice::Resolve { host, port } => format!("{host}:{port} (DNS)"),
-            EndpointChoice::NoHealthyUpstream => "no healthy upstream (503 UH)".to_owned(),
+            EndpointChoice::Endpoint { index, .. } => Slot::Endpoint(index),
+            EndpointChoice::Resolve { .. } => Slot::Resolve,
+            EndpointChoice::NoHealthyUpstream => Slot::NoHealthyUpstream,
         };
-        if !t.balancers.iter().any(|(c, _)| *c == name) {
-            t.balancers
-                .push((name.clone(), lb_name(table.policy(cluster).load_balancer())));
-        }
-        bump(&mut t.endpoints, (name, endpoint));
+        bump(&mut picks, (cluster, slot));
     }
-    // Endpoints grouped by cluster (in first-seen cluster order), then by address.
-    let order: Vec<String> = t.balancers.iter().map(|(c, _)| c.clone()).collect();
-    t.endpoints.sort_by(|a, b| {
-        let pos = |c: &String| order.iter().position(|o| o == c).unwrap_or(usize::MAX);
-        (pos(&a.0 .0), &a.0 .1).cmp(&(pos(&b.0 .0), &b.0 .1))
-    });
+    t.outcomes = outcomes
+        .into_iter()
+        .map(|(o, c)| (o.to_owned(), c))
+        .collect();
+    t.subsets = subsets
+        .into_iter()
+        .map(|((h, s), c)| ((h.to_owned(), s.map(str::to_owned)), c))
+        .collect();
+    // Endpoints grouped by cluster (in first-seen cluster order), then in endpoint order.
+    let mut clusters: Vec<ClusterId> = Vec::new();
+    for ((c, _), _) in &picks {
+        if !clusters.contains(c) {
+            clusters.push(*c);
+        }
+    }
+    picks.sort_by_key(|((c, slot), _)| (clusters.iter().position(|x| x == c), *slot));
+    for c in &clusters {
+        t.balancers.push((
+            table.cluster_key(*c).to_string(),
+            lb_name(table.policy(*c).load_balancer()),
+        ));
+    }
+    t.endpoints = picks
+        .into_iter()
+        .map(|((c, slot), count)| {
+            let key = table.cluster_key(c);
+            let name = match slot {
+                Slot::Endpoint(i) => match table.endpoints(c) {
+                    ClusterEndpoints::Set(set) => set.get(i).map_or_else(
+                        || format!("endpoint #{i}"),
+                        |e| format!("{}:{}", e.address(), e.port_for(c.port())),
+                    ),
+                    ClusterEndpoints::Resolve { host, port } => format!("{host}:{port} (DNS)"),
+                },
+                Slot::Resolve => format!("{}:{} (DNS)", key.host, key.port),
+                Slot::NoHealthyUpstream => "no healthy upstream (503 UH)".to_owned(),
+            };
+            ((key.to_string(), name), count)
+        })
+        .collect();
     t
 }
 
