@@ -15,7 +15,9 @@
 //! assert_eq!(select_subset(all, &v2), vec![1]);
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use rustc_hash::FxHashMap;
 
 /// Labels of a workload or an endpoint.
 pub type Labels = BTreeMap<String, String>;
@@ -106,7 +108,7 @@ pub trait EndpointSource {
 /// A fixed registry of endpoints, e.g. from `ServiceEntry` `STATIC` endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct StaticEndpoints {
-    by_host: HashMap<Box<str>, Vec<Endpoint>>,
+    by_host: FxHashMap<Box<str>, Vec<Endpoint>>,
 }
 
 impl StaticEndpoints {

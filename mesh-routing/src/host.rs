@@ -18,7 +18,7 @@
 //! assert_eq!(index.lookup("example.com"), Some(&4));
 //! ```
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use crate::request::split_host_port;
 
@@ -30,7 +30,11 @@ const MAX_AUTHORITY: usize = 262;
 /// `*`). Lookups do not allocate.
 #[derive(Debug, Clone)]
 pub struct HostIndex<V> {
-    exact: HashMap<Box<str>, V>,
+    /// Exact names. FxHash: the keys come from config, and a lookup with an attacker-chosen
+    /// authority cannot make a fixed table slower than its worst bucket.
+    exact: FxHashMap<Box<str>, V>,
+    /// Whether any exact name carries a `:port` (otherwise lookups skip the full authority).
+    port_entries: bool,
     /// Suffixes (the pattern without its leading `*`), longest first; ties in insertion order.
     wildcards: Vec<(Box<str>, V)>,
     any: Option<V>,
@@ -39,7 +43,8 @@ pub struct HostIndex<V> {
 impl<V> Default for HostIndex<V> {
     fn default() -> Self {
         HostIndex {
-            exact: HashMap::new(),
+            exact: FxHashMap::default(),
+            port_entries: false,
             wildcards: Vec::new(),
             any: None,
         }
@@ -73,10 +78,12 @@ impl<V> HostIndex<V> {
             self.wildcards.insert(at, (suffix.into(), value));
             return true;
         }
+        let has_port = split_host_port(&name).1.is_some();
         match self.exact.entry(name.into_boxed_str()) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(value);
+                self.port_entries |= has_port;
                 true
             }
         }
@@ -107,14 +114,14 @@ impl<V> HostIndex<V> {
         } else {
             authority
         };
-        if let Some((k, v)) = self.exact.get_key_value(lowered) {
-            return Some((v, HostMatch::Exact(k)));
-        }
         let host = split_host_port(lowered).0;
-        if host.len() != lowered.len() {
-            if let Some((k, v)) = self.exact.get_key_value(host) {
+        if self.port_entries && host.len() != lowered.len() {
+            if let Some((k, v)) = self.exact.get_key_value(lowered) {
                 return Some((v, HostMatch::Exact(k)));
             }
+        }
+        if let Some((k, v)) = self.exact.get_key_value(host) {
+            return Some((v, HostMatch::Exact(k)));
         }
         for (suffix, v) in &self.wildcards {
             if host.len() > suffix.len() && host.ends_with(&**suffix) {
