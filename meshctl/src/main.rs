@@ -33,6 +33,30 @@ pub(crate) mod exit {
     pub(crate) const NO_ROUTE: u8 = 3;
 }
 
+/// Writes `text` to stdout. A closed pipe (`meshctl ... | head`) is not an error: the reader
+/// has what it wanted. Any other write error is reported (exit code 2) instead of panicking as
+/// `print!` would.
+pub(crate) fn out(text: &str) -> Result<(), Failure> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::usage(format!("cannot write to stdout: {e}"))),
+    }
+}
+
+/// Writes one line to stderr; errors (a closed stderr) are ignored, there is nowhere left to
+/// report them.
+pub(crate) fn err_line(line: &str) {
+    use std::io::Write as _;
+    let mut stderr = std::io::stderr().lock();
+    let _ = writeln!(stderr, "{line}");
+}
+
 /// A failure that ends the command: a message for stderr and the exit code.
 #[derive(Debug)]
 pub(crate) struct Failure {
@@ -335,7 +359,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(f) => {
             if !f.message.is_empty() {
-                eprintln!("meshctl: {}", f.message);
+                err_line(&format!("meshctl: {}", f.message));
             }
             ExitCode::from(f.code)
         }

@@ -56,16 +56,14 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
                 map.insert("client".to_owned(), client_json(table.client()));
                 map.insert("roll".to_owned(), json!(roll));
             }
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&v)
-                    .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?
-            );
+            let mut text = serde_json::to_string_pretty(&v)
+                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
+            text.push('\n');
+            crate::out(&text)?;
         }
-        Format::Text => print!(
-            "{}",
-            decision_text(&config, &table, &decision, &view, &trace, roll)
-        ),
+        Format::Text => crate::out(&decision_text(
+            &config, &table, &decision, &view, &trace, roll,
+        ))?,
     }
     Ok(if matches!(decision.action(), Action::NoRoute) {
         exit::NO_ROUTE

@@ -401,19 +401,18 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
         let mut v = tally.to_json();
         v["seed"] = json!(seed);
         v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&v)
-                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?
-        );
+        let mut text = serde_json::to_string_pretty(&v)
+            .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
+        text.push('\n');
+        crate::out(&text)?;
     } else {
-        println!(
-            "{} requests {} {} (seed {seed}; repeat with --seed {seed})",
+        crate::out(&format!(
+            "{} requests {} {} (seed {seed}; repeat with --seed {seed})\n{}",
             args.requests,
             req.method(),
-            req.url()
-        );
-        print!("{}", tally.to_text());
+            req.url(),
+            tally.to_text()
+        ))?;
     }
     Ok(if tally.nothing_routed() {
         exit::NO_ROUTE

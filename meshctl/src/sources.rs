@@ -100,7 +100,7 @@ pub(crate) fn load_for_routing(
     if loaded.has_errors() {
         for d in loaded.diagnostics() {
             if d.severity() != mesh_model::Severity::Note {
-                eprintln!("{d}");
+                crate::err_line(&d.to_string());
             }
         }
         let n = loaded.errors().count();
@@ -112,7 +112,7 @@ pub(crate) fn load_for_routing(
     }
     if !quiet {
         for d in loaded.warnings() {
-            eprintln!("{d}");
+            crate::err_line(&d.to_string());
         }
     }
     Ok(loaded.into_config())

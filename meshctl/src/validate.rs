@@ -84,13 +84,13 @@ pub(crate) fn run(paths: &[PathBuf], strict: bool, verbose: bool) -> Result<u8, 
         out.push_str(&d.to_string());
         out.push('\n');
     }
-    print!("{out}");
+    crate::out(&out)?;
     let counts = Counts::of(loaded.diagnostics());
     let mut summary = counts.summary(files.len());
     if strict && counts.warnings > 0 {
         summary.push_str(" (--strict: warnings count as errors)");
     }
-    eprintln!("{summary}");
+    crate::err_line(&summary);
     Ok(counts.exit_code(strict))
 }
 

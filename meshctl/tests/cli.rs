@@ -742,3 +742,55 @@ fn help_is_there_for_newcomers() {
         assert!(route.contains(key), "route --help lacks {key}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// output errors
+
+#[test]
+fn closed_stdout_is_not_a_panic() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args([
+            "simulate",
+            "-q",
+            "-f",
+            "tests/fixtures/canary.yaml",
+            "-n",
+            "1000",
+            "--json",
+            "GET",
+            "http://api/",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end at once: whether the write happens before or after, the run ends
+    // normally (a reader that stops early, like `| head`, is not an error).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn failing_stdout_is_reported_with_exit_two() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return; // no /dev/full in this sandbox
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["validate", "tests/fixtures"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("cannot write to stdout"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("panicked"));
+}
