@@ -99,7 +99,7 @@ directory can be given. Directories are read recursively (*.yaml and *.yml, in s
 
 Exit codes:
   0  success (for validate: no errors; warnings are allowed unless --strict)
-  1  the configuration has errors
+  1  the configuration has errors (or cannot be compiled into a route table)
   2  usage error, unreadable path, or no YAML file found
   3  route/simulate: a virtual service covers the host but no route matches";
 
