@@ -151,13 +151,17 @@ warning (accepted, but probably not what you meant) or note (for information; pr
 with --verbose, always counted). A summary `N errors, M warnings, K notes in F files` goes \
 to stderr.
 
+With --format json, stdout is one object: {files, diagnostics: [{file, line, severity, \
+kind, namespace, name, document, path, message}], errors, warnings, notes, strict}.
+
 Exit code: 0 when there is no error, 1 when there is an error (or, with --strict, a \
 warning), 2 when a path cannot be read or no YAML file is found.",
         after_help = "\
 Examples:
   meshctl validate istio/                     # every *.yaml / *.yml below istio/
   meshctl validate --strict vs.yaml dr.yaml   # CI: unknown fields and warnings fail
-  meshctl validate -v istio/ 2>/dev/null      # also print notes; hide the summary"
+  meshctl validate -v istio/ 2>/dev/null      # also print notes; hide the summary
+  meshctl validate --format json istio/ | jq '.diagnostics[] | select(.severity == \"error\")'"
     )]
     Validate(ValidateArgs),
 
@@ -246,6 +250,10 @@ struct ValidateArgs {
     /// Also print notes (they are always counted in the summary).
     #[arg(short, long)]
     verbose: bool,
+    /// Output format: one line per diagnostic, or one JSON object (every diagnostic, notes
+    /// included, with the counts).
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
 }
 
 /// Where the configuration comes from.
@@ -351,7 +359,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose),
+        Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose, a.format),
         Command::Route(a) => report::run(&a),
         Command::Simulate(a) => simulate::run(&a),
     };

@@ -30,8 +30,13 @@ pub(crate) fn clock_seed() -> u64 {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    // Mix so that two runs started in the same nanosecond by different processes differ.
-    SplitMix64::new(nanos ^ (u64::from(std::process::id()) << 32)).next_u64()
+    seed_from(nanos, std::process::id())
+}
+
+/// Mixes a clock reading and a process id into a seed, so that runs started in the same
+/// nanosecond by different processes, or one nanosecond apart, get unrelated seeds.
+fn seed_from(nanos: u64, pid: u32) -> u64 {
+    SplitMix64::new(nanos ^ (u64::from(pid) << 32)).next_u64()
 }
 
 #[cfg(test)]
@@ -78,9 +83,13 @@ mod tests {
     }
 
     #[test]
-    fn clock_seeds_differ_between_calls() {
-        // Not a guarantee in theory (the clock may not advance), so compare several.
-        let seeds: std::collections::HashSet<u64> = (0..16).map(|_| clock_seed()).collect();
-        assert!(seeds.len() > 1);
+    fn seeds_depend_on_clock_and_process() {
+        let base = seed_from(1_700_000_000_000_000_000, 4242);
+        assert_eq!(base, seed_from(1_700_000_000_000_000_000, 4242));
+        assert_ne!(base, seed_from(1_700_000_000_000_000_001, 4242));
+        assert_ne!(base, seed_from(1_700_000_000_000_000_000, 4243));
+        // Neighbouring readings give seeds that differ in about half of their bits.
+        let flipped = (base ^ seed_from(1_700_000_000_000_000_001, 4242)).count_ones();
+        assert!((16..=48).contains(&flipped), "{flipped} bits differ");
     }
 }

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use mesh_model::{Diagnostic, Severity, Strictness};
 
 use crate::sources::{self, plural};
-use crate::{exit, Failure};
+use serde_json::{json, Value};
+
+use crate::{exit, Failure, Format};
 
 /// Counts of diagnostics by severity.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +55,30 @@ impl Counts {
     }
 }
 
+/// One diagnostic as JSON; `line` is null when unknown, `kind`/`name` when the document named
+/// no resource.
+fn diagnostic_json(d: &Diagnostic) -> Value {
+    let r = d.resource();
+    json!({
+        "file": d.source(),
+        "line": d.line(),
+        "severity": d.severity().to_string(),
+        "kind": r.map(|r| r.kind_name()),
+        "namespace": r.map(|r| r.namespace()),
+        "name": r.map(|r| r.name()),
+        "document": d.document(),
+        "path": d.path(),
+        "message": d.message(),
+    })
+}
+
 /// Runs `validate`: diagnostics on stdout (notes only when `verbose`), the summary on stderr.
-pub(crate) fn run(paths: &[PathBuf], strict: bool, verbose: bool) -> Result<u8, Failure> {
+pub(crate) fn run(
+    paths: &[PathBuf],
+    strict: bool,
+    verbose: bool,
+    format: Format,
+) -> Result<u8, Failure> {
     let files = sources::collect(paths)?;
     let strictness = if strict {
         Strictness::Strict
@@ -76,16 +100,33 @@ pub(crate) fn run(paths: &[PathBuf], strict: bool, verbose: bool) -> Result<u8, 
             d.line().unwrap_or(0),
         )
     });
+    let counts = Counts::of(loaded.diagnostics());
     let mut out = String::new();
-    for d in diags {
-        if d.severity() == Severity::Note && !verbose {
-            continue;
+    match format {
+        Format::Text => {
+            for d in diags {
+                if d.severity() == Severity::Note && !verbose {
+                    continue;
+                }
+                out.push_str(&d.to_string());
+                out.push('\n');
+            }
         }
-        out.push_str(&d.to_string());
-        out.push('\n');
+        Format::Json => {
+            let v = json!({
+                "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
+                "errors": counts.errors,
+                "warnings": counts.warnings,
+                "notes": counts.notes,
+                "strict": strict,
+            });
+            out = serde_json::to_string_pretty(&v)
+                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
+            out.push('\n');
+        }
     }
     crate::out(&out)?;
-    let counts = Counts::of(loaded.diagnostics());
     let mut summary = counts.summary(files.len());
     if strict && counts.warnings > 0 {
         summary.push_str(" (--strict: warnings count as errors)");

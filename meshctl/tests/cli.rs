@@ -211,6 +211,34 @@ fn validate_notes_only_with_verbose() {
 }
 
 #[test]
+fn validate_json_matches_the_text_output() {
+    let text = meshctl(&["validate", "--verbose", "tests/fixtures"]);
+    let js = meshctl(&["validate", "--format", "json", "tests/fixtures"]);
+    assert_eq!(code(&js), code(&text));
+    assert_eq!(code(&js), 1);
+    let v = json(&js);
+    let diags = v["diagnostics"].as_array().unwrap();
+    let lines: Vec<String> = stdout(&text).lines().map(str::to_owned).collect();
+    assert_eq!(diags.len(), lines.len());
+    for (d, line) in diags.iter().zip(&lines) {
+        let prefix = format!(
+            "{}:{}: {}: {}/{}: {}: ",
+            d["file"].as_str().unwrap(),
+            d["line"].as_u64().unwrap_or(0),
+            d["severity"].as_str().unwrap(),
+            d["kind"].as_str().unwrap(),
+            d["name"].as_str().unwrap(),
+            d["path"].as_str().unwrap(),
+        );
+        assert!(line.starts_with(&prefix), "{line} vs {prefix}");
+        assert!(line.ends_with(d["message"].as_str().unwrap()));
+    }
+    assert_eq!(v["errors"], 2);
+    assert_eq!(v["files"].as_array().unwrap().len(), 5);
+    assert_eq!(v["strict"], false);
+}
+
+#[test]
 fn validate_io_and_usage_errors_exit_two() {
     let missing = meshctl(&["validate", "tests/fixtures/does-not-exist.yaml"]);
     assert_eq!(code(&missing), 2);
