@@ -304,6 +304,14 @@ impl<'t> RouteDecision<'t> {
         }
     }
 
+    /// Whether a retry should avoid the hosts already tried (Envoy's previous-hosts
+    /// predicate): the retry policy's `retryIgnorePreviousHosts` (default true), except that
+    /// Istio leaves the predicate out when the destination uses consistent hashing.
+    pub fn retry_avoids_previous_hosts(&self) -> bool {
+        self.retry().retry_ignore_previous_hosts()
+            && !self.policy().load_balancer().is_consistent_hash()
+    }
+
     /// Fault injection of the route.
     pub fn fault(&self) -> Option<&'t FaultInjection> {
         self.route.and_then(|(r, _)| r.fault.as_ref())

@@ -946,3 +946,39 @@ spec:
     assert_eq!(nc.mirrors().count(), 0);
     assert!(nc.to_string().contains("503 NC"), "{nc}");
 }
+
+mod weighted_routes {
+    use super::common::{get, headers, table};
+    use mesh_routing::{Action, ClientContext};
+    use proptest::prelude::*;
+
+    proptest! {
+        // Each case compiles YAML; 64 cases keep the debug run short.
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Whatever the weights (zeros included, at least one positive), the chosen
+        /// destination of a compiled route has weight > 0, and `roll % total` picks it.
+        #[test]
+        fn chosen_destination_has_positive_weight(
+            weights in proptest::collection::vec(0u32..50, 2..5),
+            roll in any::<u64>(),
+        ) {
+            prop_assume!(weights.iter().any(|&w| w > 0));
+            let mut yaml = String::from("apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: w, namespace: default}\nspec:\n  hosts: [w]\n  http:\n  - route:\n");
+            for (i, w) in weights.iter().enumerate() {
+                yaml.push_str(&format!("    - {{destination: {{host: w{i}}}, weight: {w}}}\n"));
+            }
+            let table = table(&yaml, &ClientContext::new("default"));
+            let h = headers(&[]);
+            let d = table.route(&get("w", "/", &h), roll);
+            let Action::Route(r) = d.action() else { panic!("{d}") };
+            prop_assert!(r.destination().weight() > 0);
+            let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+            let mut x = roll % total;
+            let expected = weights.iter().position(|&w| {
+                if x < u64::from(w) { true } else { x -= u64::from(w); false }
+            }).unwrap();
+            prop_assert_eq!(r.destination().host(), format!("w{expected}.default.svc.cluster.local"));
+        }
+    }
+}
