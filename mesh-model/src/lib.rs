@@ -61,9 +61,76 @@
 //! assert_eq!(vs.http()[0].retries().attempts(), 2); // Istio's default policy
 //! ```
 //!
-//! Istio's defaults are resolved in one place each: [`RetryPolicy::istio_default`] and the
-//! [`policy`] module table, [`ConnectionPool`]'s and [`OutlierDetection`]'s `Default`,
-//! [`LoadBalancer::default`].
+//! # Istio's defaults, and where each is resolved
+//!
+//! Every default is applied once, while a resource is validated, so the typed values read
+//! back already hold it; nothing downstream has to know Istio's defaults.
+//!
+//! | Knob | Default | Resolved in |
+//! |---|---|---|
+//! | namespace | `default` | [`Meta`] ([`DEFAULT_NAMESPACE`]) |
+//! | route timeout | none (disabled) | [`HttpRoute::timeout`] is `None` |
+//! | retries (no `retries` block) | 2 retries on `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes` | [`RetryPolicy::istio_default`], [`policy`] module table |
+//! | retry backoff | 25 ms base, 250 ms max (Envoy) | [`RetryPolicy::backoff`] is `None`; [`policy`] table |
+//! | fault percentage (unset) | 0 % | [`FaultDelay`] / [`FaultAbort`] percentage |
+//! | mirror percentage (unset) | 100 % | [`Mirror::percentage`] |
+//! | single destination weight | 100; weight 0 destinations dropped | [`RouteDestination::weight`] |
+//! | redirect code | 301 | [`Redirect`] |
+//! | load balancer | `LEAST_REQUEST` | [`LoadBalancer::default`] |
+//! | ring hash minimum size | 1024 | [`HashTable::RingHash`] |
+//! | connection pool limits | 2^32 − 1 each ([`UNLIMITED`]); connect timeout 10 s; requests per connection unlimited | [`ConnectionPool`]'s `Default` |
+//! | outlier detection (block present) | 5 consecutive 5xx, gateway errors off, interval 10 s, base ejection 30 s, max ejection 10 %, min health 0 % | [`OutlierDetection`]'s `Default` |
+//! | `maxEjectionPercent: 0` | the default (10 %) | [`OutlierDetection`] |
+//! | policy for a (subset, port) | top level, replaced wholesale by a port entry, then block-wise by the subset's | [`DestinationRule::effective_policy`] |
+//! | endpoint weight | 1 | [`Endpoint::weight`] |
+//! | ServiceEntry resolution | `NONE` | [`Resolution`] |
+//! | `exportTo` | everywhere (`*`) | kept as written (empty) |
+//!
+//! # Validation rules (istio-semantics §4)
+//!
+//! Implemented, each with at least one file in `tests/fixtures/invalid/`:
+//!
+//! * §4.1 structure: S1–S11 (S8, unknown fields: warnings, errors with [`Strictness::Strict`]).
+//! * §4.2 VirtualService: V1–V10.
+//! * §4.3 HTTPRoute: R1–R9.
+//! * §4.4 HTTPMatchRequest: M1–M10 (M11 says `exact` is never checked: nothing to implement).
+//! * §4.5 D1–D6, H1–H3, T1–T4, F1–F6, RD1–RD5, RW1–RW3, DR1–DR2, C1–C4.
+//! * §4.6 DestinationRule: DR-1–DR-6, CP-1–CP-5, OD-1–OD-4, LB-1–LB-7, TLS-1–TLS-4, X-1.
+//! * ServiceEntry (`ValidateServiceEntry` and the CRD, numbered SE-1–SE-24 in the fixture
+//!   README) and EN-1 (enum values must be one of the enum's names).
+//!
+//! Where the library is stricter than Istio, on purpose: an abort or direct-response status of
+//! 600 (F3, DR1) and redirect codes Envoy cannot send (RD4: 300..399 other than 301, 302, 303,
+//! 307, 308) are errors, since Envoy rejects them after Istio accepted them.
+//!
+//! Not implemented, and why:
+//!
+//! * Rules that apply only to gateways (host and SNI checks of gateway-bound virtual services,
+//!   JWT-claim routing on gateways): this library runs where sidecars run, so a virtual service
+//!   bound only to gateways gets a remark and is otherwise not applied. V7 (JWT-claim keys in a
+//!   mesh virtual service) is implemented.
+//! * The contents of `tcp` and `tls` routes: kept as written (they round-trip) but neither
+//!   validated nor applied, with a remark.
+//! * ServiceEntry `DYNAMIC_DNS` resolution is refused as unsupported by this library; Unix
+//!   socket endpoint addresses are accepted unchecked; istiod warnings that depend on its own
+//!   settings (address auto-allocation) are left out.
+//! * The deprecated integer fault `percent` is not range-checked (Istio does not either).
+//!
+//! # Remarks
+//!
+//! Diagnostics the library adds on top of Istio's verdict are warnings whose message contains
+//! "by this library": TLS modes other than `DISABLE` (the wrapped client's TLS applies),
+//! locality and zone-aware load balancing, warmup, `tcp`/`tls` routes, `%VARIABLE%`
+//! substitution in header values, and virtual services bound only to gateways. They never keep
+//! a resource out.
+//!
+//! # Delegation
+//!
+//! [`Loader::finish`] merges delegate virtual services into the root routes that name them
+//! (istio-semantics §1.16), so [`RouteAction::Delegate`] never reaches a loaded
+//! [`MeshConfig`]: conflicting delegate routes are dropped, unset route fields are inherited
+//! from the root route, a missing delegate drops the root route (each with a warning when the
+//! cross-resource analysis runs).
 //!
 //! MSRV: Rust 1.85, a rolling policy of at least six months.
 
