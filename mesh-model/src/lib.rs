@@ -182,3 +182,8 @@ pub fn load_str(source: &str, text: &str) -> Loaded {
     l.add_str(source, text);
     l.finish()
 }
+
+/// The README's example, compiled and run as a doc-test.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
