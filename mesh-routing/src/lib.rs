@@ -106,8 +106,9 @@
 //!
 //! * One table serves every port: a VirtualService host matches an authority on any port (Envoy
 //!   builds one route table per listener port), and `match.port` is tested per request.
-//! * Delegation (`delegate`) is not supported: compiling it returns
-//!   [`CompileError::Unsupported`].
+//! * Delegation (`delegate`) is merged by `mesh-model`'s loader before the table sees the
+//!   config (delegate routes combined with the root's match blocks, §1.16); a `delegate` route
+//!   that reaches [`RouteTable::compile`] unmerged is [`CompileError::Unsupported`].
 //! * Ring hash gives every endpoint `minimumRingSize` entries per unit of weight instead of
 //!   sizing the whole ring, so adding an endpoint moves ~1/N of the keys (see [`lb::RingHash`]).
 //!   Ejected endpoints are skipped on the ring/table instead of rebuilding it.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{get, headers, table, target};
 use mesh_routing::lb::LoadBalancer;
-use mesh_routing::{Action, ClientContext, EndpointChoice, RequestView};
+use mesh_routing::{Action, ClientContext, EndpointChoice, RequestView, RouteTable};
 
 const FQDN: &str = "svc.cluster.local";
 
@@ -981,4 +981,117 @@ mod weighted_routes {
             prop_assert_eq!(r.destination().host(), format!("w{expected}.default.svc.cluster.local"));
         }
     }
+}
+
+#[test]
+fn delegation_merged_by_the_loader_routes_as_istio() {
+    // §1.16, merged by mesh-model's loader: a delegate route is kept only if every one of its
+    // blocks fits a root block; unset route fields are inherited; short names resolve in the
+    // delegate's namespace; a missing delegate skips the root route.
+    let yaml = r#"
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: bookinfo, namespace: default}
+spec:
+  hosts: [bookinfo.com]
+  http:
+  - name: pp
+    match: [{uri: {prefix: /productpage}}]
+    timeout: 5s
+    delegate: {name: productpage, namespace: nsa}
+  - match: [{uri: {prefix: /reviews}}]
+    delegate: {name: reviews, namespace: nsb}
+  - match: [{uri: {prefix: /gone}}]
+    delegate: {name: missing}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: productpage, namespace: nsa}
+spec:
+  http:
+  - name: v1
+    match: [{uri: {prefix: /productpage/v1/}}]
+    route: [{destination: {host: productpage-v1}}]
+  - name: mixed
+    match: [{uri: {prefix: /productpage/v2/}}, {uri: {prefix: /elsewhere}}]
+    route: [{destination: {host: productpage-v2}}]
+  - route: [{destination: {host: productpage}}]
+    timeout: 1s
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: nsb}
+spec:
+  http:
+  - match: [{headers: {end-user: {exact: jason}}}]
+    route: [{destination: {host: reviews, subset: v2}}]
+  - route: [{destination: {host: reviews, subset: v1}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: nsb}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"#;
+    let loaded = mesh_model::load_str("delegation.yaml", yaml);
+    let table = RouteTable::compile(loaded.config(), &ClientContext::new("default")).unwrap();
+    let none = headers(&[]);
+    let jason = headers(&[("end-user", "jason")]);
+    for (what, req, want) in [
+        (
+            "delegate block within the root prefix",
+            get("bookinfo.com", "/productpage/v1/x", &none),
+            t("productpage-v1", "nsa", "", 80),
+        ),
+        (
+            "a route with a conflicting block is dropped whole",
+            get("bookinfo.com", "/productpage/v2/x", &none),
+            t("productpage", "nsa", "", 80),
+        ),
+        (
+            "the conflicting block matches nothing",
+            get("bookinfo.com", "/elsewhere", &none),
+            "NR".to_owned(),
+        ),
+        (
+            "delegate fallback inherits the root's match",
+            get("bookinfo.com", "/productpage", &none),
+            t("productpage", "nsa", "", 80),
+        ),
+        (
+            "header block merged with the root prefix",
+            get("bookinfo.com", "/reviews/1", &jason),
+            t("reviews", "nsb", "v2", 80),
+        ),
+        (
+            "header block needs the root prefix too",
+            get("bookinfo.com", "/x", &jason),
+            "NR".to_owned(),
+        ),
+        (
+            "second delegate fallback",
+            get("bookinfo.com", "/reviews/1", &none),
+            t("reviews", "nsb", "v1", 80),
+        ),
+        (
+            "missing delegate: the root route is skipped",
+            get("bookinfo.com", "/gone", &none),
+            "NR".to_owned(),
+        ),
+    ] {
+        assert_eq!(target(&table, &req, 0), want, "{what}");
+    }
+    let d = table.route(&get("bookinfo.com", "/productpage/v1/x", &none), 0);
+    assert_eq!(
+        d.timeout().map(|t| t.as_std().as_secs()),
+        Some(5),
+        "inherited from the root"
+    );
+    let d = table.route(&get("bookinfo.com", "/productpage", &none), 0);
+    assert_eq!(
+        d.timeout().map(|t| t.as_std().as_secs()),
+        Some(1),
+        "the delegate's own wins"
+    );
 }
