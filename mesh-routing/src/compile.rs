@@ -10,7 +10,7 @@ use mesh_model::{
 
 use crate::cluster::ClusterPolicy;
 use crate::endpoints::{labels_match, select_subset, Endpoint, EndpointSource, StaticEndpoints};
-use crate::host::{kube_alternative_names, HostIndex};
+use crate::host::{kube_alternative_names, HostIndex, CLUSTER_DOMAIN};
 use crate::lb::{HashPolicy, LoadBalancer};
 use crate::matcher::{HeaderMatcher, MatchBlock, QueryMatcher, StringMatcher, UriMatcher};
 use crate::table::{
@@ -103,14 +103,9 @@ fn id(meta: &mesh_model::Meta) -> String {
     format!("{}/{}", meta.namespace(), meta.name())
 }
 
-/// Expand a short name (no dot) with `namespace` and the cluster domain; lowercase.
-fn expand(host: &str, namespace: &str, domain: &str) -> String {
-    let host = host.to_ascii_lowercase();
-    if host.contains('.') || host.contains(':') || host == "*" || host.is_empty() {
-        host
-    } else {
-        format!("{host}.{namespace}.svc.{domain}")
-    }
+/// Expand a short name (no dot) with `namespace`, as mesh-model (and Istio) do.
+fn expand(host: &str, namespace: &str) -> String {
+    mesh_model::resolve_short_name(host, namespace)
 }
 
 /// Whether a resource in `ns` with `export_to` is visible to a client in `client_ns`
@@ -299,7 +294,7 @@ impl<'c> Compiler<'c> {
                 u32::try_from(vhosts.len()).map_err(|_| CompileError::TooManyDestinations)?;
             let mut claimed = false;
             for host in vs.hosts() {
-                let fqdn = expand(host, ns, client.domain());
+                let fqdn = expand(host, ns);
                 if hosts.insert(&fqdn, index) {
                     claimed = true;
                     owner.insert(fqdn.clone(), vs_id.clone());
@@ -324,7 +319,7 @@ impl<'c> Compiler<'c> {
         }
         // Short forms after every real name, so a real name always wins.
         for (fqdn, index) in alternatives {
-            for alt in kube_alternative_names(&fqdn, client.domain(), client.namespace()) {
+            for alt in kube_alternative_names(&fqdn, client.namespace()) {
                 hosts.insert(&alt, index);
             }
         }
@@ -517,7 +512,7 @@ impl<'c> Compiler<'c> {
             .iter()
             .map(|m| {
                 let d = m.destination();
-                let dest = self.intern(&expand(d.host(), ns, self.client.domain()), d.subset())?;
+                let dest = self.intern(&expand(d.host(), ns), d.subset())?;
                 Ok((
                     CompiledDest {
                         dest,
@@ -550,7 +545,7 @@ impl<'c> Compiler<'c> {
         d: &RouteDestination,
     ) -> Result<(CompiledDest, u32), CompileError> {
         let dst = d.destination();
-        let host = expand(dst.host(), ns, self.client.domain());
+        let host = expand(dst.host(), ns);
         let dest = self.intern(&host, dst.subset())?;
         Ok((
             CompiledDest {
@@ -629,7 +624,7 @@ impl<'c> Compiler<'c> {
     fn destination_rules(&self, host: &str) -> Vec<&DestinationRule> {
         let client = self.client;
         let service_ns = self.se_namespace.get(host).cloned().or_else(|| {
-            host.strip_suffix(client.domain())
+            host.strip_suffix(CLUSTER_DOMAIN)
                 .and_then(|p| p.strip_suffix(".svc."))
                 .and_then(|p| p.split_once('.'))
                 .map(|(_, ns)| ns.to_owned())
@@ -652,7 +647,7 @@ impl<'c> Compiler<'c> {
                     Some(sel) => ns == client.namespace() && labels_match(sel, client.labels()),
                     None => true,
                 })
-                .map(|dr| (dr, expand(dr.host(), &ns, client.domain())))
+                .map(|dr| (dr, expand(dr.host(), &ns)))
                 .filter(|(_, h)| host_matches(h, host))
                 .collect();
             seen.push(ns);
@@ -686,7 +681,7 @@ impl<'c> Compiler<'c> {
         let mut names: Vec<String> = self.se_ports.keys().cloned().collect();
         names.sort();
         for dr in self.config.destination_rules() {
-            let h = expand(dr.host(), dr.meta().namespace(), client.domain());
+            let h = expand(dr.host(), dr.meta().namespace());
             if !h.starts_with('*') {
                 names.push(h);
             }
@@ -716,7 +711,7 @@ impl<'c> Compiler<'c> {
             }
         }
         for (name, d) in ids {
-            for alt in kube_alternative_names(&name, client.domain(), client.namespace()) {
+            for alt in kube_alternative_names(&name, client.namespace()) {
                 index.insert(&alt, d);
             }
         }

@@ -153,13 +153,17 @@ pub enum HostMatch<'a> {
     Any,
 }
 
+/// The cluster domain short names expand into (`name.ns.svc.cluster.local`), as in
+/// `mesh_model::resolve_short_name`.
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// The names under which a client reaches the Kubernetes service `fqdn`
-/// (`name.ns.svc.<domain>`), besides the FQDN itself: `name.ns.svc`, `name.ns`, and, for a client
-/// in namespace `ns`, the bare `name`. Empty for names that are not service FQDNs of that
-/// domain. See istio-semantics §1.2 (sidecar virtual-host domains).
-pub fn kube_alternative_names(fqdn: &str, domain: &str, client_namespace: &str) -> Vec<String> {
+/// (`name.ns.svc.cluster.local`), besides the FQDN itself: `name.ns.svc`, `name.ns`, and, for a
+/// client in namespace `ns`, the bare `name`. Empty for names that are not service FQDNs. See
+/// istio-semantics §1.2 (sidecar virtual-host domains).
+pub fn kube_alternative_names(fqdn: &str, client_namespace: &str) -> Vec<String> {
     let Some(prefix) = fqdn
-        .strip_suffix(domain)
+        .strip_suffix(CLUSTER_DOMAIN)
         .and_then(|p| p.strip_suffix(".svc."))
     else {
         return Vec::new();
@@ -184,15 +188,15 @@ mod tests {
     #[test]
     fn alternative_names() {
         assert_eq!(
-            kube_alternative_names("api.default.svc.cluster.local", "cluster.local", "default"),
+            kube_alternative_names("api.default.svc.cluster.local", "default"),
             ["api.default.svc", "api.default", "api"]
         );
         assert_eq!(
-            kube_alternative_names("api.default.svc.cluster.local", "cluster.local", "other"),
+            kube_alternative_names("api.default.svc.cluster.local", "other"),
             ["api.default.svc", "api.default"]
         );
-        assert!(kube_alternative_names("api.example.com", "cluster.local", "default").is_empty());
-        assert!(kube_alternative_names("*.ns.svc.cluster.local", "cluster.local", "ns").is_empty());
+        assert!(kube_alternative_names("api.example.com", "default").is_empty());
+        assert!(kube_alternative_names("*.ns.svc.cluster.local", "ns").is_empty());
     }
 
     #[test]

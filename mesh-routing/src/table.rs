@@ -22,19 +22,17 @@ pub struct ClientContext {
     namespace: String,
     labels: Labels,
     gateway: String,
-    domain: String,
     root_namespace: String,
 }
 
 impl ClientContext {
-    /// A sidecar-like client (gateway `mesh`) in `namespace`, without labels, in cluster domain
-    /// `cluster.local` with root namespace `istio-system`.
+    /// A sidecar-like client (gateway `mesh`) in `namespace`, without labels, with mesh root
+    /// namespace `istio-system`.
     pub fn new(namespace: &str) -> Self {
         ClientContext {
             namespace: namespace.to_owned(),
             labels: Labels::new(),
             gateway: "mesh".to_owned(),
-            domain: "cluster.local".to_owned(),
             root_namespace: "istio-system".to_owned(),
         }
     }
@@ -60,13 +58,6 @@ impl ClientContext {
         self
     }
 
-    /// Use another cluster domain than `cluster.local`.
-    #[must_use]
-    pub fn with_domain(mut self, domain: &str) -> Self {
-        self.domain = domain.trim_matches('.').to_ascii_lowercase();
-        self
-    }
-
     /// Use another mesh root namespace than `istio-system`.
     #[must_use]
     pub fn with_root_namespace(mut self, ns: &str) -> Self {
@@ -85,10 +76,6 @@ impl ClientContext {
     /// The gateway the client acts as (`mesh` for a sidecar-like client).
     pub fn gateway(&self) -> &str {
         &self.gateway
-    }
-    /// The cluster domain (`cluster.local`).
-    pub fn domain(&self) -> &str {
-        &self.domain
     }
     /// The mesh root namespace (`istio-system`).
     pub fn root_namespace(&self) -> &str {
