@@ -179,7 +179,7 @@ impl RouteTable {
         };
         c.service_entries();
         let (vhosts, hosts) = c.virtual_hosts()?;
-        let services = c.services();
+        let services = c.services()?;
         Ok(RouteTable {
             client: client.clone(),
             vhosts,
@@ -676,7 +676,7 @@ impl<'c> Compiler<'c> {
 
     /// Known services for passthrough: ServiceEntry hosts, DestinationRule hosts, route
     /// destinations; each with its Kubernetes short forms.
-    fn services(&mut self) -> HostIndex<u32> {
+    fn services(&mut self) -> Result<HostIndex<u32>, CompileError> {
         let client = self.client;
         let mut names: Vec<String> = self.se_ports.keys().cloned().collect();
         names.sort();
@@ -686,12 +686,6 @@ impl<'c> Compiler<'c> {
                 names.push(h);
             }
         }
-        names.extend(
-            self.dests
-                .iter()
-                .filter(|d| d.subset.is_none())
-                .map(|d| d.host.to_string()),
-        );
         let mut routed: Vec<String> = self.dests.iter().map(|d| d.host.to_string()).collect();
         routed.sort();
         routed.dedup();
@@ -702,20 +696,16 @@ impl<'c> Compiler<'c> {
             if index.contains_exact(&name) {
                 continue;
             }
-            match self.intern(&name, None) {
-                Ok(d) => {
-                    index.insert(&name, d);
-                    ids.push((name, d));
-                }
-                Err(_) => break,
-            }
+            let d = self.intern(&name, None)?;
+            index.insert(&name, d);
+            ids.push((name, d));
         }
         for (name, d) in ids {
             for alt in kube_alternative_names(&name, client.namespace()) {
                 index.insert(&alt, d);
             }
         }
-        index
+        Ok(index)
     }
 }
 
