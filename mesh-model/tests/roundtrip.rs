@@ -119,18 +119,37 @@ fn http_match() -> impl Strategy<Value = Value> {
         prop::option::of(1u16..=65535),
         prop::option::of(any::<bool>()),
         string_map(&["x-canary"]),
+        (
+            prop::option::of(prop::sample::select(vec!["frontend", "v1"])),
+            prop::option::of(prop::sample::select(vec!["web", "batch"])),
+            prop::option::of("[a-z]{1,6}"),
+            any::<bool>(),
+        ),
     )
-        .prop_map(|(uri, headers, query, method, port, icase, without)| {
-            map(vec![
-                ("uri", opt(uri.filter(|u| !u.is_null()))),
-                ("headers", headers),
-                ("queryParams", query),
-                ("method", opt(method.map(|m| map(vec![("exact", s(m))])))),
-                ("port", opt(port.map(|p| n(i64::from(p))))),
-                ("ignoreUriCase", opt(icase.map(Value::Bool))),
-                ("withoutHeaders", without),
-            ])
-        })
+        .prop_map(
+            |(uri, headers, query, method, port, icase, without, (label, ns, name, mesh))| {
+                map(vec![
+                    ("name", opt(name.map(|x| s(&x)))),
+                    ("sourceLabels", opt(label.map(|l| map(vec![("app", s(l))])))),
+                    ("sourceNamespace", opt(ns.map(s))),
+                    (
+                        "gateways",
+                        if mesh {
+                            Value::Sequence(vec![s("mesh")])
+                        } else {
+                            Value::Null
+                        },
+                    ),
+                    ("uri", opt(uri.filter(|u| !u.is_null()))),
+                    ("headers", headers),
+                    ("queryParams", query),
+                    ("method", opt(method.map(|m| map(vec![("exact", s(m))])))),
+                    ("port", opt(port.map(|p| n(i64::from(p))))),
+                    ("ignoreUriCase", opt(icase.map(Value::Bool))),
+                    ("withoutHeaders", without),
+                ])
+            },
+        )
 }
 
 fn destination() -> impl Strategy<Value = Value> {
@@ -439,8 +458,9 @@ fn virtual_service(index: usize) -> impl Strategy<Value = Value> {
             .prop_flat_map(|v| (0..v.len()).map(http_route).collect::<Vec<_>>()),
         prop::sample::select(vec!["default", "prod"]),
         prop::option::of(subsequence(vec![".", "frontend", "istio-system"], 1..=2)),
+        (any::<bool>(), any::<bool>()),
     )
-        .prop_map(move |(hosts, http, ns, export_to)| {
+        .prop_map(move |(hosts, http, ns, export_to, (mesh, tcp))| {
             map(vec![
                 ("apiVersion", s("networking.istio.io/v1")),
                 ("kind", s("VirtualService")),
@@ -456,6 +476,34 @@ fn virtual_service(index: usize) -> impl Strategy<Value = Value> {
                     map(vec![
                         ("hosts", Value::Sequence(hosts.into_iter().map(s).collect())),
                         ("http", Value::Sequence(http)),
+                        (
+                            "gateways",
+                            if mesh {
+                                Value::Sequence(vec![s("mesh")])
+                            } else {
+                                Value::Null
+                            },
+                        ),
+                        (
+                            "tcp",
+                            if tcp {
+                                Value::Sequence(vec![map(vec![
+                                    (
+                                        "match",
+                                        Value::Sequence(vec![map(vec![("port", n(27017))])]),
+                                    ),
+                                    (
+                                        "route",
+                                        Value::Sequence(vec![map(vec![(
+                                            "destination",
+                                            map(vec![("host", s("mongo"))]),
+                                        )])]),
+                                    ),
+                                ])])
+                            } else {
+                                Value::Null
+                            },
+                        ),
                         (
                             "exportTo",
                             opt(export_to.map(|e| Value::Sequence(e.into_iter().map(s).collect()))),
@@ -554,9 +602,15 @@ fn outlier() -> impl Strategy<Value = Value> {
         prop::option::of(duration()),
         prop::option::of(0i64..=100),
         prop::option::of(0i64..=100),
+        prop::option::of(1i64..=10),
     )
-        .prop_map(|(c5, cg, interval, base, max, min)| {
+        .prop_map(|(c5, cg, interval, base, max, min, local)| {
             map(vec![
+                (
+                    "splitExternalLocalOriginErrors",
+                    opt(local.map(|_| Value::Bool(true))),
+                ),
+                ("consecutiveLocalOriginFailures", opt(local.map(n))),
                 ("consecutive5xxErrors", opt(c5.map(n))),
                 ("consecutiveGatewayErrors", opt(cg.map(n))),
                 ("interval", opt(interval)),
@@ -611,33 +665,64 @@ fn destination_rule(index: usize) -> impl Strategy<Value = Value> {
         subsequence(&SUBSETS[..], 0..=3),
         prop::collection::vec(prop::option::of(traffic_policy()), 3),
         prop::option::of(traffic_policy()),
+        prop::option::of(prop_oneof![
+            Just((Some("."), Some("web"))),
+            Just((Some("*"), None)),
+            Just((None, Some("api"))),
+        ]),
+        prop::option::of((0u32..=100, 1i64..=10, prop::option::of(duration()))),
     )
-        .prop_map(move |(host, subsets, sub_policies, policy)| {
-            let subsets = subsets
-                .into_iter()
-                .zip(sub_policies)
-                .map(|(name, p)| {
-                    map(vec![
-                        ("name", s(name)),
-                        ("labels", map(vec![("version", s(name))])),
-                        ("trafficPolicy", opt(p)),
-                    ])
-                })
-                .collect();
-            map(vec![
-                ("apiVersion", s("networking.istio.io/v1")),
-                ("kind", s("DestinationRule")),
-                ("metadata", map(vec![("name", s(&format!("dr-{index}")))])),
-                (
-                    "spec",
-                    map(vec![
-                        ("host", s(host)),
-                        ("trafficPolicy", opt(policy)),
-                        ("subsets", list(subsets)),
-                    ]),
-                ),
-            ])
-        })
+        .prop_map(
+            move |(host, subsets, sub_policies, policy, scope, budget)| {
+                let (export_to, selector) = scope.unwrap_or((None, None));
+                let mut policy = policy;
+                if let (Some((pct, min, interval)), Some(Value::Mapping(p))) =
+                    (budget, policy.as_mut())
+                {
+                    p.insert(
+                        s("retryBudget"),
+                        map(vec![
+                            ("percent", Value::Number(f64::from(pct).into())),
+                            ("minRetryConcurrency", n(min)),
+                            ("budgetInterval", opt(interval)),
+                        ]),
+                    );
+                }
+                let subsets = subsets
+                    .into_iter()
+                    .zip(sub_policies)
+                    .map(|(name, p)| {
+                        map(vec![
+                            ("name", s(name)),
+                            ("labels", map(vec![("version", s(name))])),
+                            ("trafficPolicy", opt(p)),
+                        ])
+                    })
+                    .collect();
+                map(vec![
+                    ("apiVersion", s("networking.istio.io/v1")),
+                    ("kind", s("DestinationRule")),
+                    ("metadata", map(vec![("name", s(&format!("dr-{index}")))])),
+                    (
+                        "spec",
+                        map(vec![
+                            ("host", s(host)),
+                            ("trafficPolicy", opt(policy)),
+                            ("subsets", list(subsets)),
+                            (
+                                "exportTo",
+                                opt(export_to.map(|e| Value::Sequence(vec![s(e)]))),
+                            ),
+                            (
+                                "workloadSelector",
+                                opt(selector
+                                    .map(|a| map(vec![("matchLabels", map(vec![("app", s(a))]))]))),
+                            ),
+                        ]),
+                    ),
+                ])
+            },
+        )
 }
 
 fn service_entry(index: usize) -> impl Strategy<Value = Value> {
@@ -657,6 +742,8 @@ fn service_entry(index: usize) -> impl Strategy<Value = Value> {
                     ("weight", opt(w.map(n))),
                     ("ports", opt(p.map(|p| map(vec![("http", n(p))])))),
                     ("labels", map(vec![("version", s("v1"))])),
+                    ("locality", s("us-east1/us-east1-b")),
+                    ("network", s("net-1")),
                 ])
             })
             .collect::<Vec<_>>()
