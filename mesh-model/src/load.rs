@@ -194,7 +194,9 @@ impl Loader {
         self
     }
 
-    /// Finishes: cross-resource analysis, then the result.
+    /// Finishes: the cross-resource analysis (unless turned off), then delegation: every root
+    /// route with `delegate` is replaced by the delegate's routes merged into it (istio-semantics
+    /// §1.16), so the returned configuration holds no [`crate::RouteAction::Delegate`].
     pub fn finish(mut self) -> Loaded {
         // Analysis first, so that its findings point at the routes as written (delegate routes
         // in their own document); then delegation is applied to the configuration.
