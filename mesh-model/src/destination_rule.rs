@@ -530,7 +530,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::DestinationRule) -> Destinati
         if subsets.iter().any(|x| x.name == name) && !name.is_empty() {
             cx.error(
                 &ip.key("name"),
-                format!("duplicate subset names: {name:?} is defined twice"),
+                format!("duplicate subset names: {name:?} is defined twice; rename or merge one of them"),
             );
         }
         let lp = ip.key("labels");
@@ -575,7 +575,10 @@ const MAX_PORT_LEVEL_SETTINGS: usize = 4096;
 
 fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> TrafficPolicy {
     if *t == raw::TrafficPolicy::default() {
-        cx.error(p, "traffic policy must have at least one field");
+        cx.error(
+            p,
+            "traffic policy must have at least one field: loadBalancer, connectionPool, outlierDetection, tls, portLevelSettings, tunnel, proxyProtocol or retryBudget (or remove it)",
+        );
     }
     let lb = t.load_balancer.as_ref().and_then(|lb| {
         load_balancer(
@@ -710,7 +713,10 @@ fn traffic_policy(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::TrafficPolicy) -> Traf
         if !matches!(pp.version.as_deref(), None | Some("V1" | "V2")) {
             cx.error(
                 &p.key("proxyProtocol").key("version"),
-                "unknown proxyProtocol version: expected one of V1, V2",
+                format!(
+                    "unknown proxyProtocol version {:?}: expected one of V1, V2",
+                    pp.version.as_deref().unwrap_or("")
+                ),
             );
         }
     }
@@ -788,7 +794,10 @@ fn load_balancer(
     if let Some(w) = &lb.warmup {
         let wp = p.key("warmup");
         match &w.duration {
-            None => cx.error(&wp.key("duration"), "warmup duration is required"),
+            None => cx.error(
+                &wp.key("duration"),
+                "warmup duration is required (e.g. 60s)",
+            ),
             Some(s) => {
                 duration(cx, &wp.key("duration"), Some(s));
             }
@@ -1214,13 +1223,20 @@ fn count(cx: &mut Cx<'_>, p: &Path<'_>, v: Option<i64>, default: u32) -> u32 {
             cx.error(
                 p,
                 format!(
-                    "{n} cannot be negative; use a positive limit (0 or unset means the default)"
+                    "{} {n} cannot be negative; use a positive limit (0 or unset means the default)",
+                    p.last_key()
                 ),
             );
             default
         }
         Some(n) if n > i64::from(u32::MAX) => {
-            cx.error(p, format!("{n} is larger than 4294967295"));
+            cx.error(
+                p,
+                format!(
+                    "{} {n} is larger than 4294967295 (the uint32 field's maximum)",
+                    p.last_key()
+                ),
+            );
             default
         }
         Some(n) => n as u32,

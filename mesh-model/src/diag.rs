@@ -213,6 +213,14 @@ impl<'a> Path<'a> {
         }
     }
 
+    /// The last key of the path (`maxRetries` for `...http.maxRetries`), or "" at an index.
+    pub(crate) fn last_key(&self) -> &'a str {
+        match self.seg {
+            Some(Seg::Key(k)) => k,
+            _ => "",
+        }
+    }
+
     pub(crate) fn segments(&self) -> Vec<Seg<'a>> {
         let mut out = Vec::new();
         let mut cur = Some(self);

@@ -1367,7 +1367,7 @@ fn validate_match(
         for (name, sm) in map {
             let np = fp.key(name);
             if name.is_empty() {
-                cx.error(&np, "header name cannot be empty");
+                cx.error(&np, "header name cannot be empty: name the header to match");
                 continue;
             }
             if name.starts_with("@request.auth.claims") {
@@ -1524,7 +1524,10 @@ fn validate_destinations(
             continue;
         };
         let Some(d) = &rd.destination else {
-            cx.error(&ip.key("destination"), "destination is required");
+            cx.error(
+                &ip.key("destination"),
+                "destination is required: give the host (and optionally subset and port)",
+            );
             continue;
         };
         let dest = validate_destination(cx, &ip.key("destination"), d);
@@ -1875,7 +1878,10 @@ fn validate_retries(cx: &mut Cx<'_>, p: &Path<'_>, r: Option<&raw::HttpRetry>) -
     policy.written = true;
     let attempts = r.attempts.unwrap_or(0);
     if attempts < 0 {
-        cx.error(&p.key("attempts"), "attempts cannot be negative");
+        cx.error(
+            &p.key("attempts"),
+            "attempts cannot be negative; use 0 to disable retries or a positive count",
+        );
     }
     if attempts > i64::from(i32::MAX) {
         cx.error(
@@ -2086,7 +2092,10 @@ fn validate_mirrors(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRoute) -> Vec<Mi
             continue;
         };
         let Some(d) = &m.destination else {
-            cx.error(&ip.key("destination"), "destination is required");
+            cx.error(
+                &ip.key("destination"),
+                "destination is required: give the host (and optionally subset and port)",
+            );
             continue;
         };
         let pct = match &m.percentage {
