@@ -28,9 +28,22 @@
 pub mod body;
 pub mod client;
 pub mod error;
+mod files;
+mod layer;
+mod mesh_body;
 pub(crate) mod policy;
 pub(crate) mod rng;
+mod service;
+mod state;
+pub mod stats;
 pub(crate) mod time;
+
+pub use files::{load_files, BuildError, LoadFilesError, ReloadError};
+pub use layer::{MeshBuilder, MeshHandle, MeshLayer, WatchHandle, DEFAULT_MAX_CONCURRENT_MIRRORS};
+pub use mesh_body::MeshBody;
+pub use mesh_routing::ClientContext;
+pub use service::{Mesh, ResponseFuture};
+pub use stats::{ClusterStats, Stats};
 
 /// A type-erased error, as used by tower and hyper.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -299,6 +299,32 @@ where
 }
 
 impl<B> ReplayBody<B> {
+    /// Wraps a body that is sent once and never replayed (it was too large for
+    /// the cap up front). It streams every byte and keeps none.
+    pub(crate) fn unreplayable(body: B) -> Self {
+        let shared = Shared {
+            body: Some(Box::pin(body)),
+            cap: 0,
+            chunks: Vec::new(),
+            buffered: 0,
+            pulled: 0,
+            pulled_bytes: 0,
+            trailers: None,
+            capped: true,
+            failed: false,
+            pending_error: None,
+            waiters: Vec::new(),
+        };
+        Self {
+            state: State::Streaming(Streaming {
+                shared: Arc::new(Mutex::new(shared)),
+                cursor: 0,
+                consumed: 0,
+                trailers_sent: false,
+            }),
+        }
+    }
+
     fn ready(data: Bytes, trailers: Option<HeaderMap>, replayable: bool) -> Self {
         Self {
             state: State::Ready(Ready {

@@ -1,0 +1,2 @@
+//! Placeholder until the mesh benchmark lands.
+fn main() {}

@@ -1,0 +1,147 @@
+//! [`MeshBody`]: the response body of the mesh.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use mesh_resilience::RequestPermit;
+
+use crate::state::ClusterState;
+use crate::BoxError;
+
+/// The response body of [`Mesh`](crate::Mesh).
+///
+/// Either the upstream's body, which holds the cluster's connection-pool permit
+/// until it ends (or is dropped) so that Envoy's "active request" lasts as long
+/// as the response stream; or the body of a local reply (redirect, direct
+/// response, fault abort) with no upstream behind it.
+pub struct MeshBody<RB> {
+    kind: Kind<RB>,
+}
+
+enum Kind<RB> {
+    Upstream {
+        body: Pin<Box<RB>>,
+        guard: Option<PermitGuard>,
+    },
+    Local(Option<Bytes>),
+}
+
+/// Gives the pool permit and the endpoint's in-flight slot back when dropped.
+pub(crate) struct PermitGuard {
+    pub(crate) cluster: Arc<ClusterState>,
+    pub(crate) permit: Option<RequestPermit>,
+    pub(crate) endpoint: Option<(usize, u64)>,
+}
+
+impl Drop for PermitGuard {
+    fn drop(&mut self) {
+        self.cluster.finish(self.permit.take(), self.endpoint);
+    }
+}
+
+impl fmt::Debug for PermitGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermitGuard")
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<RB> MeshBody<RB> {
+    pub(crate) fn upstream(body: RB, guard: Option<PermitGuard>) -> Self
+    where
+        RB: Body,
+    {
+        // An empty body has already ended: give the permit back now.
+        let guard = if body.is_end_stream() { None } else { guard };
+        Self {
+            kind: Kind::Upstream {
+                body: Box::pin(body),
+                guard,
+            },
+        }
+    }
+
+    pub(crate) fn local(bytes: Bytes) -> Self {
+        Self {
+            kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    /// Whether this body is a local reply of the mesh (no upstream behind it).
+    pub fn is_local(&self) -> bool {
+        matches!(self.kind, Kind::Local(_))
+    }
+}
+
+impl<RB> Body for MeshBody<RB>
+where
+    RB: Body<Data = Bytes>,
+    RB::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        match &mut this.kind {
+            Kind::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            Kind::Upstream { body, guard } => {
+                let res = std::task::ready!(body.as_mut().poll_frame(cx));
+                match res {
+                    Some(Ok(frame)) => {
+                        if body.is_end_stream() {
+                            guard.take();
+                        }
+                        Poll::Ready(Some(Ok(frame)))
+                    }
+                    Some(Err(e)) => {
+                        guard.take();
+                        Poll::Ready(Some(Err(e.into())))
+                    }
+                    None => {
+                        guard.take();
+                        Poll::Ready(None)
+                    }
+                }
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Local(data) => data.is_none(),
+            Kind::Upstream { body, .. } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Upstream { body, .. } => body.size_hint(),
+        }
+    }
+}
+
+impl<RB> fmt::Debug for MeshBody<RB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Local(data) => f
+                .debug_struct("MeshBody")
+                .field("local", &data.as_ref().map_or(0, Bytes::len))
+                .finish(),
+            Kind::Upstream { guard, .. } => f
+                .debug_struct("MeshBody")
+                .field("upstream", &true)
+                .field("holds_permit", &guard.is_some())
+                .finish(),
+        }
+    }
+}

@@ -1,0 +1,999 @@
+//! [`Mesh`]: the service that drives routing, faults, mirrors, timeouts,
+//! retries, pools, load balancing and outlier detection around a client.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, LOCATION};
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, Uri, Version};
+use mesh_resilience::{
+    AbortKind, Admission, ConnectionPool, DoneReason, FaultAction, Outcome, OutlierEvent,
+    PendingTicket, PoolLimits, RequestPermit, RetryDecision, RetryState, FAULT_ABORT_BODY,
+};
+use mesh_routing::{Action, ClusterId, EndpointChoice, RequestView, RouteDecision};
+use tower::ServiceExt;
+use tower_service::Service;
+use tracing::{field, Instrument};
+
+use crate::body::ReplayBody;
+use crate::error::{MeshError, UpstreamFailure};
+use crate::mesh_body::{MeshBody, PermitGuard};
+use crate::state::{lock, ClusterState, Compiled, Counters, PrefixMode, Shared};
+use crate::BoxError;
+
+/// The `x-envoy-attempt-count` header.
+const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+
+/// The mesh around an inner client `S`. Built by [`MeshLayer`](crate::MeshLayer).
+///
+/// Always ready: each request calls a clone of `S` with
+/// [`oneshot`](tower::ServiceExt::oneshot), so `S` must be cheap to clone
+/// (hyper-util's and reqwest's clients are).
+pub struct Mesh<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Mesh<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The wrapped client.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: Clone> Clone for Mesh<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> fmt::Debug for Mesh<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mesh").finish_non_exhaustive()
+    }
+}
+
+/// The future of [`Mesh::call`](tower_service::Service::call).
+pub struct ResponseFuture<RB> {
+    inner: Pin<Box<dyn Future<Output = Result<Response<MeshBody<RB>>, MeshError>> + Send>>,
+}
+
+impl<RB> Future for ResponseFuture<RB> {
+    type Output = Result<Response<MeshBody<RB>>, MeshError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+impl<RB> fmt::Debug for ResponseFuture<RB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+impl<S, B, RB> Service<Request<B>> for Mesh<S>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    type Response = Response<MeshBody<RB>>;
+    type Error = MeshError;
+    type Future = ResponseFuture<RB>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), MeshError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ResponseFuture<RB> {
+        let shared = Arc::clone(&self.shared);
+        let inner = self.inner.clone();
+        ResponseFuture {
+            inner: Box::pin(drive(shared, inner, req)),
+        }
+    }
+}
+
+async fn drive<S, B, RB>(
+    shared: Arc<Shared>,
+    inner: S,
+    req: Request<B>,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    let totals = &shared.totals;
+    Counters::bump(&totals.requests);
+    let compiled = shared.compiled.load_full();
+    let result = handle(&shared, &compiled, inner, req).await;
+    match &result {
+        Ok(res) if !res.status().is_server_error() => Counters::bump(&totals.successes),
+        Ok(_) => Counters::bump(&totals.failures),
+        Err(e) => {
+            Counters::bump(&totals.failures);
+            if e.is_timeout() {
+                Counters::bump(&totals.timeouts);
+            }
+            if e.is_overflow() {
+                Counters::bump(&totals.overflows);
+            }
+        }
+    }
+    result
+}
+
+/// What routing left for the forwarding part, computed while the request
+/// could still be borrowed.
+struct Prepared {
+    /// The new path and query, when the route rewrites the path.
+    path: Option<PathAndQuery>,
+    /// The `Host` to send upstream.
+    host: Option<HeaderValue>,
+    /// The consistent-hash key.
+    hash: Option<u64>,
+}
+
+async fn handle<S, B, RB>(
+    shared: &Shared,
+    compiled: &Compiled,
+    inner: S,
+    req: Request<B>,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: http_body::Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
+{
+    let mut rng = shared.request_rng();
+    let (mut parts, body) = req.into_parts();
+    let table = &compiled.table;
+
+    // 1. Route.
+    let (decision, prepared) = {
+        let view = RequestView::from_parts(&parts);
+        let decision = table.route(&view, rng.next_u64());
+        match decision.action() {
+            Action::Redirect(_) => return Ok(redirect(&decision, &view)),
+            Action::DirectResponse(d) => {
+                let mut res = local_reply(
+                    StatusCode::from_u16(d.status()).unwrap_or(StatusCode::OK),
+                    d.body().map(Bytes::copy_from_slice).unwrap_or_default(),
+                );
+                apply_response_ops(&decision, res.headers_mut());
+                return Ok(res);
+            }
+            Action::NoRoute => return Err(MeshError::no_route()),
+            Action::UnknownSubset(_) => return Err(MeshError::unknown_cluster()),
+            Action::Route(_) | Action::Passthrough(_) => {}
+        }
+        let prepared = prepare(compiled, &decision, &view);
+        (decision, prepared)
+    };
+    let plan = compiled.plan(&decision);
+    let cluster = decision.cluster();
+    let span = tracing::debug_span!(
+        "mesh.request",
+        virtual_service = field::Empty,
+        route = field::Empty,
+        destination = field::Empty,
+        cluster = field::Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(vs) = decision.virtual_service() {
+            span.record("virtual_service", field::display(vs));
+        }
+        if let Some(r) = decision.route() {
+            span.record("route", field::display(r));
+        }
+        if let Action::Route(r) = decision.action() {
+            span.record("destination", r.destination().host());
+        }
+        if let Some(c) = cluster {
+            span.record("cluster", field::display(table.cluster_key(c)));
+        }
+    }
+
+    async move {
+        // 2. Fault.
+        if let Some(fault) = &plan.fault {
+            match fault.decide(rng.next_u64(), rng.next_u64()) {
+                FaultAction::None => {}
+                FaultAction::Delay(d) => {
+                    tracing::debug!(delay_ms = d.as_millis() as u64, "fault delay");
+                    tokio::time::sleep(d).await;
+                }
+                FaultAction::Abort(kind) => return Ok(abort_reply(kind)),
+                FaultAction::DelayThenAbort { delay, abort } => {
+                    tracing::debug!(delay_ms = delay.as_millis() as u64, "fault delay");
+                    tokio::time::sleep(delay).await;
+                    return Ok(abort_reply(abort));
+                }
+            }
+        }
+
+        // Request rewrite that does not depend on the endpoint.
+        let (body, replayable_at_start) =
+            match ReplayBody::try_new(body, shared.settings.replay_cap) {
+                Ok(b) => (b, true),
+                Err(b) => (ReplayBody::unreplayable(b), false),
+            };
+        for ops in decision.header_operations() {
+            let ops = ops.request();
+            for (name, value) in ops.set() {
+                parts.headers.insert(name.clone(), value.clone());
+            }
+            for (name, value) in ops.add() {
+                parts.headers.append(name.clone(), value.clone());
+            }
+            for name in ops.remove() {
+                parts.headers.remove(name);
+            }
+        }
+        let path = match prepared.path {
+            Some(p) => p,
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        };
+        let scheme = parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP);
+        let default_authority = resolve_authority(compiled, &decision, &parts, cluster);
+
+        // 3. Mirrors.
+        if !plan.mirrors.is_empty() {
+            mirror(
+                shared,
+                compiled,
+                &decision,
+                &plan.mirrors,
+                &mut rng,
+                &parts,
+                &path,
+                &scheme,
+                prepared.host.as_ref(),
+                &body,
+                &inner,
+            );
+        }
+
+        // 4. Retry loop under the route timeout.
+        let cluster_state = cluster.map(|id| shared.cluster(compiled, id));
+        let mut scratch_pool = None;
+        let start = crate::time::now();
+        let mut retry = RetryGuard {
+            state: RetryState::new(&plan.retry, start.into_std()),
+            cluster: cluster_state.clone(),
+        };
+        let route_deadline = retry
+            .state
+            .route_deadline()
+            .map(tokio::time::Instant::from_std);
+        let mut extensions = Some(std::mem::take(&mut parts.extensions));
+        loop {
+            let attempt = retry.state.attempt();
+            if attempt > 1 {
+                Counters::bump(&shared.totals.retries);
+                if let Some(cs) = &cluster_state {
+                    Counters::bump(&cs.counters.retries);
+                }
+            }
+            let attempt_span = tracing::debug_span!(
+                "mesh.attempt",
+                attempt,
+                endpoint = field::Empty,
+                outcome = field::Empty,
+                retry_reason = field::Empty,
+                backoff_ms = field::Empty,
+            );
+
+            // 5. Pool admission.
+            let mut guard = None;
+            if let Some(cs) = &cluster_state {
+                match admit(cs, route_deadline).await {
+                    Ok(permit) => {
+                        guard = Some(PermitGuard {
+                            cluster: Arc::clone(cs),
+                            permit: Some(permit),
+                            endpoint: None,
+                        });
+                    }
+                    Err(Admit::Overflow) => {
+                        Counters::bump(&cs.counters.overflows);
+                        attempt_span.record("outcome", "overflow");
+                        return Err(MeshError::overflow());
+                    }
+                    Err(Admit::Timeout) => {
+                        Counters::bump(&cs.counters.timeouts);
+                        return Err(MeshError::route_timeout());
+                    }
+                }
+            }
+
+            // 6. Endpoint pick.
+            let mut authority = default_authority.clone();
+            if let (Some(cs), Some(id)) = (&cluster_state, cluster) {
+                match pick(compiled, cs, id, prepared.hash, &mut retry.state, &mut rng) {
+                    Picked::Endpoint {
+                        index,
+                        generation,
+                        authority: a,
+                    } => {
+                        if let Some(g) = guard.as_mut() {
+                            g.endpoint = Some((index, generation));
+                        }
+                        if !attempt_span.is_disabled() {
+                            attempt_span.record("endpoint", field::display(&a));
+                        }
+                        authority = Some(a);
+                    }
+                    Picked::Resolve => {}
+                    Picked::NoHealthyUpstream => {
+                        drop(guard);
+                        return Err(MeshError::no_healthy_upstream());
+                    }
+                }
+                Counters::bump(&cs.counters.requests);
+            }
+
+            // 7. Request for this attempt.
+            let mut uri = http::uri::Parts::default();
+            uri.scheme = Some(scheme.clone());
+            uri.authority = authority.or_else(|| parts.uri.authority().cloned());
+            uri.path_and_query = Some(path.clone());
+            let uri = Uri::from_parts(uri).unwrap_or_else(|_| parts.uri.clone());
+            let mut req = Request::new(body.clone());
+            *req.method_mut() = parts.method.clone();
+            *req.uri_mut() = uri;
+            *req.version_mut() = parts.version;
+            *req.headers_mut() = parts.headers.clone();
+            if let Some(ext) = extensions.take() {
+                *req.extensions_mut() = ext;
+            }
+            if let Some(host) = &prepared.host {
+                if parts.version <= Version::HTTP_11 {
+                    req.headers_mut().insert(HOST, host.clone());
+                }
+            }
+            if shared.settings.attempt_count_header {
+                req.headers_mut()
+                    .insert(ATTEMPT_COUNT, HeaderValue::from(attempt));
+            }
+
+            // 8. Per-try timeout around the call, until response headers.
+            let attempt_deadline = retry
+                .state
+                .attempt_deadline(crate::time::now().into_std())
+                .map(tokio::time::Instant::from_std);
+            let call = {
+                let call = inner.clone().oneshot(req);
+                async move { call.await.map_err(MeshError::upstream) }
+            }
+            .instrument(attempt_span.clone());
+            let result = match attempt_deadline {
+                Some(d) => tokio::time::timeout_at(d, call).await.ok(),
+                None => Some(call.await),
+            };
+
+            // 9. Outcome.
+            let (outcome, result): (Outcome, Result<Response<RB>, MeshError>) = match result {
+                None => {
+                    let err = if Some(attempt_deadline) == Some(route_deadline)
+                        && attempt_deadline.is_some()
+                    {
+                        MeshError::route_timeout()
+                    } else {
+                        MeshError::per_try_timeout()
+                    };
+                    (Outcome::Timeout, Err(err))
+                }
+                Some(Ok(res)) => (Outcome::from_headers(res.status(), res.headers()), Ok(res)),
+                Some(Err(err)) => (outcome_of(err.failure()), Err(err)),
+            };
+            if !attempt_span.is_disabled() {
+                attempt_span.record("outcome", field::debug(outcome));
+            }
+            let now = crate::time::now().into_std();
+
+            // 10. Outlier detection, counters, retry decision.
+            let verdict = match &cluster_state {
+                Some(cs) => {
+                    let c = &cs.counters;
+                    Counters::bump(if outcome.is_failure() {
+                        &c.failures
+                    } else {
+                        &c.successes
+                    });
+                    if outcome == Outcome::Timeout {
+                        Counters::bump(&c.timeouts);
+                    }
+                    let mut ci = lock(&cs.inner);
+                    cs.sweep(&mut ci, now);
+                    let endpoint = guard.as_ref().and_then(|g| g.endpoint);
+                    if let Some((index, generation)) = endpoint {
+                        if generation == ci.generation {
+                            let event = ci
+                                .outlier
+                                .as_mut()
+                                .and_then(|od| od.record(index, outcome, now));
+                            log_outlier(cs, &ci.endpoints, event);
+                        }
+                    }
+                    retry
+                        .state
+                        .on_outcome(outcome, now, rng.next_u64(), &mut ci.pool)
+                }
+                None => {
+                    let pool = scratch_pool
+                        .get_or_insert_with(|| ConnectionPool::new(PoolLimits::default()));
+                    retry.state.on_outcome(outcome, now, rng.next_u64(), pool)
+                }
+            };
+
+            match verdict {
+                RetryDecision::Retry { after } => {
+                    attempt_span.record("retry_reason", field::debug(outcome));
+                    attempt_span.record("backoff_ms", after.as_millis() as u64);
+                    if !replayable_at_start {
+                        // The body could never be replayed: no retry, the
+                        // attempt's result stands.
+                        retry.give_back(scratch_pool.as_mut());
+                        return finish(shared, result, guard, &decision, attempt);
+                    }
+                    if !body.is_replayable() {
+                        retry.give_back(scratch_pool.as_mut());
+                        return Err(MeshError::body_too_large_to_retry());
+                    }
+                    drop(result);
+                    drop(guard);
+                    if !after.is_zero() {
+                        tokio::time::sleep(after).await;
+                    }
+                }
+                RetryDecision::Done(DoneReason::RouteTimeout) => {
+                    drop(result);
+                    drop(guard);
+                    if let Some(cs) = &cluster_state {
+                        if outcome != Outcome::Timeout {
+                            Counters::bump(&cs.counters.timeouts);
+                        }
+                    }
+                    return Err(MeshError::route_timeout());
+                }
+                RetryDecision::Done(_) => {
+                    return finish(shared, result, guard, &decision, attempt);
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Builds the response of the last attempt: wraps the body so that it holds
+/// the pool permit, applies response header operations and the attempt count.
+fn finish<RB>(
+    shared: &Shared,
+    result: Result<Response<RB>, MeshError>,
+    guard: Option<PermitGuard>,
+    decision: &RouteDecision<'_>,
+    attempt: u32,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    RB: http_body::Body,
+{
+    match result {
+        Ok(res) => {
+            let mut res = res.map(|b| MeshBody::upstream(b, guard));
+            apply_response_ops(decision, res.headers_mut());
+            if shared.settings.attempt_count_header {
+                res.headers_mut()
+                    .insert(ATTEMPT_COUNT, HeaderValue::from(attempt));
+            }
+            Ok(res)
+        }
+        Err(e) => {
+            drop(guard);
+            Err(if attempt > 1 { e.with_retried() } else { e })
+        }
+    }
+}
+
+/// Gives the cluster's retry slot back if the request is abandoned.
+struct RetryGuard {
+    state: RetryState,
+    cluster: Option<Arc<ClusterState>>,
+}
+
+impl RetryGuard {
+    fn give_back(&mut self, scratch: Option<&mut ConnectionPool>) {
+        match (&self.cluster, scratch) {
+            (Some(cs), _) => self.state.release(&mut lock(&cs.inner).pool),
+            (None, Some(pool)) => self.state.release(pool),
+            (None, None) => {}
+        }
+    }
+}
+
+impl Drop for RetryGuard {
+    fn drop(&mut self) {
+        if let Some(cs) = &self.cluster {
+            self.state.release(&mut lock(&cs.inner).pool);
+        }
+    }
+}
+
+enum Admit {
+    Overflow,
+    Timeout,
+}
+
+/// Cancels a pending admission if the request goes away while waiting.
+struct PendingGuard<'a> {
+    cluster: &'a ClusterState,
+    ticket: Option<PendingTicket>,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let wake = lock(&self.cluster.inner).pool.cancel_pending(t);
+            if wake {
+                self.cluster.notify.notify_one();
+            }
+        }
+    }
+}
+
+/// Gets a pool permit: at once, or after waiting as pending until promoted or
+/// the route deadline passes.
+async fn admit(
+    cs: &ClusterState,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RequestPermit, Admit> {
+    let admission = lock(&cs.inner).pool.try_acquire_request();
+    let ticket = match admission {
+        Ok(Admission::Ready(permit)) => return Ok(permit),
+        Ok(Admission::Pending(ticket)) => ticket,
+        Err(_) => return Err(Admit::Overflow),
+    };
+    let mut pending = PendingGuard {
+        cluster: cs,
+        ticket: Some(ticket),
+    };
+    loop {
+        let notified = cs.notify.notified();
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d, notified).await.is_ok(),
+            None => {
+                notified.await;
+                true
+            }
+        };
+        if !woke {
+            return Err(Admit::Timeout);
+        }
+        let Some(ticket) = pending.ticket.take() else {
+            return Err(Admit::Overflow);
+        };
+        let promoted = lock(&cs.inner).pool.try_promote(ticket);
+        match promoted {
+            Ok(Admission::Ready(permit)) => return Ok(permit),
+            Ok(Admission::Pending(t)) => pending.ticket = Some(t),
+            Err(_) => return Err(Admit::Overflow),
+        }
+    }
+}
+
+enum Picked {
+    Endpoint {
+        index: usize,
+        generation: u64,
+        authority: Authority,
+    },
+    Resolve,
+    NoHealthyUpstream,
+}
+
+/// Envoy's host selection: the cluster's load balancer, ejected endpoints
+/// excluded (unless in panic), re-picked to avoid endpoints this request
+/// already tried.
+fn pick(
+    compiled: &Compiled,
+    cs: &ClusterState,
+    id: ClusterId,
+    hash: Option<u64>,
+    retry: &mut RetryState,
+    rng: &mut crate::rng::Rng,
+) -> Picked {
+    let mut guard = lock(&cs.inner);
+    let ci = &mut *guard;
+    let now = crate::time::now().into_std();
+    if ci.outlier.as_ref().is_some_and(|od| now >= od.next_sweep()) {
+        cs.sweep(ci, now);
+    }
+    if ci.endpoints.is_empty() {
+        if let mesh_routing::ClusterEndpoints::Resolve { .. } = compiled.table.endpoints(id) {
+            return Picked::Resolve;
+        }
+        return Picked::NoHealthyUpstream;
+    }
+    let outlier = ci.outlier.as_ref();
+    let ejected = |i: usize| outlier.is_some_and(|od| !od.is_available(i));
+    let mut chosen = None;
+    for _ in 0..retry.host_picks() {
+        match compiled.table.pick_endpoint(
+            id,
+            hash,
+            &mut ci.lb,
+            &ci.in_flight,
+            &ejected,
+            rng.next_u64(),
+        ) {
+            EndpointChoice::Endpoint { index, .. } => {
+                chosen = Some(index);
+                if !retry.should_reselect(index) {
+                    break;
+                }
+            }
+            EndpointChoice::Resolve { .. } => return Picked::Resolve,
+            EndpointChoice::NoHealthyUpstream => break,
+        }
+    }
+    let Some(index) = chosen else {
+        return Picked::NoHealthyUpstream;
+    };
+    retry.record_endpoint(index);
+    let Some(authority) = ci.endpoints.get(index).and_then(|e| e.authority.clone()) else {
+        return Picked::NoHealthyUpstream;
+    };
+    if let Some(n) = ci.in_flight.get_mut(index) {
+        *n += 1;
+    }
+    if let Some(n) = ci.endpoint_requests.get_mut(index) {
+        *n += 1;
+    }
+    Picked::Endpoint {
+        index,
+        generation: ci.generation,
+        authority,
+    }
+}
+
+fn log_outlier(
+    cs: &ClusterState,
+    endpoints: &[crate::state::EndpointInfo],
+    event: Option<OutlierEvent>,
+) {
+    let addr = |i: usize| endpoints.get(i).map_or("?", |e| &*e.key);
+    match event {
+        Some(OutlierEvent::Ejected {
+            endpoint, reason, ..
+        }) => {
+            Counters::bump(&cs.counters.ejections);
+            tracing::warn!(cluster = %cs.display(), endpoint = addr(endpoint), %reason, "endpoint ejected");
+        }
+        Some(OutlierEvent::EjectionSkipped { endpoint, reason }) => {
+            tracing::info!(cluster = %cs.display(), endpoint = addr(endpoint), %reason, "ejection skipped: maxEjectionPercent reached");
+        }
+        Some(OutlierEvent::Unejected { endpoint }) => {
+            tracing::info!(cluster = %cs.display(), endpoint = addr(endpoint), "endpoint returns from ejection");
+        }
+        Some(_) | None => {}
+    }
+}
+
+/// The resilience outcome of a client error.
+fn outcome_of(failure: Option<UpstreamFailure>) -> Outcome {
+    match failure {
+        Some(UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout) => {
+            Outcome::ConnectFailure
+        }
+        Some(UpstreamFailure::ResetBeforeRequest) => Outcome::reset(false),
+        Some(UpstreamFailure::RefusedStream) => Outcome::RefusedStream,
+        Some(UpstreamFailure::Timeout) => Outcome::Timeout,
+        Some(
+            UpstreamFailure::ConnectionTermination
+            | UpstreamFailure::RemoteReset
+            | UpstreamFailure::Protocol
+            | UpstreamFailure::Other,
+        )
+        | None => Outcome::reset(true),
+    }
+}
+
+/// Rewritten path, `Host` and hash key, read from the request before it changes.
+fn prepare(compiled: &Compiled, decision: &RouteDecision<'_>, view: &RequestView<'_>) -> Prepared {
+    let _ = compiled;
+    let path = decision.rewrite().and_then(|rw| {
+        let new_path = if let Some(rx) = rw.uri_regex() {
+            rx.apply(view.path()).into_owned()
+        } else {
+            let uri = rw.uri()?;
+            match compiled.plan(decision).prefix {
+                PrefixMode::Prefix(n) => {
+                    format!("{uri}{}", view.path().get(n..).unwrap_or(""))
+                }
+                PrefixMode::Whole => uri.to_owned(),
+                PrefixMode::Slash => format!("{uri}{}", view.path().get(1..).unwrap_or("")),
+            }
+        };
+        let full = match view.query() {
+            Some(q) => format!("{new_path}?{q}"),
+            None => new_path,
+        };
+        match PathAndQuery::try_from(full) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                tracing::warn!(error = %e, "rewritten path is not a valid URI path; path kept");
+                None
+            }
+        }
+    });
+    let host = match decision.authority_rewrite() {
+        Some(a) => HeaderValue::from_str(a).ok(),
+        None => {
+            let a = view.authority();
+            if a.is_empty() {
+                None
+            } else {
+                HeaderValue::from_str(a).ok()
+            }
+        }
+    };
+    Prepared {
+        path,
+        host,
+        hash: decision.hash_key(view),
+    }
+}
+
+/// Where to connect when the cluster has no registered endpoints: the
+/// destination host name and port; the request's own host name when the
+/// destination is the service the request named (short name or FQDN).
+fn resolve_authority(
+    compiled: &Compiled,
+    decision: &RouteDecision<'_>,
+    parts: &http::request::Parts,
+    cluster: Option<ClusterId>,
+) -> Option<Authority> {
+    let id = cluster?;
+    let mesh_routing::ClusterEndpoints::Resolve { host, port } = compiled.table.endpoints(id)
+    else {
+        return None;
+    };
+    let _ = decision;
+    let requested = parts
+        .uri
+        .host()
+        .or_else(|| {
+            parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(|h| h.rsplit_once(':').map_or(h, |(h, _)| h))
+        })
+        .unwrap_or("");
+    let same = !requested.is_empty()
+        && (host.eq_ignore_ascii_case(requested)
+            || host
+                .get(..requested.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(requested))
+                && host.as_bytes().get(requested.len()) == Some(&b'.'));
+    let name = if same { requested } else { host };
+    let port_now = parts.uri.port_u16();
+    if same && port_now == Some(port) {
+        return parts.uri.authority().cloned();
+    }
+    Authority::try_from(format!("{name}:{port}")).ok()
+}
+
+fn local_reply<RB>(status: StatusCode, body: Bytes) -> Response<MeshBody<RB>> {
+    let mut res = Response::new(MeshBody::local(Bytes::new()));
+    *res.status_mut() = status;
+    if !body.is_empty() {
+        res.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    res.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    *res.body_mut() = MeshBody::local(body);
+    res
+}
+
+fn redirect<RB>(decision: &RouteDecision<'_>, view: &RequestView<'_>) -> Response<MeshBody<RB>> {
+    let code = decision
+        .redirect_code()
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::MOVED_PERMANENTLY);
+    let mut res = local_reply(code, Bytes::new());
+    if let Some(loc) = decision
+        .redirect_location(view)
+        .and_then(|l| HeaderValue::try_from(l).ok())
+    {
+        res.headers_mut().insert(LOCATION, loc);
+    }
+    apply_response_ops(decision, res.headers_mut());
+    res
+}
+
+/// The fault filter's local reply.
+fn abort_reply<RB>(kind: AbortKind) -> Response<MeshBody<RB>> {
+    match kind {
+        AbortKind::Http(status) => {
+            local_reply(status, Bytes::from_static(FAULT_ABORT_BODY.as_bytes()))
+        }
+        AbortKind::Grpc(g) => {
+            let mut res = Response::new(MeshBody::local(Bytes::new()));
+            let h = res.headers_mut();
+            h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
+            h.insert("grpc-status", HeaderValue::from(g.code()));
+            h.insert("grpc-message", HeaderValue::from_static(FAULT_ABORT_BODY));
+            res
+        }
+    }
+}
+
+fn apply_response_ops(decision: &RouteDecision<'_>, headers: &mut HeaderMap) {
+    for ops in decision.header_operations() {
+        let ops = ops.response();
+        for (name, value) in ops.set() {
+            headers.insert(name.clone(), value.clone());
+        }
+        for (name, value) in ops.add() {
+            headers.append(name.clone(), value.clone());
+        }
+        for name in ops.remove() {
+            headers.remove(name);
+        }
+    }
+}
+
+/// `api:8080` → `api-shadow:8080`: the Host Envoy gives mirrored requests.
+pub(crate) fn shadow_host(host: &str) -> String {
+    if let Some((name, port)) = host.rsplit_once(':') {
+        let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        if numeric && (!name.contains(':') || name.ends_with(']')) {
+            return format!("{name}-shadow:{port}");
+        }
+    }
+    format!("{host}-shadow")
+}
+
+/// Sends fire-and-forget copies of the request to the route's mirrors.
+#[allow(clippy::too_many_arguments)]
+fn mirror<S, B, RB>(
+    shared: &Shared,
+    compiled: &Compiled,
+    decision: &RouteDecision<'_>,
+    policies: &[mesh_resilience::MirrorPolicy],
+    rng: &mut crate::rng::Rng,
+    parts: &http::request::Parts,
+    path: &PathAndQuery,
+    scheme: &Scheme,
+    host: Option<&HeaderValue>,
+    body: &ReplayBody<B>,
+    inner: &S,
+) where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+{
+    for (target, policy) in decision.mirrors().zip(policies) {
+        if !policy.should_mirror(rng.next_u64()) {
+            continue;
+        }
+        if !body.is_replayable() {
+            shared.mirrors_dropped.fetch_add(1, Relaxed);
+            continue;
+        }
+        let Ok(permit) = Arc::clone(&shared.mirrors).try_acquire_owned() else {
+            shared.mirrors_dropped.fetch_add(1, Relaxed);
+            tracing::debug!("mirror dropped: too many mirrors in flight");
+            continue;
+        };
+        let cs = shared.cluster(compiled, target.cluster);
+        let mut authority = None;
+        {
+            let mut ci = lock(&cs.inner);
+            let ci = &mut *ci;
+            if !ci.endpoints.is_empty() {
+                let outlier = ci.outlier.as_ref();
+                let ejected = |i: usize| outlier.is_some_and(|od| !od.is_available(i));
+                if let EndpointChoice::Endpoint { index, .. } = compiled.table.pick_endpoint(
+                    target.cluster,
+                    None,
+                    &mut ci.lb,
+                    &ci.in_flight,
+                    &ejected,
+                    rng.next_u64(),
+                ) {
+                    authority = ci.endpoints.get(index).and_then(|e| e.authority.clone());
+                    if let Some(n) = ci.endpoint_requests.get_mut(index) {
+                        *n += 1;
+                    }
+                }
+            }
+        }
+        let authority = match authority {
+            Some(a) => a,
+            None => match compiled.table.endpoints(target.cluster) {
+                mesh_routing::ClusterEndpoints::Resolve { host, port } => {
+                    match Authority::try_from(format!("{host}:{port}")) {
+                        Ok(a) => a,
+                        Err(_) => continue,
+                    }
+                }
+                mesh_routing::ClusterEndpoints::Set(_) => {
+                    shared.mirrors_dropped.fetch_add(1, Relaxed);
+                    continue;
+                }
+            },
+        };
+        Counters::bump(&cs.counters.requests);
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme.clone());
+        uri.authority = Some(authority);
+        uri.path_and_query = Some(path.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
+            continue;
+        };
+        let mut req = Request::new(body.clone());
+        *req.method_mut() = parts.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = parts.version;
+        *req.headers_mut() = parts.headers.clone();
+        if let Some(h) = host.and_then(|h| h.to_str().ok()) {
+            if let Ok(v) = HeaderValue::try_from(shadow_host(h)) {
+                req.headers_mut().insert(HOST, v);
+            }
+        }
+        shared.mirrors_sent.fetch_add(1, Relaxed);
+        let client = inner.clone();
+        tokio::spawn(
+            async move {
+                let _permit = permit;
+                if let Err(e) = client.oneshot(req).await {
+                    let e: BoxError = e.into();
+                    tracing::debug!(error = %e, "mirror request failed");
+                }
+            }
+            .instrument(tracing::debug_span!("mesh.mirror")),
+        );
+    }
+}
