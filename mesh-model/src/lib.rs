@@ -111,9 +111,10 @@
 //!   mesh virtual service) is implemented.
 //! * The contents of `tcp` and `tls` routes: kept as written (they round-trip) but neither
 //!   validated nor applied, with a remark.
-//! * ServiceEntry `DYNAMIC_DNS` resolution is refused as unsupported by this library; Unix
-//!   socket endpoint addresses are accepted unchecked; istiod warnings that depend on its own
-//!   settings (address auto-allocation) are left out.
+//! * ServiceEntry `DYNAMIC_DNS` resolution is refused with an error (it needs the sidecar's DNS
+//!   proxy, which a client library does not have); Unix socket endpoint addresses are accepted
+//!   unchecked; istiod warnings that depend on its own settings (address auto-allocation) are
+//!   left out.
 //! * The deprecated integer fault `percent` is not range-checked (Istio does not either).
 //!
 //! # Remarks

@@ -223,7 +223,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::ServiceEntry) -> ServiceEntry
         Some("DYNAMIC_DNS") => {
             cx.error(
                 &sp.key("resolution"),
-                "resolution DYNAMIC_DNS is valid in Istio but not supported by this library (it needs a DNS proxy); use DNS",
+                "resolution DYNAMIC_DNS is valid in Istio but mesh-model cannot resolve it (it needs the sidecar's DNS proxy), so the entry is refused; use DNS with explicit hosts",
             );
             Resolution::None
         }

@@ -137,3 +137,16 @@ fn remarks_become_no_errors_in_strict_mode() {
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
     assert_eq!(remarks(&loaded).len(), 1);
 }
+
+#[test]
+fn dynamic_dns_is_an_error_not_a_remark() {
+    let loaded = load_str(
+        "se.yaml",
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: e}\nspec:\n  hosts: ['*.example.com']\n  ports: [{number: 443, name: https, protocol: HTTPS}]\n  resolution: DYNAMIC_DNS\n",
+    );
+    let errors: Vec<_> = loaded.errors().collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].path(), "spec.resolution");
+    assert!(remarks(&loaded).is_empty());
+    assert!(loaded.config().service_entries().is_empty());
+}
