@@ -309,3 +309,108 @@ pub(crate) fn merge_match(root: &HttpMatch, leaf: &HttpMatch) -> HttpMatch {
             .or_else(|| root.stat_prefix.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn uri(m: StringMatch) -> HttpMatch {
+        HttpMatch {
+            uri: Some(m),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn string_match_conflicts_follow_istio() {
+        let p = |s: &str| StringMatch::Prefix(s.into());
+        let e = |s: &str| StringMatch::Exact(s.into());
+        let r = StringMatch::Regex(crate::Regex::new("/a.*").unwrap());
+        let c = |a: &StringMatch, b: &StringMatch| string_match_conflict(Some(a), Some(b));
+        assert!(!string_match_conflict(None, Some(&p("/a"))));
+        assert!(!string_match_conflict(Some(&p("/a")), None));
+        assert!(c(&r, &p("/a")) && c(&p("/a"), &r));
+        assert!(c(&e("/a"), &p("/a")), "exact root, prefix leaf");
+        assert!(c(&e("/a"), &e("/b")) && !c(&e("/a"), &e("/a")));
+        assert!(!c(&p("/a"), &p("/a/b")) && c(&p("/a/b"), &p("/a")));
+        assert!(!c(&p("/a"), &e("/a/x")) && c(&p("/a"), &e("/b")));
+        assert!(
+            c(&StringMatch::Present, &p("/a")),
+            "presence root admits nothing narrower"
+        );
+    }
+
+    #[test]
+    fn selectors_conflict_follow_istio() {
+        let root = HttpMatch {
+            port: Some(80),
+            source_namespace: Some("web".into()),
+            gateways: vec!["mesh".into()],
+            ..Default::default()
+        };
+        let ok = HttpMatch {
+            port: Some(80),
+            source_namespace: Some("web".into()),
+            ..Default::default()
+        };
+        assert!(!has_conflict(&root, &ok));
+        let other_port = HttpMatch {
+            port: Some(81),
+            ..ok.clone()
+        };
+        assert!(has_conflict(&root, &other_port));
+        let no_ns = HttpMatch {
+            source_namespace: None,
+            ..ok.clone()
+        };
+        assert!(
+            has_conflict(&root, &no_ns),
+            "root sourceNamespace must be kept"
+        );
+        let more_gateways = HttpMatch {
+            gateways: vec!["mesh".into(), "gw".into()],
+            ..ok.clone()
+        };
+        assert!(has_conflict(&root, &more_gateways));
+        let case = HttpMatch {
+            ignore_uri_case: true,
+            ..ok
+        };
+        assert!(has_conflict(&root, &case));
+    }
+
+    proptest! {
+        #[test]
+        fn prefix_leaf_conflicts_unless_inside_root(r in "/[a-c]{1,3}", l in "/[a-c]{1,4}") {
+            let root = uri(StringMatch::Prefix(r.clone()));
+            let leaf = uri(StringMatch::Prefix(l.clone()));
+            prop_assert_eq!(has_conflict(&root, &leaf), !l.starts_with(&r));
+            if !has_conflict(&root, &leaf) {
+                // The delegate's narrower condition wins.
+                prop_assert_eq!(merge_match(&root, &leaf).uri, Some(StringMatch::Prefix(l)));
+            }
+        }
+
+        #[test]
+        fn merged_block_keeps_every_header_condition(
+            rk in prop::collection::btree_set("x-[a-c]", 0..3),
+            lk in prop::collection::btree_set("x-[b-d]", 0..3),
+        ) {
+            let h = |ks: &std::collections::BTreeSet<String>, v: &str| HttpMatch {
+                headers: ks.iter().map(|k| (k.clone(), StringMatch::Exact(v.into()))).collect(),
+                ..Default::default()
+            };
+            let (root, leaf) = (h(&rk, "root"), h(&lk, "leaf"));
+            let m = merge_match(&root, &leaf);
+            let keys: std::collections::BTreeSet<String> =
+                m.headers.iter().map(|(k, _)| k.clone()).collect();
+            prop_assert_eq!(&keys, &rk.union(&lk).cloned().collect());
+            prop_assert_eq!(keys.len(), m.headers.len(), "no duplicate keys");
+            for (k, v) in &m.headers {
+                let want = if lk.contains(k) { "leaf" } else { "root" };
+                prop_assert_eq!(v, &StringMatch::Exact(want.into()));
+            }
+        }
+    }
+}

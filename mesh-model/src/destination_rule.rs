@@ -1440,6 +1440,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn locality_overlap_is_part_wise() {
+        assert!(localities_overlap("us-west/*", "us-west/zone1/*"));
+        assert!(localities_overlap("us-west/zone1/*", "us-west/*"));
+        assert!(localities_overlap("us-west", "us-west/zone1"));
+        assert!(localities_overlap("*", "eu/zone"));
+        assert!(!localities_overlap("us-west/zone1/*", "us-west/zone2/*"));
+        assert!(
+            !localities_overlap("us-west/*", "us-westish/*"),
+            "parts, not string prefixes"
+        );
+    }
+
+    #[test]
+    fn locality_shapes() {
+        assert!(locality_problem("us-west/zone1/*").is_none());
+        assert!(locality_problem("*").is_none());
+        assert!(locality_problem("us-west/*/*")
+            .unwrap()
+            .contains("wildcard"));
+        assert!(locality_problem("us-west/*/rack")
+            .unwrap()
+            .contains("wildcard"));
+        assert!(locality_problem("us-west//rack").unwrap().contains("empty"));
+        assert!(locality_problem("a/b/c/d").is_some());
+        assert!(locality_problem("").is_some());
+    }
+
+    #[test]
     fn primes() {
         assert!(is_prime(65537) && is_prime(2) && !is_prime(65536) && !is_prime(1));
     }

@@ -276,6 +276,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ip_or_cidr() {
+        for ok in [
+            "10.0.0.1",
+            "10.0.0.0/16",
+            "0.0.0.0/0",
+            "2001:db8::/32",
+            "::1",
+            "10.1.2.3/32",
+        ] {
+            assert!(is_ip_or_cidr(ok), "{ok}");
+        }
+        for bad in [
+            "300.1.1.1",
+            "10.0.0.0/33",
+            "2001:db8::/129",
+            "10.0.0.0/",
+            "/8",
+            "a.b",
+            "10.0.0.0/+8",
+            "",
+        ] {
+            assert!(!is_ip_or_cidr(bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn wildcard_domains() {
         for ok in [
             "reviews",
