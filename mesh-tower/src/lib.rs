@@ -38,6 +38,7 @@ mod state;
 pub mod stats;
 pub(crate) mod time;
 
+pub use error::MeshError;
 pub use files::{load_files, BuildError, LoadFilesError, ReloadError};
 pub use layer::{MeshBuilder, MeshHandle, MeshLayer, WatchHandle, DEFAULT_MAX_CONCURRENT_MIRRORS};
 pub use mesh_body::MeshBody;
@@ -47,3 +48,6 @@ pub use stats::{ClusterStats, Stats};
 
 /// A type-erased error, as used by tower and hyper.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+#[cfg(test)]
+mod tests;

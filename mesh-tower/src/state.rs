@@ -403,11 +403,17 @@ fn pool_limits(policy: &ClusterPolicy) -> PoolLimits {
 
 fn outlier_config(policy: &ClusterPolicy) -> Option<OutlierConfig> {
     let od = policy.outlier_detection()?;
-    let built = OutlierConfig::builder()
+    let mut builder = OutlierConfig::builder()
         .consecutive_5xx_errors(od.consecutive_5xx_errors())
-        .consecutive_gateway_errors(od.consecutive_gateway_errors())
-        .consecutive_local_origin_failures(od.consecutive_local_origin_failures())
-        .split_external_local_origin_errors(od.split_external_local_origin_errors())
+        .consecutive_gateway_errors(od.consecutive_gateway_errors());
+    if od.split_external_local_origin_errors() {
+        // The local-origin threshold only exists in split mode (mesh-model
+        // fills in its default either way).
+        builder = builder
+            .split_external_local_origin_errors(true)
+            .consecutive_local_origin_failures(od.consecutive_local_origin_failures());
+    }
+    let built = builder
         .interval(od.interval())
         .base_ejection_time(od.base_ejection_time())
         .max_ejection_percent(od.max_ejection_percent())
