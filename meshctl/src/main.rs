@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod envoy;
 mod report;
 mod request;
 mod rng;
@@ -93,6 +94,10 @@ without touching a cluster:
   route      Where would this one request go, and why?
   simulate   How does a weighted split spread many requests over destinations,
              subsets and endpoints?
+
+and translates it for comparison:
+
+  envoy      The Envoy bootstrap istiod would give this client's sidecar.
 
 Other kinds of documents (Gateway, Service, Deployment, ...) are skipped, so a whole manifest \
 directory can be given. Directories are read recursively (*.yaml and *.yml, in sorted order).
@@ -236,6 +241,52 @@ Examples:
   meshctl simulate -f istio/ -n 10000 --seed 1 --json GET http://api/ | jq .destinations"
     )]
     Simulate(SimulateArgs),
+
+    /// Print the Envoy bootstrap istiod would give this client's sidecar (YAML or JSON).
+    #[command(
+        long_about = "\
+Translates the configuration the way istiod does for an outbound sidecar and prints a static \
+Envoy bootstrap: one listener (--listen) with the HTTP connection manager and the router (and \
+the fault filter when a route injects faults), one virtual host per service host and port, one \
+route per match of every VirtualService route that applies to this client (sourceLabels and \
+sourceNamespace are resolved here, as istiod does per proxy), and one cluster \
+`outbound|PORT|SUBSET|FQDN` per destination with STATIC endpoints from the ServiceEntry, \
+circuit breakers from the connection pool (2^32-1 when unset), outlier detection, load \
+balancer and panic threshold from the DestinationRule. The admin interface listens on --admin.
+
+Hosts need a ServiceEntry with resolution STATIC and IP endpoints. `tls` settings are left out \
+(a warning on stderr).
+
+Exit code: 0, 1 when the configuration has errors or cannot be translated, 2 on usage errors.",
+        after_help = "\
+Examples:
+  meshctl envoy -f istio/ > envoy.yaml && envoy --mode validate -c envoy.yaml
+  meshctl envoy -f istio/ --listen 127.0.0.1:15001 --admin 127.0.0.1:15000 --format json"
+    )]
+    Envoy(EnvoyArgs),
+}
+
+/// `envoy` options.
+#[derive(Debug, Args)]
+pub(crate) struct EnvoyArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// Address of the outbound listener.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Address of Envoy's admin interface.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
+    pub(crate) admin: std::net::SocketAddr,
+    /// A label of the calling workload, `KEY=VALUE` (for `sourceLabels` matches); repeat for
+    /// more.
+    #[arg(long = "source-label", value_name = "KEY=VALUE")]
+    pub(crate) source_labels: Vec<String>,
+    /// Namespace of the calling workload.
+    #[arg(long, value_name = "NS", default_value = "default")]
+    pub(crate) namespace: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = envoy::EnvoyFormat::Yaml)]
+    pub(crate) format: envoy::EnvoyFormat,
 }
 
 /// `validate` options.
@@ -362,6 +413,7 @@ fn main() -> ExitCode {
         Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose, a.format),
         Command::Route(a) => report::run(&a),
         Command::Simulate(a) => simulate::run(&a),
+        Command::Envoy(a) => envoy::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
