@@ -1005,7 +1005,58 @@ fn fault(f: &FaultInjection) -> Value {
 mod tests {
     use super::*;
 
-    const CANARY: &str = include_str!("../../examples/canary/config/canary.yaml");
+    /// The seed's canary (as in `examples/canary/config/canary.yaml`), kept here so the test
+    /// does not depend on another crate's files.
+    const CANARY: &str = "\
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata:
+  name: api-vs-canary
+spec:
+  hosts: [api]
+  http:
+  - name: frontend-to-v2
+    match:
+    - sourceLabels: {app: frontend}
+    route:
+    - destination: {host: api, subset: v2}
+    retries: {attempts: 3, perTryTimeout: 2s}
+    timeout: 5s
+  - name: canary-split
+    route:
+    - destination: {host: api, subset: v1}
+      weight: 90
+    - destination: {host: api, subset: v2}
+      weight: 10
+    retries: {attempts: 3, perTryTimeout: 2s, retryOn: 'gateway-error,connect-failure,refused-stream'}
+    timeout: 5s
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: api-dr
+spec:
+  host: api
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 100}
+      http: {http1MaxPendingRequests: 10, http2MaxRequests: 1000}
+    outlierDetection:
+      consecutive5xxErrors: 5
+      interval: 10s
+      baseEjectionTime: 30s
+      maxEjectionPercent: 50
+  subsets:
+  - name: v1
+    labels: {version: v1}
+  - name: v2
+    labels: {version: v2}
+    trafficPolicy:
+      connectionPool:
+        http: {idleTimeout: 10s}
+      loadBalancer: {simple: ROUND_ROBIN}
+      tls: {mode: ISTIO_MUTUAL}
+";
     const ENDPOINTS: &str = "\
 apiVersion: networking.istio.io/v1
 kind: ServiceEntry
