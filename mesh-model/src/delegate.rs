@@ -68,6 +68,7 @@ pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
         }
         let root_ns = vs.meta.namespace.clone();
         let mut out = Vec::with_capacity(vs.http.len());
+        let mut skipped = Vec::new();
         for (ri, root) in std::mem::take(&mut vs.http).into_iter().enumerate() {
             let RouteAction::Delegate(d) = &root.action else {
                 out.push(root);
@@ -95,8 +96,10 @@ pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
                         d.name
                     ),
                 });
+                skipped.push(root);
                 continue;
             };
+            let before = out.len();
             for (li, leaf) in leaf_routes.iter().enumerate() {
                 // Short names in the delegate mean services of the delegate's namespace, as
                 // istiod expands them before merging.
@@ -124,8 +127,12 @@ pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
                     }),
                 }
             }
+            if out.len() == before {
+                skipped.push(root);
+            }
         }
         vs.http = out;
+        vs.skipped_delegations = skipped;
     }
     findings
 }

@@ -21,6 +21,10 @@ pub struct VirtualService {
     pub(crate) tcp: Vec<raw::OpaqueValue>,
     pub(crate) tls: Vec<raw::OpaqueValue>,
     pub(crate) export_to: Vec<String>,
+    /// Root routes whose delegation contributed no route (delegate missing, not exported, or
+    /// every delegate route in conflict). They route nothing, as in Istio, but are written back
+    /// by [`VirtualService::to_raw`] so that the written configuration loads to the same value.
+    pub(crate) skipped_delegations: Vec<HttpRoute>,
 }
 
 impl VirtualService {
@@ -67,7 +71,12 @@ impl VirtualService {
             spec: raw::VirtualServiceSpec {
                 hosts: self.hosts.clone(),
                 gateways: self.gateways.clone(),
-                http: self.http.iter().map(|r| Some(r.to_raw())).collect(),
+                http: self
+                    .http
+                    .iter()
+                    .chain(&self.skipped_delegations)
+                    .map(|r| Some(r.to_raw()))
+                    .collect(),
                 tls: self.tls.clone(),
                 tcp: self.tcp.clone(),
                 export_to: self.export_to.clone(),
@@ -454,6 +463,10 @@ pub struct HeaderOps {
     pub(crate) add: Vec<(HeaderName, HeaderValue)>,
     pub(crate) remove: Vec<HeaderName>,
     pub(crate) authority: Option<(String, bool)>,
+    /// The values of `set` and `add` as written (`%%` escapes and `%VARIABLE%`s kept), index for
+    /// index, so that writing the configuration back says exactly what was read.
+    pub(crate) set_written: Vec<String>,
+    pub(crate) add_written: Vec<String>,
 }
 
 impl HeaderOps {
@@ -485,16 +498,24 @@ impl HeaderOps {
         if self.is_empty() {
             return None;
         }
-        let s = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
+        // A value built in code has no written form: escape its '%' signs.
+        let s = |i: usize, v: &HeaderValue, written: &[String]| {
+            written
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| String::from_utf8_lossy(v.as_bytes()).replace('%', "%%"))
+        };
         let mut set: BTreeMap<String, String> = self
             .set
             .iter()
-            .map(|(k, v)| (k.to_string(), s(v)))
+            .enumerate()
+            .map(|(i, (k, v))| (k.to_string(), s(i, v, &self.set_written)))
             .collect();
         let mut add: BTreeMap<String, String> = self
             .add
             .iter()
-            .map(|(k, v)| (k.to_string(), s(v)))
+            .enumerate()
+            .map(|(i, (k, v))| (k.to_string(), s(i, v, &self.add_written)))
             .collect();
         if let Some((a, via_set)) = &self.authority {
             if *via_set {
@@ -962,6 +983,7 @@ pub(crate) fn validate(cx: &mut Cx<'_>, raw: &raw::VirtualService) -> VirtualSer
         tcp: spec.tcp.clone(),
         tls: spec.tls.clone(),
         export_to: spec.export_to.clone(),
+        skipped_delegations: Vec::new(),
     }
 }
 
@@ -1582,6 +1604,10 @@ fn header_ops(
                 continue;
             }
             let is_authority = name.eq_ignore_ascii_case("host") || name == ":authority";
+            if let Some(why) = names::header_value_problem(value) {
+                cx.error(&np, why);
+                continue;
+            }
             if request && is_authority {
                 if out.authority.is_none() || field == "set" {
                     out.authority = Some((value.clone(), field == "set"));
@@ -1596,10 +1622,6 @@ fn header_ops(
                 cx.error(&np, format!("pseudo-header {name:?} cannot be changed; only :authority (on requests) can"));
                 continue;
             }
-            if let Some(why) = names::header_value_problem(value) {
-                cx.error(&np, why);
-                continue;
-            }
             if value.contains('%') && value.replace("%%", "").contains('%') {
                 cx.warn(&np, "Envoy %VARIABLE% substitution is not performed by this library; the value is sent as written");
             }
@@ -1610,8 +1632,10 @@ fn header_ops(
                 (Ok(n), Ok(v)) => {
                     if field == "set" {
                         out.set.push((n, v));
+                        out.set_written.push(value.clone());
                     } else {
                         out.add.push((n, v));
+                        out.add_written.push(value.clone());
                     }
                 }
                 (Err(_), _) => cx.error(&np, format!("{name:?} is not a valid HTTP header name")),
@@ -2039,6 +2063,11 @@ fn validate_fault(
         } else if a.http2_error.is_none() {
             cx.warn(&ap, "abort configured, but error type not set: nothing will be aborted; set httpStatus or grpcStatus");
         }
+    }
+    // An abort without an error type (a warning above) injects nothing, as in Istio's
+    // translation; with no delay either, the route has no fault at all.
+    if delay.is_none() && abort.is_none() {
+        return None;
     }
     Some(FaultInjection { delay, abort })
 }

@@ -1044,3 +1044,17 @@ proptest! {
         prop_assert!(!again.has_errors(), "{:?}\n{}", errors(&again), l.config().to_yaml());
     }
 }
+
+/// Found by `load_str_never_panics_on_mutated_fixtures`: an abort without an error type is only a
+/// warning, and must not come back out as an invalid empty `fault: {}`.
+#[test]
+fn abort_without_error_type_does_not_write_an_empty_fault() {
+    let text = "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - fault:\n      abort:\n        percentage: {value: 10}\n    route:\n    - destination: {host: r}\n";
+    let a = load("a.yaml", text);
+    assert!(!a.has_errors(), "{:?}", errors(&a));
+    assert_eq!(a.warnings().count(), 1);
+    assert!(a.config().virtual_services()[0].http()[0].fault().is_none());
+    let b = load("a.yaml", &a.config().to_yaml());
+    assert!(!b.has_errors(), "{:?}", errors(&b));
+    assert_eq!(a.config(), b.config());
+}
