@@ -1,0 +1,687 @@
+//! Medians, spreads, goals and the behaviour comparison; `latest.md` and `latest.json`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::client::PhaseResult;
+use crate::run::{RunArgs, V2_FAILURE_PER_MILLION};
+
+/// The route's v2 weight in the seed canary (10 of 100).
+const V2_WEIGHT: f64 = 0.10;
+/// The route's retries in the seed canary (`attempts: 3`): at most 4 tries per request.
+const TRIES: i32 = 4;
+/// Agreement tolerance, in standard errors of the difference.
+const SIGMAS: f64 = 3.0;
+
+/// Median and spread of one figure over the rounds.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Stat {
+    /// Median over the rounds.
+    pub(crate) median: f64,
+    /// Smallest.
+    pub(crate) min: f64,
+    /// Largest.
+    pub(crate) max: f64,
+    /// Every round, in order.
+    pub(crate) rounds: Vec<f64>,
+}
+
+impl Stat {
+    fn of(values: Vec<f64>) -> Option<Self> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut s = values.clone();
+        s.sort_by(f64::total_cmp);
+        let n = s.len();
+        let median = if n % 2 == 1 {
+            s[n / 2]
+        } else {
+            (s[n / 2 - 1] + s[n / 2]) / 2.0
+        };
+        Some(Stat {
+            median,
+            min: s[0],
+            max: s[n - 1],
+            rounds: values,
+        })
+    }
+}
+
+/// The figures of one set-up.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct SetupSummary {
+    /// 2xx answers per second at saturation.
+    pub(crate) saturation_ok_per_s: Option<Stat>,
+    /// Latency (µs) per phase and percentile (`p50`, `p90`, `p99`, `p99.9`).
+    pub(crate) latency_us: BTreeMap<String, BTreeMap<String, Stat>>,
+    /// Client CPU µs per request, per phase.
+    pub(crate) client_cpu_us_per_request: BTreeMap<String, Stat>,
+    /// Envoy CPU µs per request, per phase (set-up c only).
+    pub(crate) envoy_cpu_us_per_request: BTreeMap<String, Stat>,
+    /// Failures (non-2xx, errors, overload) summed over every round, per phase.
+    pub(crate) failures: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Largest peak resident set of a client process, kB.
+    pub(crate) client_peak_rss_kb: Option<u64>,
+    /// Envoy's peak resident set, kB (set-up c only).
+    pub(crate) envoy_peak_rss_kb: Option<u64>,
+}
+
+/// One behaviour phase of one set-up.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct BehaviourRun {
+    /// Requests completed.
+    pub(crate) requests: u64,
+    /// 2xx answers.
+    pub(crate) ok: u64,
+    /// The others.
+    pub(crate) failures: BTreeMap<String, u64>,
+    /// Share of requests the client saw fail.
+    pub(crate) error_rate: f64,
+    /// Requests each backend received: name, version, count.
+    pub(crate) backends: Vec<(String, String, u64)>,
+    /// Requests all backends received.
+    pub(crate) attempts: u64,
+    /// `attempts / requests`.
+    pub(crate) attempts_per_request: f64,
+    /// Share of attempts that reached v2.
+    pub(crate) v2_share: f64,
+}
+
+impl BehaviourRun {
+    /// Summarises a client's result and the backends' counts.
+    pub(crate) fn new(r: &PhaseResult, counts: &[(String, String, u64)]) -> Self {
+        let attempts: u64 = counts.iter().map(|c| c.2).sum();
+        let v2: u64 = counts.iter().filter(|c| c.1 == "v2").map(|c| c.2).sum();
+        let n = r.completed.max(1) as f64;
+        BehaviourRun {
+            requests: r.completed,
+            ok: r.ok,
+            failures: r.failures.clone(),
+            error_rate: (r.completed - r.ok.min(r.completed)) as f64 / n,
+            backends: counts.to_vec(),
+            attempts,
+            attempts_per_request: attempts as f64 / n,
+            v2_share: v2 as f64 / attempts.max(1) as f64,
+        }
+    }
+}
+
+/// One mesh-versus-Envoy agreement check.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Agreement {
+    /// What is compared.
+    pub(crate) what: String,
+    /// The value under the mesh.
+    pub(crate) mesh: f64,
+    /// The value under Envoy.
+    pub(crate) envoy: f64,
+    /// What the configuration predicts.
+    pub(crate) expected: f64,
+    /// `|mesh − envoy|`.
+    pub(crate) difference: f64,
+    /// Allowed difference: `SIGMAS` standard errors of the difference.
+    pub(crate) tolerance: f64,
+    /// Whether the difference is within the tolerance.
+    pub(crate) agree: bool,
+}
+
+/// The behaviour comparison.
+#[derive(Debug, Clone, Default, Serialize)]
+pub(crate) struct Behaviour {
+    /// No failures: where the requests went.
+    pub(crate) split: BTreeMap<String, BehaviourRun>,
+    /// v2 failing half its requests.
+    pub(crate) failing: BTreeMap<String, BehaviourRun>,
+    /// Mesh against Envoy.
+    pub(crate) agreement: Vec<Agreement>,
+}
+
+/// One goal of issue 6.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Goal {
+    /// The goal.
+    pub(crate) goal: String,
+    /// The measured ratio.
+    pub(crate) measured: Option<f64>,
+    /// The bound.
+    pub(crate) bound: f64,
+    /// Met, not met, or not measurable.
+    pub(crate) met: Option<bool>,
+    /// How the ratio was computed.
+    pub(crate) detail: String,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Report {
+    /// How the run was set up.
+    pub(crate) meta: BTreeMap<String, serde_json::Value>,
+    /// Per set-up.
+    pub(crate) setups: BTreeMap<String, SetupSummary>,
+    /// The goals.
+    pub(crate) goals: Vec<Goal>,
+    /// Behaviour side by side.
+    pub(crate) behaviour: Behaviour,
+    /// Every phase of every round, as measured.
+    pub(crate) raw: Vec<(u64, PhaseResult)>,
+}
+
+fn per_request_us(cpu_s: f64, requests: u64) -> f64 {
+    cpu_s * 1e6 / requests.max(1) as f64
+}
+
+fn summarise(results: &[(u64, PhaseResult)], setup: &str) -> SetupSummary {
+    let mine: Vec<&PhaseResult> = results
+        .iter()
+        .map(|r| &r.1)
+        .filter(|r| r.setup == setup)
+        .collect();
+    let mut phases: Vec<String> = mine.iter().map(|r| r.phase.clone()).collect();
+    phases.dedup();
+    phases.sort();
+    phases.dedup();
+    let of = |phase: &str, f: &dyn Fn(&PhaseResult) -> f64| {
+        Stat::of(
+            mine.iter()
+                .filter(|r| r.phase == phase)
+                .map(|r| f(r))
+                .collect(),
+        )
+    };
+    let mut latency = BTreeMap::new();
+    let mut client_cpu = BTreeMap::new();
+    let mut envoy_cpu = BTreeMap::new();
+    let mut failures: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for p in &phases {
+        let mut pct = BTreeMap::new();
+        for (name, f) in [
+            (
+                "p50",
+                (|r: &PhaseResult| r.p50_us as f64) as fn(&PhaseResult) -> f64,
+            ),
+            ("p90", |r| r.p90_us as f64),
+            ("p99", |r| r.p99_us as f64),
+            ("p99.9", |r| r.p999_us as f64),
+        ] {
+            if let Some(s) = of(p, &f) {
+                pct.insert(name.to_owned(), s);
+            }
+        }
+        latency.insert(p.clone(), pct);
+        if let Some(s) = of(p, &|r| per_request_us(r.client_cpu_s, r.completed)) {
+            client_cpu.insert(p.clone(), s);
+        }
+        let with_envoy: Vec<f64> = mine
+            .iter()
+            .filter(|r| &r.phase == p)
+            .filter_map(|r| r.envoy_cpu_s.map(|c| per_request_us(c, r.completed)))
+            .collect();
+        if let Some(s) = Stat::of(with_envoy) {
+            envoy_cpu.insert(p.clone(), s);
+        }
+        for r in mine.iter().filter(|r| &r.phase == p) {
+            for (k, v) in &r.failures {
+                *failures
+                    .entry(p.clone())
+                    .or_default()
+                    .entry(k.clone())
+                    .or_default() += v;
+            }
+        }
+    }
+    SetupSummary {
+        saturation_ok_per_s: of("saturation", &|r| r.ok_per_s),
+        latency_us: latency,
+        client_cpu_us_per_request: client_cpu,
+        envoy_cpu_us_per_request: envoy_cpu,
+        failures,
+        client_peak_rss_kb: mine.iter().filter_map(|r| r.client_peak_rss_kb).max(),
+        envoy_peak_rss_kb: mine.iter().filter_map(|r| r.envoy_peak_rss_kb).max(),
+    }
+}
+
+/// Expected error rate and attempts per request (mean, variance) under the canary with v2
+/// failing a share `f` of its requests, every try independent.
+fn expected_failing(f: f64) -> (f64, f64, f64) {
+    let mut v2_mean = 0.0;
+    let mut v2_sq = 0.0;
+    for k in 1..=TRIES {
+        let p = if k < TRIES {
+            f.powi(k - 1) * (1.0 - f)
+        } else {
+            f.powi(TRIES - 1)
+        };
+        v2_mean += f64::from(k) * p;
+        v2_sq += f64::from(k * k) * p;
+    }
+    let mean = V2_WEIGHT.mul_add(v2_mean, 1.0 - V2_WEIGHT);
+    let sq = V2_WEIGHT.mul_add(v2_sq, 1.0 - V2_WEIGHT);
+    (V2_WEIGHT * f.powi(TRIES), mean, sq - mean * mean)
+}
+
+fn proportion_agreement(
+    what: &str,
+    mesh: (f64, u64),
+    envoy: (f64, u64),
+    expected: f64,
+) -> Agreement {
+    let (n1, n2) = (mesh.1.max(1) as f64, envoy.1.max(1) as f64);
+    let pooled = mesh.0.mul_add(n1, envoy.0 * n2) / (n1 + n2);
+    let p = if pooled > 0.0 { pooled } else { expected };
+    let se = (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    let difference = (mesh.0 - envoy.0).abs();
+    Agreement {
+        what: what.to_owned(),
+        mesh: mesh.0,
+        envoy: envoy.0,
+        expected,
+        difference,
+        tolerance: SIGMAS * se,
+        agree: difference <= SIGMAS * se,
+    }
+}
+
+impl Behaviour {
+    fn compare(&mut self) {
+        let f = f64::from(V2_FAILURE_PER_MILLION) / 1e6;
+        let (exp_err, exp_attempts, var_attempts) = expected_failing(f);
+        if let (Some(m), Some(e)) = (self.split.get("mesh"), self.split.get("envoy")) {
+            self.agreement.push(proportion_agreement(
+                "split: share of requests reaching v2 (no failures)",
+                (m.v2_share, m.attempts),
+                (e.v2_share, e.attempts),
+                V2_WEIGHT,
+            ));
+        }
+        if let (Some(m), Some(e)) = (self.failing.get("mesh"), self.failing.get("envoy")) {
+            self.agreement.push(proportion_agreement(
+                "v2 failing 50%: error rate the client sees",
+                (m.error_rate, m.requests),
+                (e.error_rate, e.requests),
+                exp_err,
+            ));
+            let se = (var_attempts
+                * (1.0 / m.requests.max(1) as f64 + 1.0 / e.requests.max(1) as f64))
+                .sqrt();
+            let difference = (m.attempts_per_request - e.attempts_per_request).abs();
+            self.agreement.push(Agreement {
+                what: "v2 failing 50%: backend attempts per request".to_owned(),
+                mesh: m.attempts_per_request,
+                envoy: e.attempts_per_request,
+                expected: exp_attempts,
+                difference,
+                tolerance: SIGMAS * se,
+                agree: difference <= SIGMAS * se,
+            });
+        }
+    }
+}
+
+impl Report {
+    /// Summarises every phase and checks the goals.
+    pub(crate) fn build(
+        a: &RunArgs,
+        results: &[(u64, PhaseResult)],
+        mut behaviour: Behaviour,
+        envoy_version: Option<String>,
+        took: Duration,
+    ) -> Self {
+        let mut setups = BTreeMap::new();
+        for s in ["bare", "mesh", "envoy"] {
+            if results.iter().any(|r| r.1.setup == s) {
+                setups.insert(s.to_owned(), summarise(results, s));
+            }
+        }
+        behaviour.compare();
+        let goals = goals(&setups, &a.rates);
+        let mut meta = BTreeMap::new();
+        let mut put = |k: &str, v: serde_json::Value| {
+            meta.insert(k.to_owned(), v);
+        };
+        put("rounds", a.rounds.into());
+        put("saturation_secs", a.saturation_secs.into());
+        put("rate_secs", a.rate_secs.into());
+        put("warmup_secs", a.warmup_secs.into());
+        put("rates", a.rates.clone().into());
+        put("connections", a.connections.into());
+        put("client_threads", a.client_threads.into());
+        put("behaviour_requests", a.behaviour_requests.into());
+        put("envoy_version", envoy_version.clone().into());
+        put(
+            "envoy_concurrency",
+            if envoy_version.is_some() {
+                1.into()
+            } else {
+                serde_json::Value::Null
+            },
+        );
+        put(
+            "cpus",
+            std::thread::available_parallelism()
+                .map_or(0, std::num::NonZero::get)
+                .into(),
+        );
+        put("took_secs", took.as_secs_f64().round().into());
+        put(
+            "command",
+            std::env::args().collect::<Vec<_>>().join(" ").into(),
+        );
+        Report {
+            meta,
+            setups,
+            goals,
+            behaviour,
+            raw: results.to_vec(),
+        }
+    }
+}
+
+fn median_of(
+    s: &BTreeMap<String, SetupSummary>,
+    setup: &str,
+    f: impl Fn(&SetupSummary) -> Option<&Stat>,
+) -> Option<f64> {
+    s.get(setup).and_then(f).map(|st| st.median)
+}
+
+fn goals(s: &BTreeMap<String, SetupSummary>, rates: &[u64]) -> Vec<Goal> {
+    let mut out = Vec::new();
+    for r in rates {
+        let phase = format!("rate-{r}");
+        let p99 = |setup: &str| {
+            median_of(s, setup, |x| {
+                x.latency_us.get(&phase).and_then(|m| m.get("p99"))
+            })
+        };
+        let (bare, mesh, envoy) = (p99("bare"), p99("mesh"), p99("envoy"));
+        let (measured, met, detail) = match (bare, mesh, envoy) {
+            (Some(b), Some(m), Some(e)) => {
+                let (added_m, added_e) = (m - b, e - b);
+                let ratio = if added_e > 0.0 {
+                    Some(added_m.max(0.0) / added_e)
+                } else {
+                    None
+                };
+                (
+                    ratio,
+                    ratio.map(|x| x <= 0.05),
+                    format!("median p99 at {r}/s: bare {b:.0} us, mesh {m:.0} us (+{added_m:.0}), envoy {e:.0} us (+{added_e:.0}); ratio = max(mesh added, 0) / envoy added"),
+                )
+            }
+            _ => (None, None, "set-up missing".to_owned()),
+        };
+        out.push(Goal {
+            goal: format!("latency mesh adds at p99 <= 1/20 of what Envoy adds ({r} req/s)"),
+            measured,
+            bound: 0.05,
+            met,
+            detail,
+        });
+    }
+    if let Some(r) = rates.iter().max() {
+        let phase = format!("rate-{r}");
+        let cpu = |setup: &str| median_of(s, setup, |x| x.client_cpu_us_per_request.get(&phase));
+        let envoy_proc = median_of(s, "envoy", |x| x.envoy_cpu_us_per_request.get(&phase));
+        let (measured, met, detail) = match (cpu("bare"), cpu("mesh"), cpu("envoy"), envoy_proc) {
+            (Some(b), Some(m), Some(ec), Some(ep)) => {
+                let mesh_cost = m - b;
+                let envoy_cost = ep + (ec - b);
+                let ratio = if envoy_cost > 0.0 {
+                    Some(mesh_cost.max(0.0) / envoy_cost)
+                } else {
+                    None
+                };
+                (
+                    ratio,
+                    ratio.map(|x| x <= 0.1),
+                    format!("CPU us/request at {r}/s: bare client {b:.1}, mesh client {m:.1} (mesh cost {mesh_cost:.1}), envoy-set-up client {ec:.1} + Envoy process {ep:.1} (sidecar cost {envoy_cost:.1}); ratio = mesh cost / sidecar cost; mesh client total / Envoy process = {:.2}", m / ep),
+                )
+            }
+            _ => (None, None, "set-up missing".to_owned()),
+        };
+        out.push(Goal {
+            goal: "client CPU per request the mesh costs <= 1/10 of Envoy's".to_owned(),
+            measured,
+            bound: 0.1,
+            met,
+            detail,
+        });
+    }
+    let sat = |setup: &str| median_of(s, setup, |x| x.saturation_ok_per_s.as_ref());
+    let (measured, met, detail) = match (sat("bare"), sat("mesh")) {
+        (Some(b), Some(m)) if b > 0.0 => (
+            Some(m / b),
+            Some(m / b >= 0.95),
+            format!("median saturation: bare {b:.0}/s, mesh {m:.0}/s"),
+        ),
+        _ => (None, None, "set-up missing".to_owned()),
+    };
+    out.push(Goal {
+        goal: "mesh throughput >= 95% of bare".to_owned(),
+        measured,
+        bound: 0.95,
+        met,
+        detail,
+    });
+    out
+}
+
+fn stat_cell(s: Option<&Stat>, scale: f64, digits: usize) -> String {
+    match s {
+        None => "–".to_owned(),
+        Some(s) => format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            s.median / scale,
+            s.min / scale,
+            s.max / scale,
+            d = digits
+        ),
+    }
+}
+
+/// The report as markdown.
+pub(crate) fn markdown(r: &Report) -> String {
+    let mut m = String::new();
+    let meta = |k: &str| r.meta.get(k).map(ToString::to_string).unwrap_or_default();
+    let _ = writeln!(m, "# bench-vs-envoy: bare vs mesh vs Envoy sidecar\n");
+    let _ = writeln!(
+        m,
+        "{} rounds of A B C interleaved; saturation {} s with {} connections, fixed rates {} for {} s each, {} s warm-up; client: one process per phase, {} tokio thread(s); Envoy {} with `--concurrency 1`; {} CPUs. Medians, with (min–max) over the rounds. Took {} s.\n",
+        meta("rounds"), meta("saturation_secs"), meta("connections"), meta("rates"), meta("rate_secs"), meta("warmup_secs"), meta("client_threads"), meta("envoy_version"), meta("cpus"), meta("took_secs"),
+    );
+    let _ = writeln!(
+        m,
+        "Command: `{}`\n",
+        r.meta.get("command").and_then(|v| v.as_str()).unwrap_or("")
+    );
+
+    let rates: Vec<String> = r
+        .setups
+        .values()
+        .flat_map(|s| {
+            s.latency_us
+                .keys()
+                .filter(|k| k.starts_with("rate-"))
+                .cloned()
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let top = rates
+        .iter()
+        .max_by_key(|p| p.trim_start_matches("rate-").parse::<u64>().unwrap_or(0))
+        .cloned();
+
+    let _ = writeln!(m, "## Throughput, CPU, memory\n");
+    let _ = writeln!(m, "| set-up | saturation (2xx/s) | client CPU s / 1,000 req at saturation | client CPU s / 1,000 req at {} | Envoy CPU s / 1,000 req at {} | client peak RSS | Envoy peak RSS |", top.clone().unwrap_or_default(), top.clone().unwrap_or_default());
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|");
+    for (name, s) in &r.setups {
+        let top_client = top
+            .as_ref()
+            .and_then(|t| s.client_cpu_us_per_request.get(t));
+        let top_envoy = top.as_ref().and_then(|t| s.envoy_cpu_us_per_request.get(t));
+        let _ = writeln!(
+            m,
+            "| {name} | {} | {} | {} | {} | {} | {} |",
+            stat_cell(s.saturation_ok_per_s.as_ref(), 1.0, 0),
+            stat_cell(s.client_cpu_us_per_request.get("saturation"), 1000.0, 3),
+            stat_cell(top_client, 1000.0, 3),
+            stat_cell(top_envoy, 1000.0, 3),
+            s.client_peak_rss_kb.map_or("–".to_owned(), |k| format!(
+                "{:.1} MiB",
+                k as f64 / 1024.0
+            )),
+            s.envoy_peak_rss_kb.map_or("–".to_owned(), |k| format!(
+                "{:.1} MiB",
+                k as f64 / 1024.0
+            )),
+        );
+    }
+    for rate in &rates {
+        let _ = writeln!(
+            m,
+            "\n## Latency at {} req/s (µs, from the intended send time)\n",
+            rate.trim_start_matches("rate-")
+        );
+        let _ = writeln!(m, "| set-up | p50 | p90 | p99 | p99.9 |");
+        let _ = writeln!(m, "|---|---|---|---|---|");
+        for (name, s) in &r.setups {
+            let l = s.latency_us.get(rate);
+            let cell = |p: &str| stat_cell(l.and_then(|l| l.get(p)), 1.0, 0);
+            let _ = writeln!(
+                m,
+                "| {name} | {} | {} | {} | {} |",
+                cell("p50"),
+                cell("p90"),
+                cell("p99"),
+                cell("p99.9")
+            );
+        }
+    }
+    let _ = writeln!(m, "\n## Failures (summed over rounds)\n");
+    for (name, s) in &r.setups {
+        let nonempty: BTreeMap<_, _> = s.failures.iter().filter(|(_, v)| !v.is_empty()).collect();
+        let _ = writeln!(
+            m,
+            "- {name}: {}",
+            if nonempty.is_empty() {
+                "none".to_owned()
+            } else {
+                format!("{nonempty:?}")
+            }
+        );
+    }
+    let _ = writeln!(m, "\n## Goals\n");
+    let _ = writeln!(m, "| goal | measured | bound | met | how |");
+    let _ = writeln!(m, "|---|---|---|---|---|");
+    for g in &r.goals {
+        let _ = writeln!(
+            m,
+            "| {} | {} | {} | {} | {} |",
+            g.goal,
+            g.measured.map_or("–".to_owned(), |x| format!("{x:.3}")),
+            g.bound,
+            match g.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not measured",
+            },
+            g.detail
+        );
+    }
+    let _ = writeln!(m, "\n## Behaviour side by side\n");
+    let _ = writeln!(m, "| phase | set-up | requests | client errors | error rate | backend attempts | attempts / request | v2 share of attempts | per backend |");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
+    for (phase, runs) in [
+        ("split", &r.behaviour.split),
+        ("v2 failing 50%", &r.behaviour.failing),
+    ] {
+        for (name, b) in runs {
+            let per: Vec<String> = b
+                .backends
+                .iter()
+                .map(|(n, _, c)| format!("{n} {c}"))
+                .collect();
+            let _ = writeln!(
+                m,
+                "| {phase} | {name} | {} | {} | {:.4} | {} | {:.4} | {:.4} | {} |",
+                b.requests,
+                b.requests - b.ok.min(b.requests),
+                b.error_rate,
+                b.attempts,
+                b.attempts_per_request,
+                b.v2_share,
+                per.join(", ")
+            );
+        }
+    }
+    let _ = writeln!(
+        m,
+        "\n| comparison | mesh | Envoy | expected | difference | tolerance ({SIGMAS}σ) | agree |"
+    );
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|");
+    for a in &r.behaviour.agreement {
+        let _ = writeln!(
+            m,
+            "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+            a.what,
+            a.mesh,
+            a.envoy,
+            a.expected,
+            a.difference,
+            a.tolerance,
+            if a.agree { "yes" } else { "**no**" }
+        );
+    }
+    m
+}
+
+/// Writes `latest.md` and `latest.json` into `dir`.
+pub(crate) fn write(r: &Report, dir: &Path) -> Result<(), String> {
+    let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("latest.json"), json + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("latest.md"), markdown(r)).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_spread() {
+        let s = Stat::of(vec![3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        assert_eq!(s.rounds, [3.0, 1.0, 2.0]);
+        assert_eq!(Stat::of(vec![4.0, 1.0]).unwrap().median, 2.5);
+        assert!(Stat::of(Vec::new()).is_none());
+    }
+
+    #[test]
+    fn expected_behaviour_of_the_canary_with_v2_half_failing() {
+        let (err, mean, var) = expected_failing(0.5);
+        // 10% to v2, all four tries fail with 0.5^4.
+        assert!((err - 0.006_25).abs() < 1e-12);
+        // 0.9 × 1 + 0.1 × (1 + 0.5 + 0.25 + 0.125).
+        assert!((mean - 1.0875).abs() < 1e-12);
+        assert!(var > 0.0 && var < 1.0);
+        // No failures: one attempt each, no variance.
+        let (err, mean, var) = expected_failing(0.0);
+        assert_eq!((err, mean), (0.0, 1.0));
+        assert!(var.abs() < 1e-12);
+    }
+
+    #[test]
+    fn agreement_uses_the_standard_error_of_the_difference() {
+        let a = proportion_agreement("x", (0.10, 10_000), (0.11, 10_000), 0.1);
+        // se = sqrt(0.105 × 0.895 × 2 / 10000) ≈ 0.00434; 3σ ≈ 0.013 > 0.01.
+        assert!(a.agree, "{a:?}");
+        let b = proportion_agreement("x", (0.10, 10_000), (0.12, 10_000), 0.1);
+        assert!(!b.agree, "{b:?}");
+    }
+}

@@ -1,0 +1,156 @@
+//! The three set-ups a request can go through: (a) bare, (b) mesh, (c) Envoy.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use mesh_tower::body::ReplayBody;
+use mesh_tower::client::LegacyClient;
+use mesh_tower::{ClientContext, Mesh, MeshLayer};
+use tower::{ServiceBuilder, ServiceExt};
+
+/// Which set-up a client process drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Setup {
+    /// (a) The hyper-util client straight to the backends.
+    Bare,
+    /// (b) The same client wrapped in `mesh_tower::MeshLayer`.
+    Mesh,
+    /// (c) The same client through an Envoy sidecar.
+    Envoy,
+}
+
+impl Setup {
+    /// Every set-up, in the order they are interleaved.
+    pub(crate) const ALL: [Setup; 3] = [Setup::Bare, Setup::Mesh, Setup::Envoy];
+
+    /// The name used on the command line and in the reports.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Setup::Bare => "bare",
+            Setup::Mesh => "mesh",
+            Setup::Envoy => "envoy",
+        }
+    }
+}
+
+/// The authority every set-up addresses (the bare set-up only in its `Host` header).
+pub(crate) const AUTHORITY: &str = "api:8080";
+
+/// A way of sending one request and reading the whole answer.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// Picks a backend itself: request `i` goes to v2 when `i % 10 == 9` (the same 90/10
+    /// share as the route), alternating between the two pods of the subset.
+    Bare {
+        /// The client.
+        client: LegacyClient<Empty<Bytes>>,
+        /// `http://127.0.0.1:<port>/` of the v1 pods.
+        v1: Vec<Uri>,
+        /// `http://127.0.0.1:<port>/` of the v2 pods.
+        v2: Vec<Uri>,
+    },
+    /// The mesh picks the subset and endpoint.
+    Mesh(Mesh<LegacyClient<ReplayBody<Empty<Bytes>>>>),
+    /// Envoy picks them.
+    Envoy {
+        /// The client.
+        client: LegacyClient<Empty<Bytes>>,
+        /// `http://<listener>/`.
+        uri: Uri,
+    },
+}
+
+/// What a request ended with: an HTTP status, or a transport error.
+pub(crate) type Outcome = Result<u16, String>;
+
+impl Target {
+    /// Builds the set-up. `v1`/`v2` are backend addresses (bare), `config` the mesh's files
+    /// (mesh), `envoy` the listener (envoy).
+    pub(crate) fn build(
+        setup: Setup,
+        v1: &[SocketAddr],
+        v2: &[SocketAddr],
+        config: &[PathBuf],
+        envoy: Option<SocketAddr>,
+    ) -> Result<Self, String> {
+        let uri = |a: &SocketAddr| -> Result<Uri, String> {
+            format!("http://{a}/")
+                .parse()
+                .map_err(|e| format!("bad address {a}: {e}"))
+        };
+        match setup {
+            Setup::Bare => {
+                if v1.is_empty() || v2.is_empty() {
+                    return Err("the bare set-up needs --v1 and --v2 backends".to_owned());
+                }
+                Ok(Target::Bare {
+                    client: mesh_tower::client::legacy_client(),
+                    v1: v1.iter().map(uri).collect::<Result<_, _>>()?,
+                    v2: v2.iter().map(uri).collect::<Result<_, _>>()?,
+                })
+            }
+            Setup::Mesh => {
+                let cfg = mesh_tower::load_files(config).map_err(|e| e.to_string())?;
+                let layer = MeshLayer::builder()
+                    .config(cfg)
+                    .client(ClientContext::new("default").with_label("app", "checkout"))
+                    .seed(1)
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let svc = ServiceBuilder::new()
+                    .layer(layer)
+                    .service(mesh_tower::client::legacy_client::<ReplayBody<Empty<Bytes>>>());
+                Ok(Target::Mesh(svc))
+            }
+            Setup::Envoy => {
+                let addr = envoy.ok_or("the envoy set-up needs --envoy-addr")?;
+                Ok(Target::Envoy {
+                    client: mesh_tower::client::legacy_client(),
+                    uri: uri(&addr)?,
+                })
+            }
+        }
+    }
+
+    /// Sends request number `i` and reads the whole body.
+    pub(crate) async fn send(&self, i: u64) -> Outcome {
+        match self {
+            Target::Bare { client, v1, v2 } => {
+                let (pods, n) = if i % 10 == 9 { (v2, i / 10) } else { (v1, i) };
+                let pod = &pods[usize::try_from(n % pods.len() as u64).unwrap_or(0)];
+                let mut req = Request::new(Empty::new());
+                *req.uri_mut() = pod.clone();
+                req.headers_mut()
+                    .insert(http::header::HOST, HeaderValue::from_static(AUTHORITY));
+                let res = client.request(req).await.map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(status)
+            }
+            Target::Envoy { client, uri } => {
+                let mut req = Request::new(Empty::new());
+                *req.uri_mut() = uri.clone();
+                req.headers_mut()
+                    .insert(http::header::HOST, HeaderValue::from_static(AUTHORITY));
+                let res = client.request(req).await.map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(status)
+            }
+            Target::Mesh(svc) => {
+                let req = Request::builder()
+                    .uri("http://api:8080/")
+                    .body(Empty::<Bytes>::new())
+                    .map_err(|e| e.to_string())?;
+                let res = svc.clone().oneshot(req).await.map_err(|e| e.to_string())?;
+                let status = res.status().as_u16();
+                res.into_body().collect().await.map_err(|e| e.to_string())?;
+                Ok(status)
+            }
+        }
+    }
+}
