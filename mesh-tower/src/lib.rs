@@ -1,27 +1,158 @@
 //! Tower layers that give any hyper or reqwest client Istio traffic management,
 //! in process.
 //!
-//! This crate is the only async part of the mesh workspace. Today it holds the
-//! building blocks the mesh service is assembled from:
+//! [`MeshLayer`] wraps a client (any `tower::Service<http::Request<_>>`; the
+//! [`client`] module has ready-made ones for `hyper_util`'s legacy client and
+//! `reqwest`) in [`Mesh`], which does for each request what an Istio sidecar
+//! (Envoy) would: routing by VirtualService, weighted splits, rewrites and
+//! header operations, fault injection, mirroring, route and per-try timeouts,
+//! retries with backoff and budgets, connection-pool limits (circuit
+//! breakers), load balancing over ServiceEntry endpoints and outlier
+//! detection. It drives the pure crates `mesh-routing` (decisions) and
+//! `mesh-resilience` (state machines); configuration comes from `mesh-model`.
 //!
-//! - [`body`]: [`ReplayBody`](body::ReplayBody), a request body that retries
-//!   and mirrors can resend, bounded by a memory cap.
-//! - [`error`]: [`MeshError`](error::MeshError), the opaque error of the mesh,
-//!   and how each error becomes the response Envoy would have sent.
-//! - `client`: adapters for `hyper_util`'s legacy client and for `reqwest`
-//!   (features `hyper-util` and `reqwest`, both on by default, neither needs TLS).
+//! It never does TLS, DNS or service discovery beyond ServiceEntry `STATIC`
+//! endpoints, and it never reads configuration files unless asked
+//! ([`load_files`], [`MeshHandle::reload_files`], [`MeshHandle::watch`]). It
+//! spawns tasks only for mirror copies and for [`MeshHandle::watch`].
 //!
-//! It never does TLS, DNS-based service discovery or configuration loading.
+//! # What happens to a request, in order
+//!
+//! 1. **Route** ([`mesh_routing::RouteTable::route`]). A redirect or a direct
+//!    response is answered locally. A VirtualService host with no matching
+//!    route fails with [`MeshError::is_no_route`] (404 `NR`). A host no
+//!    VirtualService covers is passed through unchanged (its DestinationRule
+//!    still applies) with Istio's default retry policy.
+//! 2. **Fault**. A delay sleeps (tokio time); an abort is a synthesised
+//!    response (`fault filter abort`; gRPC: HTTP 200 with `grpc-status` and
+//!    `grpc-message`). An abort is never retried and never seen by pools or
+//!    outlier detection.
+//! 3. **Mirrors**. For each mirror whose percentage roll passes, a copy of the
+//!    request is spawned to the mirror cluster's endpoint with the `Host`
+//!    suffixed `-shadow` (`api:8080` → `api-shadow:8080`). Copies never delay
+//!    or fail the request; their responses are dropped; at most
+//!    [`MeshBuilder::max_concurrent_mirrors`] are in flight (further ones are
+//!    dropped and counted); a body that cannot be replayed is not mirrored.
+//! 4. **Route timeout** (VirtualService `timeout`): starts after the fault
+//!    delay and spans every attempt, pool wait and backoff. Expiry:
+//!    [`MeshError::is_timeout`], 504 `upstream request timeout`.
+//! 5. **Retry loop** ([`mesh_resilience::RetryState`]): `retryOn`, `attempts`,
+//!    backoff (tokio sleep), `maxRetries` and the retry budget. A retry prefers
+//!    an endpoint not yet tried. When retries are exhausted on a retriable
+//!    response, the last upstream response is returned as it is; on resets,
+//!    connect failures or timeouts, the [`MeshError`].
+//! 6. **Pool admission** per cluster (`connectionPool`): overflow fails with
+//!    [`MeshError::is_overflow`] (503, `x-envoy-overloaded: true`), never
+//!    retried, never counted by outlier detection. A pending request waits
+//!    until a permit frees or the route deadline passes.
+//! 7. **Endpoint pick**: the cluster's load balancer from the merged
+//!    DestinationRule, ejected endpoints excluded unless in panic. A subset
+//!    with no endpoints fails with [`MeshError::is_no_healthy_upstream`] (503
+//!    `UH`); an undefined subset with [`MeshError::is_unknown_cluster`] (503
+//!    `NC`). A destination with no registered endpoints goes to its host name
+//!    and port (the request's own host name when it names that service).
+//! 8. **Request rewrite**: path (`rewrite.uri`, `uriRegexRewrite`), header
+//!    operations in Istio's order, URI authority set to the endpoint
+//!    `ip:port`; the `Host` header keeps the request's authority unless a
+//!    rewrite sets another (set explicitly for HTTP/1; over HTTP/2 the
+//!    `:authority` is the endpoint); `x-envoy-attempt-count` when enabled.
+//! 9. **Per-try timeout** around the client call until response headers.
+//! 10. **Client call** on a clone of the inner service.
+//! 11. **Outcome**: status and `grpc-status` of the headers, or the client
+//!     error classified ([`error`]).
+//! 12. **Outlier detection** records the outcome (sweeps run lazily on the
+//!     request path; ejections are logged), then the retry decision.
+//!
+//! The response body is a [`MeshBody`], which holds the pool permit until the
+//! body ends or is dropped. Response header operations and (when enabled)
+//! `x-envoy-attempt-count` are added to the response.
+//!
+//! Request bodies are wrapped in [`body::ReplayBody`] (cap:
+//! [`MeshBuilder::replay_cap`], 64 KiB by default). A body too large for the
+//! cap up front is sent once and never retried; one that outgrows the cap
+//! during the first attempt makes a decided retry fail with
+//! [`MeshError::is_body_too_large_to_retry`] (507).
+//!
+//! Time comes only from tokio's clock and randomness only from a seeded
+//! generator ([`MeshBuilder::seed`]), so everything can be tested with
+//! `#[tokio::test(start_paused = true)]`.
+//!
+//! # Reload and stats
+//!
+//! [`MeshHandle::reload`] swaps the compiled configuration atomically;
+//! in-flight requests finish on the old one. Pool occupancy, outlier state
+//! and counters of clusters that still exist (same host, subset and port)
+//! carry over. [`MeshHandle::stats`] reads per-cluster counters
+//! ([`ClusterStats`]) and mesh totals.
+//!
+//! # Observability
+//!
+//! `tracing` spans `mesh.request` (virtual service, route, destination,
+//! cluster) and `mesh.attempt` (attempt, endpoint, outcome, retry reason,
+//! backoff), at debug level; events for ejections, returns from ejection and
+//! reload failures.
+//!
+//! # Differences from Istio + Envoy
+//!
+//! - Connection-pool limits count requests, not sockets (see
+//!   `mesh_resilience::pool`); the pool is driven as HTTP/1.1.
+//! - Counters of a cluster appear in [`Stats`] once it has seen a request.
+//! - Over HTTP/2 the upstream `:authority` is the endpoint address.
 //!
 //! # Example
 //!
 //! ```
 //! use bytes::Bytes;
-//! use http_body_util::Full;
-//! use mesh_tower::body::ReplayBody;
+//! use http_body_util::{BodyExt, Full};
+//! use mesh_tower::{body::ReplayBody, BoxError, MeshLayer};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
-//! let body = ReplayBody::try_new(Full::new(Bytes::from_static(b"{}")), 1024).unwrap();
-//! assert!(body.is_replayable());
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let yaml = r#"
+//! apiVersion: networking.istio.io/v1
+//! kind: ServiceEntry
+//! metadata: {name: api}
+//! spec:
+//!   hosts: [api.example.test]
+//!   ports: [{number: 80, name: http, protocol: HTTP}]
+//!   resolution: STATIC
+//!   endpoints: [{address: 10.0.0.7}]
+//! ---
+//! apiVersion: networking.istio.io/v1
+//! kind: VirtualService
+//! metadata: {name: api}
+//! spec:
+//!   hosts: [api.example.test]
+//!   http:
+//!   - retries: {attempts: 2, retryOn: 5xx}
+//!     route: [{destination: {host: api.example.test}}]
+//! "#;
+//! let config = mesh_model::load_str("api.yaml", yaml).into_result().expect("valid");
+//! let layer = MeshLayer::builder().config(config).seed(1).build().expect("builds");
+//! let handle = layer.handle();
+//!
+//! // A stand-in for a real client: the first attempt fails with 503.
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+//! let client = service_fn(move |req: http::Request<ReplayBody<Full<Bytes>>>| {
+//!     let n = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!     async move {
+//!         assert_eq!(req.uri().authority().unwrap(), "10.0.0.7:80");
+//!         let status = if n == 0 { 503 } else { 200 };
+//!         let res = http::Response::builder().status(status).body(Full::new(Bytes::from("hi")));
+//!         Ok::<_, BoxError>(res.unwrap())
+//!     }
+//! });
+//!
+//! let svc = ServiceBuilder::new().layer(layer).service(client);
+//! let req = http::Request::get("http://api.example.test/").body(Full::<Bytes>::default()).unwrap();
+//! let res = svc.oneshot(req).await.expect("routed");
+//! assert_eq!(res.status(), 200);
+//! assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "hi");
+//!
+//! let stats = handle.stats();
+//! let api = stats.cluster("api.example.test", None).unwrap();
+//! assert_eq!((api.requests(), api.retries(), api.active_requests()), (2, 1, 0));
+//! # }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -12,22 +12,31 @@ use mesh_resilience::RequestPermit;
 use crate::state::ClusterState;
 use crate::BoxError;
 
-/// The response body of [`Mesh`](crate::Mesh).
-///
-/// Either the upstream's body, which holds the cluster's connection-pool permit
-/// until it ends (or is dropped) so that Envoy's "active request" lasts as long
-/// as the response stream; or the body of a local reply (redirect, direct
-/// response, fault abort) with no upstream behind it.
-pub struct MeshBody<RB> {
-    kind: Kind<RB>,
+pin_project_lite::pin_project! {
+    /// The response body of [`Mesh`](crate::Mesh).
+    ///
+    /// Either the upstream's body, which holds the cluster's connection-pool
+    /// permit until it ends (or is dropped) so that Envoy's "active request"
+    /// lasts as long as the response stream; or the body of a local reply
+    /// (redirect, direct response, fault abort) with no upstream behind it.
+    pub struct MeshBody<RB> {
+        #[pin]
+        kind: Kind<RB>,
+    }
 }
 
-enum Kind<RB> {
-    Upstream {
-        body: Pin<Box<RB>>,
-        guard: Option<PermitGuard>,
-    },
-    Local(Option<Bytes>),
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<RB> {
+        Upstream {
+            #[pin]
+            body: RB,
+            guard: Option<PermitGuard>,
+        },
+        Local {
+            data: Option<Bytes>,
+        },
+    }
 }
 
 /// Gives the pool permit and the endpoint's in-flight slot back when dropped.
@@ -59,22 +68,21 @@ impl<RB> MeshBody<RB> {
         // An empty body has already ended: give the permit back now.
         let guard = if body.is_end_stream() { None } else { guard };
         Self {
-            kind: Kind::Upstream {
-                body: Box::pin(body),
-                guard,
-            },
+            kind: Kind::Upstream { body, guard },
         }
     }
 
     pub(crate) fn local(bytes: Bytes) -> Self {
         Self {
-            kind: Kind::Local((!bytes.is_empty()).then_some(bytes)),
+            kind: Kind::Local {
+                data: (!bytes.is_empty()).then_some(bytes),
+            },
         }
     }
 
     /// Whether this body is a local reply of the mesh (no upstream behind it).
     pub fn is_local(&self) -> bool {
-        matches!(self.kind, Kind::Local(_))
+        matches!(self.kind, Kind::Local { .. })
     }
 }
 
@@ -90,10 +98,9 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        match &mut this.kind {
-            Kind::Local(data) => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            Kind::Upstream { body, guard } => {
+        match self.project().kind.project() {
+            KindProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            KindProj::Upstream { mut body, guard } => {
                 let res = std::task::ready!(body.as_mut().poll_frame(cx));
                 match res {
                     Some(Ok(frame)) => {
@@ -117,14 +124,16 @@ where
 
     fn is_end_stream(&self) -> bool {
         match &self.kind {
-            Kind::Local(data) => data.is_none(),
+            Kind::Local { data } => data.is_none(),
             Kind::Upstream { body, .. } => body.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match &self.kind {
-            Kind::Local(data) => SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Local { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
             Kind::Upstream { body, .. } => body.size_hint(),
         }
     }
@@ -133,7 +142,7 @@ where
 impl<RB> fmt::Debug for MeshBody<RB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
-            Kind::Local(data) => f
+            Kind::Local { data } => f
                 .debug_struct("MeshBody")
                 .field("local", &data.as_ref().map_or(0, Bytes::len))
                 .finish(),

@@ -37,7 +37,7 @@ const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
 /// (hyper-util's and reqwest's clients are).
 pub struct Mesh<S> {
     inner: S,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl<S> Mesh<S> {
@@ -48,6 +48,16 @@ impl<S> Mesh<S> {
     /// The wrapped client.
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped client, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The wrapped client, taken out of the mesh.
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 }
 
@@ -69,13 +79,40 @@ impl<S> fmt::Debug for Mesh<S> {
 /// The future of [`Mesh::call`](tower_service::Service::call).
 pub struct ResponseFuture<RB> {
     inner: Pin<Box<dyn Future<Output = Result<Response<MeshBody<RB>>, MeshError>> + Send>>,
+    shared: Arc<Shared>,
+    /// `mesh.request`, entered on every poll (like `tracing::Instrumented`,
+    /// without moving the future once more).
+    span: tracing::Span,
 }
 
 impl<RB> Future for ResponseFuture<RB> {
     type Output = Result<Response<MeshBody<RB>>, MeshError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        let this = &mut *self;
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.as_mut().poll(cx))
+        };
+        count_totals(&self.shared.totals, &result);
+        Poll::Ready(result)
+    }
+}
+
+fn count_totals<T>(totals: &Counters, result: &Result<Response<T>, MeshError>) {
+    Counters::bump(&totals.requests);
+    match result {
+        Ok(res) if !res.status().is_server_error() => Counters::bump(&totals.successes),
+        Ok(_) => Counters::bump(&totals.failures),
+        Err(e) => {
+            Counters::bump(&totals.failures);
+            if e.is_timeout() {
+                Counters::bump(&totals.timeouts);
+            }
+            if e.is_overflow() {
+                Counters::bump(&totals.overflows);
+            }
+        }
     }
 }
 
@@ -107,13 +144,33 @@ where
     fn call(&mut self, req: Request<B>) -> ResponseFuture<RB> {
         let shared = Arc::clone(&self.shared);
         let inner = self.inner.clone();
+        let span = tracing::debug_span!(
+            "mesh.request",
+            virtual_service = field::Empty,
+            route = field::Empty,
+            destination = field::Empty,
+            cluster = field::Empty,
+        );
         ResponseFuture {
-            inner: Box::pin(drive(shared, inner, req)),
+            inner: Box::pin(handle(Arc::clone(&shared), inner, req)),
+            shared,
+            span,
         }
     }
 }
 
-async fn drive<S, B, RB>(
+/// What routing left for the forwarding part, computed while the request
+/// could still be borrowed.
+struct Prepared {
+    /// The new path and query, when the route rewrites the path.
+    path: Option<PathAndQuery>,
+    /// The `Host` to send upstream.
+    host: Option<HeaderValue>,
+    /// The consistent-hash key.
+    hash: Option<u64>,
+}
+
+pub(crate) async fn handle<S, B, RB>(
     shared: Arc<Shared>,
     inner: S,
     req: Request<B>,
@@ -128,53 +185,9 @@ where
     RB: http_body::Body<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    let totals = &shared.totals;
-    Counters::bump(&totals.requests);
+    let shared = &*shared;
     let compiled = shared.compiled.load_full();
-    let result = handle(&shared, &compiled, inner, req).await;
-    match &result {
-        Ok(res) if !res.status().is_server_error() => Counters::bump(&totals.successes),
-        Ok(_) => Counters::bump(&totals.failures),
-        Err(e) => {
-            Counters::bump(&totals.failures);
-            if e.is_timeout() {
-                Counters::bump(&totals.timeouts);
-            }
-            if e.is_overflow() {
-                Counters::bump(&totals.overflows);
-            }
-        }
-    }
-    result
-}
-
-/// What routing left for the forwarding part, computed while the request
-/// could still be borrowed.
-struct Prepared {
-    /// The new path and query, when the route rewrites the path.
-    path: Option<PathAndQuery>,
-    /// The `Host` to send upstream.
-    host: Option<HeaderValue>,
-    /// The consistent-hash key.
-    hash: Option<u64>,
-}
-
-async fn handle<S, B, RB>(
-    shared: &Shared,
-    compiled: &Compiled,
-    inner: S,
-    req: Request<B>,
-) -> Result<Response<MeshBody<RB>>, MeshError>
-where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    RB: http_body::Body<Data = Bytes> + Send + 'static,
-    RB::Error: Into<BoxError>,
-{
+    let compiled = &*compiled;
     let mut rng = shared.request_rng();
     let (mut parts, body) = req.into_parts();
     let table = &compiled.table;
@@ -202,13 +215,7 @@ where
     };
     let plan = compiled.plan(&decision);
     let cluster = decision.cluster();
-    let span = tracing::debug_span!(
-        "mesh.request",
-        virtual_service = field::Empty,
-        route = field::Empty,
-        destination = field::Empty,
-        cluster = field::Empty,
-    );
+    let span = tracing::Span::current();
     if !span.is_disabled() {
         if let Some(vs) = decision.virtual_service() {
             span.record("virtual_service", field::display(vs));
@@ -223,8 +230,9 @@ where
             span.record("cluster", field::display(table.cluster_key(c)));
         }
     }
+    drop(span);
 
-    async move {
+    {
         // 2. Fault.
         if let Some(fault) = &plan.fault {
             match fault.decide(rng.next_u64(), rng.next_u64()) {
@@ -269,7 +277,6 @@ where
                 .unwrap_or_else(|| PathAndQuery::from_static("/")),
         };
         let scheme = parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP);
-        let default_authority = resolve_authority(compiled, &decision, &parts, cluster);
 
         // 3. Mirrors.
         if !plan.mirrors.is_empty() {
@@ -292,6 +299,9 @@ where
         let cluster_state = cluster.map(|id| shared.cluster(compiled, id));
         let mut scratch_pool = None;
         let start = crate::time::now();
+        // The clock is read once per step: start, after a pool wait, after the
+        // call, after a backoff.
+        let mut now = start.into_std();
         let mut retry = RetryGuard {
             state: RetryState::new(&plan.retry, start.into_std()),
             cluster: cluster_state.clone(),
@@ -321,7 +331,16 @@ where
             // 5. Pool admission.
             let mut guard = None;
             if let Some(cs) = &cluster_state {
-                match admit(cs, route_deadline).await {
+                let admitted = match try_admit(cs) {
+                    Ok(permit) => Ok(permit),
+                    Err(None) => Err(Admit::Overflow),
+                    Err(Some(ticket)) => {
+                        let waited = wait_pending(cs, ticket, route_deadline).await;
+                        now = crate::time::now().into_std();
+                        waited
+                    }
+                };
+                match admitted {
                     Ok(permit) => {
                         guard = Some(PermitGuard {
                             cluster: Arc::clone(cs),
@@ -342,9 +361,17 @@ where
             }
 
             // 6. Endpoint pick.
-            let mut authority = default_authority.clone();
+            let mut authority = None;
             if let (Some(cs), Some(id)) = (&cluster_state, cluster) {
-                match pick(compiled, cs, id, prepared.hash, &mut retry.state, &mut rng) {
+                match pick(
+                    compiled,
+                    cs,
+                    id,
+                    prepared.hash,
+                    &mut retry.state,
+                    &mut rng,
+                    now,
+                ) {
                     Picked::Endpoint {
                         index,
                         generation,
@@ -358,7 +385,7 @@ where
                         }
                         authority = Some(a);
                     }
-                    Picked::Resolve => {}
+                    Picked::Resolve => authority = resolve_authority(compiled, &parts, id),
                     Picked::NoHealthyUpstream => {
                         drop(guard);
                         return Err(MeshError::no_healthy_upstream());
@@ -394,7 +421,7 @@ where
             // 8. Per-try timeout around the call, until response headers.
             let attempt_deadline = retry
                 .state
-                .attempt_deadline(crate::time::now().into_std())
+                .attempt_deadline(now)
                 .map(tokio::time::Instant::from_std);
             let call = {
                 let call = inner.clone().oneshot(req);
@@ -409,9 +436,7 @@ where
             // 9. Outcome.
             let (outcome, result): (Outcome, Result<Response<RB>, MeshError>) = match result {
                 None => {
-                    let err = if Some(attempt_deadline) == Some(route_deadline)
-                        && attempt_deadline.is_some()
-                    {
+                    let err = if attempt_deadline.is_some() && attempt_deadline == route_deadline {
                         MeshError::route_timeout()
                     } else {
                         MeshError::per_try_timeout()
@@ -424,7 +449,7 @@ where
             if !attempt_span.is_disabled() {
                 attempt_span.record("outcome", field::debug(outcome));
             }
-            let now = crate::time::now().into_std();
+            now = crate::time::now().into_std();
 
             // 10. Outlier detection, counters, retry decision.
             let verdict = match &cluster_state {
@@ -479,6 +504,7 @@ where
                     drop(guard);
                     if !after.is_zero() {
                         tokio::time::sleep(after).await;
+                        now = crate::time::now().into_std();
                     }
                 }
                 RetryDecision::Done(DoneReason::RouteTimeout) => {
@@ -497,8 +523,6 @@ where
             }
         }
     }
-    .instrument(span)
-    .await
 }
 
 /// Builds the response of the last attempt: wraps the body so that it holds
@@ -576,18 +600,23 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Gets a pool permit: at once, or after waiting as pending until promoted or
-/// the route deadline passes.
-async fn admit(
+/// Asks the pool for a permit: `Err(None)` on overflow, `Err(Some(ticket))`
+/// when the request must wait as pending.
+fn try_admit(cs: &ClusterState) -> Result<RequestPermit, Option<PendingTicket>> {
+    let admission = lock(&cs.inner).pool.try_acquire_request();
+    match admission {
+        Ok(Admission::Ready(permit)) => Ok(permit),
+        Ok(Admission::Pending(ticket)) => Err(Some(ticket)),
+        Err(_) => Err(None),
+    }
+}
+
+/// Waits as pending until promoted or the route deadline passes.
+async fn wait_pending(
     cs: &ClusterState,
+    ticket: PendingTicket,
     deadline: Option<tokio::time::Instant>,
 ) -> Result<RequestPermit, Admit> {
-    let admission = lock(&cs.inner).pool.try_acquire_request();
-    let ticket = match admission {
-        Ok(Admission::Ready(permit)) => return Ok(permit),
-        Ok(Admission::Pending(ticket)) => ticket,
-        Err(_) => return Err(Admit::Overflow),
-    };
     let mut pending = PendingGuard {
         cluster: cs,
         ticket: Some(ticket),
@@ -636,10 +665,10 @@ fn pick(
     hash: Option<u64>,
     retry: &mut RetryState,
     rng: &mut crate::rng::Rng,
+    now: std::time::Instant,
 ) -> Picked {
     let mut guard = lock(&cs.inner);
     let ci = &mut *guard;
-    let now = crate::time::now().into_std();
     if ci.outlier.as_ref().is_some_and(|od| now >= od.next_sweep()) {
         cs.sweep(ci, now);
     }
@@ -784,16 +813,13 @@ fn prepare(compiled: &Compiled, decision: &RouteDecision<'_>, view: &RequestView
 /// destination is the service the request named (short name or FQDN).
 fn resolve_authority(
     compiled: &Compiled,
-    decision: &RouteDecision<'_>,
     parts: &http::request::Parts,
-    cluster: Option<ClusterId>,
+    id: ClusterId,
 ) -> Option<Authority> {
-    let id = cluster?;
     let mesh_routing::ClusterEndpoints::Resolve { host, port } = compiled.table.endpoints(id)
     else {
         return None;
     };
-    let _ = decision;
     let requested = parts
         .uri
         .host()
