@@ -107,6 +107,8 @@ pub(crate) struct PhaseResult {
     pub(crate) client_peak_rss_kb: Option<u64>,
     /// Peak resident set of Envoy so far, kB.
     pub(crate) envoy_peak_rss_kb: Option<u64>,
+    /// The mesh's counters at the end (mesh set-up only; warm-up included).
+    pub(crate) mesh_stats: Option<serde_json::Value>,
 }
 
 /// Runs one phase and prints its result.
@@ -184,5 +186,6 @@ async fn phase(a: &ClientArgs) -> Result<PhaseResult, String> {
         envoy_peak_rss_kb: envoy_pid
             .as_deref()
             .and_then(|p| procfs::status_kb(p, "VmHWM")),
+        mesh_stats: target.mesh_stats(),
     })
 }

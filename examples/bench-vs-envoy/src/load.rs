@@ -21,7 +21,7 @@ pub(crate) struct Recorder {
     pub(crate) hist: Histogram<u64>,
     /// Requests answered 2xx.
     pub(crate) ok: u64,
-    /// Non-2xx answers by status, transport errors under `"error"`, requests not sent because
+    /// Non-2xx answers by status, errors under `"error: <message>"`, requests not sent because
     /// too many were in flight under `"overload"`, requests cut off at the end under
     /// `"unfinished"`.
     pub(crate) failures: BTreeMap<String, u64>,
@@ -44,7 +44,10 @@ impl Recorder {
         match outcome {
             Ok(s) if (200..300).contains(s) => self.ok += 1,
             Ok(s) => self.fail(&s.to_string()),
-            Err(_) => self.fail("error"),
+            Err(e) => {
+                let short: String = e.chars().take(60).collect();
+                self.fail(&format!("error: {short}"));
+            }
         }
     }
 

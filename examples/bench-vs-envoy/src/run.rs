@@ -249,6 +249,9 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
                     "behaviour {phase:<10} {:<5} completed {} ok {} failures {:?} backends {:?}",
                     r.setup, r.completed, r.ok, r.failures, counts
                 );
+                if let Some(s) = &r.mesh_stats {
+                    eprintln!("  mesh counters: {s}");
+                }
                 let run = BehaviourRun::new(&r, &counts);
                 if failing {
                     behaviour.failing.insert(r.setup.clone(), run);

@@ -54,7 +54,10 @@ pub(crate) enum Target {
         v2: Vec<Uri>,
     },
     /// The mesh picks the subset and endpoint.
-    Mesh(Mesh<LegacyClient<ReplayBody<Empty<Bytes>>>>),
+    Mesh(
+        Mesh<LegacyClient<ReplayBody<Empty<Bytes>>>>,
+        mesh_tower::MeshHandle,
+    ),
     /// Envoy picks them.
     Envoy {
         /// The client.
@@ -101,10 +104,11 @@ impl Target {
                     .seed(1)
                     .build()
                     .map_err(|e| e.to_string())?;
+                let handle = layer.handle();
                 let svc = ServiceBuilder::new()
                     .layer(layer)
                     .service(mesh_tower::client::legacy_client::<ReplayBody<Empty<Bytes>>>());
-                Ok(Target::Mesh(svc))
+                Ok(Target::Mesh(svc, handle))
             }
             Setup::Envoy => {
                 let addr = envoy.ok_or("the envoy set-up needs --envoy-addr")?;
@@ -141,7 +145,7 @@ impl Target {
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
                 Ok(status)
             }
-            Target::Mesh(svc) => {
+            Target::Mesh(svc, _) => {
                 let req = Request::builder()
                     .uri("http://api:8080/")
                     .body(Empty::<Bytes>::new())
@@ -152,5 +156,39 @@ impl Target {
                 Ok(status)
             }
         }
+    }
+}
+
+impl Target {
+    /// The mesh's own counters (mesh set-up only): totals, and per cluster the retries,
+    /// overflows and ejections.
+    pub(crate) fn mesh_stats(&self) -> Option<serde_json::Value> {
+        let Target::Mesh(_, handle) = self else {
+            return None;
+        };
+        let stats = handle.stats();
+        let t = stats.totals();
+        let clusters: Vec<serde_json::Value> = stats
+            .clusters()
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "subset": c.subset(),
+                    "requests": c.requests(),
+                    "failures": c.failures(),
+                    "retries": c.retries(),
+                    "overflows": c.overflows(),
+                    "ejections": c.ejections(),
+                })
+            })
+            .collect();
+        Some(serde_json::json!({
+            "requests": t.requests,
+            "successes": t.successes,
+            "failures": t.failures,
+            "retries": t.retries,
+            "overflows": t.overflows,
+            "clusters": clusters,
+        }))
     }
 }
