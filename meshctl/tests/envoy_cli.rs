@@ -1,0 +1,111 @@
+//! End-to-end tests of `meshctl envoy` on the canary fixture: the output parses as YAML and as
+//! JSON, carries the listener and admin addresses asked for, and bad input gets exit code 1 or 2.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn meshctl(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("meshctl runs")
+}
+
+const CANARY: &str = "tests/fixtures/canary.yaml";
+
+fn cluster<'a>(boot: &'a Value, name: &str) -> &'a Value {
+    boot["static_resources"]["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no cluster {name}"))
+}
+
+#[test]
+fn yaml_output_is_a_bootstrap_for_the_canary() {
+    let out = meshctl(&[
+        "envoy",
+        "-f",
+        CANARY,
+        "--listen",
+        "127.0.0.1:25001",
+        "--admin",
+        "127.0.0.1:25000",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let boot: Value = serde_yaml::from_slice(&out.stdout).expect("YAML");
+    assert_eq!(
+        boot["admin"]["address"]["socket_address"]["port_value"],
+        25000
+    );
+    let listener = &boot["static_resources"]["listeners"][0];
+    assert_eq!(listener["address"]["socket_address"]["port_value"], 25001);
+    let route = &listener["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]
+        ["virtual_hosts"][0]["routes"][0];
+    assert_eq!(route["name"], "canary-split");
+    let weighted = route["route"]["weighted_clusters"]["clusters"]
+        .as_array()
+        .expect("weighted clusters");
+    assert_eq!(weighted[0]["weight"], 90);
+    assert_eq!(weighted[1]["weight"], 10);
+    // The fixture's split has no retries block: Istio's default policy, 2 retries.
+    assert_eq!(route["route"]["retry_policy"]["num_retries"], 2);
+    let v2 = cluster(&boot, "outbound|8080|v2|api.default.svc.cluster.local");
+    let eps = v2["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        .as_array()
+        .expect("endpoints");
+    let ports: Vec<u64> = eps
+        .iter()
+        .filter_map(|e| e["endpoint"]["address"]["socket_address"]["port_value"].as_u64())
+        .collect();
+    assert_eq!(ports, [18083, 18084]);
+    // The subset's tls is reported, not silently dropped.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("tls settings are not translated"), "{err}");
+}
+
+#[test]
+fn json_output_parses_and_quiet_silences_warnings() {
+    let out = meshctl(&["envoy", "-q", "--format", "json", "-f", CANARY]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let boot: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v1 = cluster(&boot, "outbound|8080|v1|api.default.svc.cluster.local");
+    assert_eq!(
+        v1["circuit_breakers"]["thresholds"][0]["max_pending_requests"],
+        10
+    );
+    assert_eq!(v1["outlier_detection"]["max_ejection_percent"], 50);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_host_without_endpoints_is_a_configuration_error() {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("meshctl-envoy-no-se");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let vs = dir.join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n",
+    )
+    .unwrap();
+    let out = meshctl(&["envoy", "-f", vs.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(out.stdout.is_empty());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ServiceEntry"), "{err}");
+}
+
+#[test]
+fn a_bad_listen_address_is_a_usage_error() {
+    let out = meshctl(&["envoy", "-f", CANARY, "--listen", "localhost"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
