@@ -28,7 +28,7 @@ use crate::state::{lock, ClusterState, Compiled, Counters, PrefixMode, Shared};
 use crate::BoxError;
 
 /// The `x-envoy-attempt-count` header.
-const ATTEMPT_COUNT: &str = "x-envoy-attempt-count";
+const ATTEMPT_COUNT: http::HeaderName = http::HeaderName::from_static("x-envoy-attempt-count");
 
 /// The mesh around an inner client `S`. Built by [`MeshLayer`](crate::MeshLayer).
 ///
@@ -239,12 +239,12 @@ where
                 FaultAction::None => {}
                 FaultAction::Delay(d) => {
                     tracing::debug!(delay_ms = d.as_millis() as u64, "fault delay");
-                    tokio::time::sleep(d).await;
+                    Box::pin(tokio::time::sleep(d)).await;
                 }
                 FaultAction::Abort(kind) => return Ok(abort_reply(kind)),
                 FaultAction::DelayThenAbort { delay, abort } => {
                     tracing::debug!(delay_ms = delay.as_millis() as u64, "fault delay");
-                    tokio::time::sleep(delay).await;
+                    Box::pin(tokio::time::sleep(delay)).await;
                     return Ok(abort_reply(abort));
                 }
             }
@@ -335,7 +335,8 @@ where
                     Ok(permit) => Ok(permit),
                     Err(None) => Err(Admit::Overflow),
                     Err(Some(ticket)) => {
-                        let waited = wait_pending(cs, ticket, route_deadline).await;
+                        // Boxed: the rare slow path stays out of the request future.
+                        let waited = Box::pin(wait_pending(cs, ticket, route_deadline)).await;
                         now = crate::time::now().into_std();
                         waited
                     }
@@ -423,15 +424,14 @@ where
                 .state
                 .attempt_deadline(now)
                 .map(tokio::time::Instant::from_std);
-            let call = {
-                let call = inner.clone().oneshot(req);
-                async move { call.await.map_err(MeshError::upstream) }
+            let (result, waited) = Attempt {
+                call: inner.clone().oneshot(req),
+                deadline: attempt_deadline,
+                sleep: None,
+                span: attempt_span.clone(),
+                waited: false,
             }
-            .instrument(attempt_span.clone());
-            let result = match attempt_deadline {
-                Some(d) => tokio::time::timeout_at(d, call).await.ok(),
-                None => Some(call.await),
-            };
+            .await;
 
             // 9. Outcome.
             let (outcome, result): (Outcome, Result<Response<RB>, MeshError>) = match result {
@@ -443,13 +443,16 @@ where
                     };
                     (Outcome::Timeout, Err(err))
                 }
-                Some(Ok(res)) => (Outcome::from_headers(res.status(), res.headers()), Ok(res)),
+                Some(Ok(res)) => (outcome_of_response(&res), Ok(res)),
                 Some(Err(err)) => (outcome_of(err.failure()), Err(err)),
             };
             if !attempt_span.is_disabled() {
                 attempt_span.record("outcome", field::debug(outcome));
             }
-            now = crate::time::now().into_std();
+            if waited {
+                // (A call that answered on its first poll took no time.)
+                now = crate::time::now().into_std();
+            }
 
             // 10. Outlier detection, counters, retry decision.
             let verdict = match &cluster_state {
@@ -503,7 +506,7 @@ where
                     drop(result);
                     drop(guard);
                     if !after.is_zero() {
-                        tokio::time::sleep(after).await;
+                        Box::pin(tokio::time::sleep(after)).await;
                         now = crate::time::now().into_std();
                     }
                 }
@@ -551,6 +554,69 @@ where
             drop(guard);
             Err(if attempt > 1 { e.with_retried() } else { e })
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt: the client call, bounded by the attempt deadline, inside
+    /// the `mesh.attempt` span. Yields `None` when the deadline fired first,
+    /// and whether the call had to wait at all. The timer is only armed when
+    /// the call does not answer on its first poll.
+    struct Attempt<F> {
+        #[pin]
+        call: F,
+        deadline: Option<tokio::time::Instant>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        span: tracing::Span,
+        waited: bool,
+    }
+}
+
+impl<F, T, E> Future for Attempt<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = (Option<Result<T, MeshError>>, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        if let Poll::Ready(r) = this.call.poll(cx) {
+            return Poll::Ready((Some(r.map_err(MeshError::upstream)), *this.waited));
+        }
+        *this.waited = true;
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let fired = this
+            .sleep
+            .as_pin_mut()
+            .is_some_and(|s| s.poll(cx).is_ready());
+        if fired {
+            Poll::Ready((None, true))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+const X_ENVOY_RATELIMITED: http::HeaderName = http::HeaderName::from_static("x-envoy-ratelimited");
+
+/// `Outcome::from_headers` with the header names parsed once.
+fn outcome_of_response<T>(res: &Response<T>) -> Outcome {
+    let headers = res.headers();
+    Outcome::Response {
+        status: res.status(),
+        grpc_status: headers
+            .get(&GRPC_STATUS)
+            .map(|v| mesh_resilience::GrpcStatus::from_header_value(v.as_bytes())),
+        rate_limited: headers.contains_key(&X_ENVOY_RATELIMITED),
     }
 }
 

@@ -1026,15 +1026,3 @@ fn build_without_config_is_an_error() {
         crate::BuildError::MissingConfig
     ));
 }
-
-#[test]
-fn future_size_probe() {
-    let mock = Mock::always(200);
-    let route = vs("  - route: [{destination: {host: api.mesh.test}}]\n");
-    let (mut svc, _) = mesh(&[SE, &route], &mock);
-    let fut = Service::<Request<Full<Bytes>>>::call(&mut svc, get("/"));
-    let shared = Arc::clone(&svc.shared);
-    let f2 = crate::service::handle(shared, mock.clone(), get("/"));
-    eprintln!("SIZE drive future = {}", std::mem::size_of_val(&f2));
-    drop(fut);
-}
