@@ -142,6 +142,30 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> ResponseFuture<RB> {
+        self.request(req)
+    }
+}
+
+impl<S> Mesh<S> {
+    /// Sends a request through the mesh, like [`Service::call`] but from a
+    /// shared reference and without waiting for readiness (the mesh is always
+    /// ready; the inner client's readiness is awaited per attempt).
+    ///
+    /// The returned future names no associated type of `S`, which keeps the
+    /// futures of tasks that hold it free of the "implementation of `Service`
+    /// is not general enough" error that `ServiceExt::oneshot` can hit when
+    /// body or error types carry trait objects.
+    pub fn request<B, RB>(&self, req: Request<B>) -> ResponseFuture<RB>
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        B: http_body::Body + Send + 'static,
+        B::Data: Send,
+        B::Error: Into<BoxError>,
+        RB: http_body::Body<Data = Bytes> + Send + 'static,
+        RB::Error: Into<BoxError>,
+    {
         let shared = Arc::clone(&self.shared);
         let inner = self.inner.clone();
         let span = tracing::debug_span!(

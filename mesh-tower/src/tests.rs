@@ -1026,3 +1026,60 @@ fn build_without_config_is_an_error() {
         crate::BuildError::MissingConfig
     ));
 }
+
+/// A client that, like hyper-util's, accepts one request body type only.
+#[derive(Clone)]
+struct Typed<B>(Mock, std::marker::PhantomData<fn(B)>);
+
+impl<B> Service<Request<B>> for Typed<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = BoxError;
+    type Future = <Mock as Service<Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Service::<Request<B>>::poll_ready(&mut self.0, cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        self.0.call(req)
+    }
+}
+
+/// Spawning `svc.clone().oneshot(req)` here does not compile ("implementation
+/// of `Service` is not general enough": rustc erases the trait-object lifetimes
+/// of the task's future and cannot match them again); `Mesh::request` returns a
+/// future that names no associated type, so the task compiles and runs.
+#[tokio::test(start_paused = true)]
+async fn spawned_requests_with_trait_object_bodies() {
+    type Boxed = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+    let mock = Mock::always(200);
+    let route = vs("  - route: [{destination: {host: api.mesh.test}}]\n");
+    let layer = MeshLayer::builder()
+        .config(config(&[SE, &route]))
+        .build()
+        .unwrap();
+    let svc: Mesh<Typed<crate::body::ReplayBody<Boxed>>> =
+        layer.layer(Typed(mock.clone(), std::marker::PhantomData));
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..3 {
+        let svc = svc.clone();
+        set.spawn(async move {
+            let body: Boxed = Full::new(Bytes::from(format!("n{i}")))
+                .map_err(|e| match e {})
+                .boxed();
+            let req = Request::post("http://api.mesh.test:8080/")
+                .body(body)
+                .unwrap();
+            svc.request(req).await.map(|r| r.status())
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        assert_eq!(r.unwrap().unwrap(), StatusCode::OK);
+    }
+    assert_eq!(mock.count(), 3);
+}
