@@ -155,14 +155,23 @@ impl MeshHandle {
     /// subset and port) carries over. On error the old configuration keeps
     /// serving.
     pub fn reload(&self, cfg: MeshConfig) -> Result<(), BuildError> {
-        self.shared.reload(cfg)
+        let result = self.shared.reload(cfg);
+        match &result {
+            Ok(()) => tracing::info!("mesh configuration reloaded"),
+            Err(e) => {
+                tracing::warn!(error = %e, "mesh configuration reload failed; the previous configuration keeps serving")
+            }
+        }
+        result
     }
 
     /// Reads, validates and swaps in the configuration in `paths` (files or
     /// directories, as [`load_files`]). On any error the old configuration
     /// keeps serving.
     pub fn reload_files(&self, paths: &[impl AsRef<Path>]) -> Result<(), ReloadError> {
-        let cfg = load_files(paths)?;
+        let cfg = load_files(paths).inspect_err(|e| {
+            tracing::warn!(error = %e, "mesh configuration files rejected; the previous configuration keeps serving");
+        })?;
         self.reload(cfg)?;
         Ok(())
     }
@@ -191,12 +200,9 @@ impl MeshHandle {
                     continue;
                 }
                 last = now;
-                match handle.reload_files(&paths) {
-                    Ok(()) => tracing::info!(paths = ?paths, "mesh configuration reloaded"),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "mesh configuration reload failed; the previous configuration keeps serving");
-                        on_error(&e);
-                    }
+                // `reload_files` logs the outcome.
+                if let Err(e) = handle.reload_files(&paths) {
+                    on_error(&e);
                 }
             }
         });

@@ -1083,3 +1083,125 @@ async fn spawned_requests_with_trait_object_bodies() {
     }
     assert_eq!(mock.count(), 3);
 }
+
+mod props {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 40, ..ProptestConfig::default() })]
+
+        /// With `retryOn: 5xx`, a request makes attempts until the first
+        /// non-5xx answer or until `1 + attempts`, never more, and returns the
+        /// last answer as it is; the pool ends empty.
+        #[test]
+        fn attempts_stop_at_success_or_the_limit(
+            attempts in 0u32..5,
+            statuses in vec(prop_oneof![Just(200u16), Just(404), Just(500), Just(503)], 1..8),
+        ) {
+            runtime().block_on(async {
+                let script = statuses.clone();
+                let mock = Mock::new(move |_, n| {
+                    Reply::Status(script[(n - 1).min(script.len() - 1)])
+                });
+                let retries = if attempts == 0 {
+                    "{attempts: 0}".to_owned()
+                } else {
+                    format!("{{attempts: {attempts}, retryOn: 5xx}}")
+                };
+                let route = vs(&format!(
+                    "  - retries: {retries}\n    route: [{{destination: {{host: api.mesh.test}}}}]\n"
+                ));
+                let (mut svc, handle) = mesh(&[SE, &route], &mock);
+                let res = send(&mut svc, get("/")).await.unwrap();
+                let status_at = |k: usize| statuses[(k - 1).min(statuses.len() - 1)];
+                let mut expected = 1;
+                while expected < 1 + attempts as usize && status_at(expected) >= 500 {
+                    expected += 1;
+                }
+                prop_assert_eq!(mock.count(), expected);
+                prop_assert_eq!(res.status().as_u16(), status_at(expected));
+                drop(res);
+                let stats = handle.stats();
+                let c = stats.cluster("api.mesh.test", None).unwrap();
+                prop_assert_eq!(c.requests(), expected as u64);
+                prop_assert_eq!(c.retries(), expected as u64 - 1);
+                prop_assert_eq!(c.active_requests(), 0);
+                Ok(())
+            })?;
+        }
+
+        /// `http2MaxRequests: n` admits exactly `n` requests whose bodies are
+        /// still open; the others overflow; once the bodies are dropped the
+        /// pool is empty and admits again.
+        #[test]
+        fn pool_admits_at_most_max_requests(n in 1u32..4, m in 0usize..8) {
+            runtime().block_on(async {
+                let dr = format!(
+                    "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: api, namespace: default}}
+spec:
+  host: api.mesh.test
+  trafficPolicy:
+    connectionPool:
+      http: {{http2MaxRequests: {n}}}
+"
+                );
+                let mock = Mock::always(200);
+                let (mut svc, handle) = mesh(&[SE, &dr], &mock);
+                let mut held = Vec::new();
+                let mut overflows = 0;
+                for _ in 0..m {
+                    match send(&mut svc, get("/")).await {
+                        Ok(res) => held.push(res),
+                        Err(e) => {
+                            prop_assert!(e.is_overflow());
+                            overflows += 1;
+                        }
+                    }
+                }
+                prop_assert_eq!(held.len(), m.min(n as usize));
+                prop_assert_eq!(overflows, m - held.len());
+                if m > 0 {
+                    let stats = handle.stats();
+                    let c = stats.cluster("api.mesh.test", None).unwrap();
+                    prop_assert_eq!(c.active_requests() as usize, held.len());
+                    prop_assert_eq!(c.overflows() as usize, overflows);
+                }
+                drop(held);
+                let res = send(&mut svc, get("/")).await;
+                prop_assert!(res.is_ok());
+                drop(res);
+                let stats = handle.stats();
+                prop_assert_eq!(stats.cluster("api.mesh.test", None).unwrap().active_requests(), 0);
+                Ok(())
+            })?;
+        }
+
+        /// The shadow host inserts `-shadow` before the port, or at the end.
+        #[test]
+        fn shadow_host_keeps_the_port(name in "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,3}", port in proptest::option::of(1u16..)) {
+            let host = match port {
+                Some(p) => format!("{name}:{p}"),
+                None => name.clone(),
+            };
+            let shadow = crate::service::shadow_host(&host);
+            let expected = match port {
+                Some(p) => format!("{name}-shadow:{p}"),
+                None => format!("{name}-shadow"),
+            };
+            prop_assert_eq!(shadow, expected);
+        }
+    }
+}
