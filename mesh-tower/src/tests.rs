@@ -1205,3 +1205,138 @@ spec:
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn grpc_status_in_headers_drives_retries() {
+    let mock = Mock::new(|_, n| {
+        if n == 1 {
+            Reply::WithHeaders(
+                200,
+                vec![("grpc-status", "14"), ("content-type", "application/grpc")],
+            )
+        } else {
+            Reply::WithHeaders(
+                200,
+                vec![("grpc-status", "0"), ("content-type", "application/grpc")],
+            )
+        }
+    });
+    let route = vs("  - retries: {attempts: 2, retryOn: unavailable}
+    route: [{destination: {host: api.mesh.test}}]
+");
+    let (mut svc, _) = mesh(&[SE, &route], &mock);
+    let res = send(&mut svc, get("/pkg.Svc/Call")).await.unwrap();
+    assert_eq!(header(&res, "grpc-status"), Some("0"));
+    assert_eq!(mock.count(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn consistent_hash_keeps_a_key_on_one_endpoint() {
+    let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: default}
+spec:
+  host: api.mesh.test
+  trafficPolicy:
+    loadBalancer: {consistentHash: {httpHeaderName: x-user}}
+";
+    let mock = Mock::always(200);
+    let (mut svc, _) = mesh(&[SE, dr], &mock);
+    for user in ["alice", "bob", "carol", "dave"] {
+        for _ in 0..5 {
+            let req = Request::get("http://api.mesh.test:8080/")
+                .header("x-user", user)
+                .body(Full::default())
+                .unwrap();
+            send(&mut svc, req).await.unwrap();
+        }
+        let seen = mock.seen();
+        let last5: Vec<_> = seen[seen.len() - 5..]
+            .iter()
+            .map(|s| s.authority().to_owned())
+            .collect();
+        assert!(last5.iter().all(|a| *a == last5[0]), "{user}: {last5:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn least_request_avoids_the_busy_endpoint() {
+    // Default load balancer: LEAST_REQUEST, two draws with replacement, the
+    // one with fewer in-flight requests wins. Hold one response open: the busy
+    // endpoint is only chosen when both draws land on it (1 in 4).
+    let mock = Mock::always(200);
+    let (mut svc, _) = mesh(&[SE], &mock);
+    let held = send(&mut svc, get("/")).await.unwrap();
+    let busy = mock.seen()[0].authority().to_owned();
+    for _ in 0..80 {
+        drop(send(&mut svc, get("/")).await.unwrap());
+    }
+    let to_busy = mock.seen()[1..]
+        .iter()
+        .filter(|s| s.authority() == busy)
+        .count();
+    assert!(
+        (8..=32).contains(&to_busy),
+        "{to_busy} of 80 to the busy endpoint"
+    );
+    drop(held);
+}
+
+#[tokio::test(start_paused = true)]
+async fn reload_keeps_an_ejection_and_the_pool_occupancy() {
+    let dr = |pool: &str| {
+        format!(
+            "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: api, namespace: default}}
+spec:
+  host: api.mesh.test
+  trafficPolicy:
+    loadBalancer: {{simple: ROUND_ROBIN}}
+    connectionPool: {{http: {{http2MaxRequests: {pool}}}}}
+    outlierDetection: {{consecutive5xxErrors: 1, interval: 1s, baseEjectionTime: 60s, maxEjectionPercent: 50}}
+"
+        )
+    };
+    let route = vs("  - retries: {attempts: 0}
+    route: [{destination: {host: api.mesh.test}}]
+");
+    let mock = Mock::new(|s, _| {
+        Reply::Status(if s.authority() == "10.0.0.1:8080" {
+            500
+        } else {
+            200
+        })
+    });
+    let (mut svc, handle) = mesh(&[SE, &dr("10"), &route], &mock);
+    drop(send(&mut svc, get("/")).await.unwrap());
+    drop(send(&mut svc, get("/")).await.unwrap());
+    let held = send(&mut svc, get("/")).await.unwrap();
+    let stats = handle.stats();
+    assert_eq!(
+        stats
+            .cluster("api.mesh.test", None)
+            .unwrap()
+            .ejected_endpoints(),
+        1
+    );
+
+    // Same cluster, new limits: the ejection and the open request carry over.
+    handle.reload(config(&[SE, &dr("1"), &route])).unwrap();
+    let err = send(&mut svc, get("/")).await.unwrap_err();
+    assert!(
+        err.is_overflow(),
+        "the held request still counts against the new limit"
+    );
+    drop(held);
+    let before = mock.count();
+    for _ in 0..4 {
+        assert_eq!(send(&mut svc, get("/")).await.unwrap().status(), 200);
+    }
+    assert!(mock.seen()[before..]
+        .iter()
+        .all(|s| s.authority() == "10.0.0.2:8080"));
+    let stats = handle.stats();
+    let c = stats.cluster("api.mesh.test", None).unwrap();
+    assert_eq!((c.ejected_endpoints(), c.active_requests()), (1, 0));
+}
