@@ -882,14 +882,19 @@ fn prepare(compiled: &Compiled, decision: &RouteDecision<'_>, view: &RequestView
     });
     let host = match decision.authority_rewrite() {
         Some(a) => HeaderValue::from_str(a).ok(),
-        None => {
-            let a = view.authority();
-            if a.is_empty() {
-                None
-            } else {
-                HeaderValue::from_str(a).ok()
+        // An explicit `Host` is what the client would have sent: keep it
+        // (a cheap clone); otherwise the URI's authority.
+        None => match view.headers().get(HOST) {
+            Some(h) => Some(h.clone()),
+            None => {
+                let a = view.authority();
+                if a.is_empty() {
+                    None
+                } else {
+                    HeaderValue::from_str(a).ok()
+                }
             }
-        }
+        },
     };
     Prepared {
         path,

@@ -1340,3 +1340,24 @@ spec:
     let c = stats.cluster("api.mesh.test", None).unwrap();
     assert_eq!((c.ejected_endpoints(), c.active_requests()), (1, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_explicit_host_header_is_sent_as_it_was() {
+    let mock = Mock::always(200);
+    let (mut svc, _) = mesh(
+        &[
+            SE,
+            &vs("  - route: [{destination: {host: api.mesh.test}}]\n"),
+        ],
+        &mock,
+    );
+    let req = Request::get("http://api.mesh.test:8080/")
+        .header("host", "api.mesh.test")
+        .body(Full::default())
+        .unwrap();
+    send(&mut svc, req).await.unwrap();
+    let s = &mock.seen()[0];
+    assert_eq!(s.host(), "api.mesh.test");
+    assert_eq!(s.headers.get_all(http::header::HOST).iter().count(), 1);
+    assert!(s.authority().starts_with("10.0.0."));
+}
