@@ -330,6 +330,7 @@ impl Report {
         mut behaviour: Behaviour,
         envoy_version: Option<String>,
         took: Duration,
+        load: [String; 2],
     ) -> Self {
         let mut setups = BTreeMap::new();
         for s in ["bare", "mesh", "envoy"] {
@@ -367,6 +368,8 @@ impl Report {
                 .into(),
         );
         put("took_secs", took.as_secs_f64().round().into());
+        put("loadavg_before", load[0].clone().into());
+        put("loadavg_after", load[1].clone().into());
         put(
             "command",
             std::env::args().collect::<Vec<_>>().join(" ").into(),
@@ -387,6 +390,23 @@ fn median_of(
     f: impl Fn(&SetupSummary) -> Option<&Stat>,
 ) -> Option<f64> {
     s.get(setup).and_then(f).map(|st| st.median)
+}
+
+/// The same comparison at p50, for context.
+fn p50_detail(s: &BTreeMap<String, SetupSummary>, phase: &str) -> String {
+    let p50 = |setup: &str| {
+        median_of(s, setup, |x| {
+            x.latency_us.get(phase).and_then(|m| m.get("p50"))
+        })
+    };
+    match (p50("bare"), p50("mesh"), p50("envoy")) {
+        (Some(b), Some(m), Some(e)) => format!(
+            "; at p50: bare {b:.0} us, mesh {m:.0} us ({:+.0}), envoy {e:.0} us ({:+.0})",
+            m - b,
+            e - b
+        ),
+        _ => String::new(),
+    }
 }
 
 fn goals(s: &BTreeMap<String, SetupSummary>, rates: &[u64]) -> Vec<Goal> {
@@ -410,7 +430,7 @@ fn goals(s: &BTreeMap<String, SetupSummary>, rates: &[u64]) -> Vec<Goal> {
                 (
                     ratio,
                     ratio.map(|x| x <= 0.05),
-                    format!("median p99 at {r}/s: bare {b:.0} us, mesh {m:.0} us (+{added_m:.0}), envoy {e:.0} us (+{added_e:.0}); ratio = max(mesh added, 0) / envoy added"),
+                    format!("median p99 at {r}/s: bare {b:.0} us, mesh {m:.0} us ({added_m:+.0}), envoy {e:.0} us ({added_e:+.0}); ratio = max(mesh added, 0) / envoy added{}", p50_detail(s, &phase)),
                 )
             }
             _ => (None, None, "set-up missing".to_owned()),
@@ -487,12 +507,16 @@ fn stat_cell(s: Option<&Stat>, scale: f64, digits: usize) -> String {
 /// The report as markdown.
 pub(crate) fn markdown(r: &Report) -> String {
     let mut m = String::new();
-    let meta = |k: &str| r.meta.get(k).map(ToString::to_string).unwrap_or_default();
+    let meta = |k: &str| match r.meta.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
     let _ = writeln!(m, "# bench-vs-envoy: bare vs mesh vs Envoy sidecar\n");
     let _ = writeln!(
         m,
-        "{} rounds of A B C interleaved; saturation {} s with {} connections, fixed rates {} for {} s each, {} s warm-up; client: one process per phase, {} tokio thread(s); Envoy {} with `--concurrency 1`; {} CPUs. Medians, with (min–max) over the rounds. Took {} s.\n",
-        meta("rounds"), meta("saturation_secs"), meta("connections"), meta("rates"), meta("rate_secs"), meta("warmup_secs"), meta("client_threads"), meta("envoy_version"), meta("cpus"), meta("took_secs"),
+        "{} rounds of A B C interleaved; saturation {} s with {} connections, fixed rates {} for {} s each, {} s warm-up; client: one process per phase, {} tokio thread(s); Envoy {} with `--concurrency 1`; {} CPUs, load average (1, 5, 15 min) {} before and {} after. Medians, with (min–max) over the rounds. Took {} s.\n",
+        meta("rounds"), meta("saturation_secs"), meta("connections"), meta("rates"), meta("rate_secs"), meta("warmup_secs"), meta("client_threads"), meta("envoy_version"), meta("cpus"), meta("loadavg_before"), meta("loadavg_after"), meta("took_secs"),
     );
     let _ = writeln!(
         m,

@@ -81,6 +81,14 @@ fn secs_ms(s: f64) -> Result<u64, String> {
     Ok((s * 1000.0).round() as u64)
 }
 
+/// The machine's load averages (`/proc/loadavg`, 1, 5 and 15 minutes): other work on the
+/// machine shows up in every figure.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
 /// A free loopback port (bound, read, released).
 fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -97,6 +105,7 @@ struct Envoy {
 /// Runs the whole benchmark.
 pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
     let started = Instant::now();
+    let load_before = loadavg();
     let sat_ms = secs_ms(a.saturation_secs)?;
     let rate_ms = secs_ms(a.rate_secs)?;
     let warm_ms = secs_ms(a.warmup_secs)?;
@@ -271,7 +280,14 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
         let _ = tokio::time::timeout(Duration::from_secs(5), e.child.wait()).await;
     }
 
-    let report = Report::build(a, &results, behaviour, envoy_version, started.elapsed());
+    let report = Report::build(
+        a,
+        &results,
+        behaviour,
+        envoy_version,
+        started.elapsed(),
+        [load_before, loadavg()],
+    );
     report::write(&report, &a.out)?;
     eprintln!(
         "wrote {} and {} in {:.0} s",
@@ -386,7 +402,14 @@ async fn start_envoy(
     let version = std::process::Command::new(bin)
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .map(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            // "<path>  version: <sha>/<version>/<status>/<build>/<ssl>": keep what follows.
+            text.split_once("version:")
+                .map_or(text.as_str(), |(_, v)| v)
+                .trim()
+                .to_owned()
+        })
         .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
     let valid = std::process::Command::new(bin)
         .args(["--mode", "validate", "-c"])
