@@ -2,5 +2,10 @@
 //!
 //! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
 
+mod exactly;
+mod hostile;
+mod load;
 mod mesh;
+mod rel;
+mod reload_storm;
 mod support_backend;
