@@ -31,12 +31,25 @@ enum Command {
     Run(run::RunArgs),
     /// One phase of one set-up (started by `run`, one process per phase).
     Client(client::ClientArgs),
+    /// Summarises a saved `latest.json` again and rewrites `latest.md` and `latest.json`.
+    Report {
+        /// The saved results.
+        #[arg(long, default_value = "results/latest.json")]
+        from: std::path::PathBuf,
+        /// Where to write `latest.md` and `latest.json`.
+        #[arg(long, default_value = "results")]
+        out: std::path::PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Client(a) => client::run(&a),
+        Command::Report { from, out } => std::fs::read_to_string(&from)
+            .map_err(|e| format!("{}: {e}", from.display()))
+            .and_then(|json| report::Report::rebuild(&json))
+            .and_then(|r| report::write(&r, &out)),
         Command::Run(a) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -171,6 +171,11 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
         phases.extend(a.rates.iter().map(|r| (format!("rate-{r}"), Some(*r))));
         for (phase, rate) in &phases {
             for &setup in &setups {
+                // The backends keep a record of every request; forget them between phases so
+                // memory stays bounded.
+                for p in &pods {
+                    p.reset_counts();
+                }
                 let mut args = base.args(setup, phase);
                 match rate {
                     None => args.extend([
