@@ -21,7 +21,8 @@ pub(crate) struct Recorder {
     pub(crate) hist: Histogram<u64>,
     /// Requests answered 2xx.
     pub(crate) ok: u64,
-    /// Non-2xx answers by status, errors under `"error: <message>"`, requests not sent because
+    /// Non-2xx answers by status (`"503"` from a backend, `"503 local reply"` from the mesh or
+    /// Envoy), errors under `"error: <message>"`, requests not sent because
     /// too many were in flight under `"overload"`, requests cut off at the end under
     /// `"unfinished"`.
     pub(crate) failures: BTreeMap<String, u64>,
@@ -42,8 +43,9 @@ impl Recorder {
         let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         self.hist.saturating_record(us.max(1));
         match outcome {
-            Ok(s) if (200..300).contains(s) => self.ok += 1,
-            Ok(s) => self.fail(&s.to_string()),
+            Ok((s, _)) if (200..300).contains(s) => self.ok += 1,
+            Ok((s, true)) => self.fail(&s.to_string()),
+            Ok((s, false)) => self.fail(&format!("{s} local reply")),
             Err(e) => {
                 let short: String = e.chars().take(60).collect();
                 self.fail(&format!("error: {short}"));

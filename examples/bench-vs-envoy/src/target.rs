@@ -67,8 +67,17 @@ pub(crate) enum Target {
     },
 }
 
-/// What a request ended with: an HTTP status, or a transport error.
-pub(crate) type Outcome = Result<u16, String>;
+/// What a request ended with: an HTTP status and whether a backend wrote it (the backends
+/// label every answer with `x-backend`; a local reply of the mesh or Envoy has none), or an
+/// error.
+pub(crate) type Outcome = Result<(u16, bool), String>;
+
+fn outcome<B>(res: &http::Response<B>) -> (u16, bool) {
+    (
+        res.status().as_u16(),
+        res.headers().contains_key("x-backend"),
+    )
+}
 
 impl Target {
     /// Builds the set-up. `v1`/`v2` are backend addresses (bare), `config` the mesh's files
@@ -131,7 +140,7 @@ impl Target {
                 req.headers_mut()
                     .insert(http::header::HOST, HeaderValue::from_static(AUTHORITY));
                 let res = client.request(req).await.map_err(|e| e.to_string())?;
-                let status = res.status().as_u16();
+                let status = outcome(&res);
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
                 Ok(status)
             }
@@ -141,7 +150,7 @@ impl Target {
                 req.headers_mut()
                     .insert(http::header::HOST, HeaderValue::from_static(AUTHORITY));
                 let res = client.request(req).await.map_err(|e| e.to_string())?;
-                let status = res.status().as_u16();
+                let status = outcome(&res);
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
                 Ok(status)
             }
@@ -151,7 +160,7 @@ impl Target {
                     .body(Empty::<Bytes>::new())
                     .map_err(|e| e.to_string())?;
                 let res = svc.clone().oneshot(req).await.map_err(|e| e.to_string())?;
-                let status = res.status().as_u16();
+                let status = outcome(&res);
                 res.into_body().collect().await.map_err(|e| e.to_string())?;
                 Ok(status)
             }
