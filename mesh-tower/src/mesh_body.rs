@@ -1,6 +1,7 @@
 //! [`MeshBody`]: the response body of the mesh.
 
 use std::fmt;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -9,6 +10,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use mesh_resilience::RequestPermit;
 
+use crate::error::MeshError;
 use crate::state::ClusterState;
 use crate::BoxError;
 
@@ -19,6 +21,11 @@ pin_project_lite::pin_project! {
     /// permit until it ends (or is dropped) so that Envoy's "active request"
     /// lasts as long as the response stream; or the body of a local reply
     /// (redirect, direct response, fault abort) with no upstream behind it.
+    ///
+    /// The route timeout covers the whole response, as in Envoy: if it passes
+    /// while the body is still streaming, the body yields a [`MeshError`]
+    /// (`is_timeout()`, boxed) and ends. (The per-try timeout, as in Envoy,
+    /// no longer applies once response headers have arrived.)
     pub struct MeshBody<RB> {
         #[pin]
         kind: Kind<RB>,
@@ -32,6 +39,11 @@ pin_project_lite::pin_project! {
             #[pin]
             body: RB,
             guard: Option<PermitGuard>,
+            deadline: Option<tokio::time::Instant>,
+            // Armed only when the body makes the reader wait; boxed so that
+            // `MeshBody<RB>` is `Unpin` whenever `RB` is.
+            sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+            timed_out: bool,
         },
         Local {
             data: Option<Bytes>,
@@ -61,14 +73,24 @@ impl fmt::Debug for PermitGuard {
 }
 
 impl<RB> MeshBody<RB> {
-    pub(crate) fn upstream(body: RB, guard: Option<PermitGuard>) -> Self
+    pub(crate) fn upstream(
+        body: RB,
+        guard: Option<PermitGuard>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Self
     where
         RB: Body,
     {
         // An empty body has already ended: give the permit back now.
         let guard = if body.is_end_stream() { None } else { guard };
         Self {
-            kind: Kind::Upstream { body, guard },
+            kind: Kind::Upstream {
+                body,
+                guard,
+                deadline,
+                sleep: None,
+                timed_out: false,
+            },
         }
     }
 
@@ -100,8 +122,29 @@ where
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
             KindProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
-            KindProj::Upstream { mut body, guard } => {
-                let res = std::task::ready!(body.as_mut().poll_frame(cx));
+            KindProj::Upstream {
+                mut body,
+                guard,
+                deadline,
+                sleep,
+                timed_out,
+            } => {
+                if *timed_out {
+                    return Poll::Ready(None);
+                }
+                let Poll::Ready(res) = body.as_mut().poll_frame(cx) else {
+                    let Some(deadline) = *deadline else {
+                        return Poll::Pending;
+                    };
+                    let timer =
+                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                    if timer.as_mut().poll(cx).is_ready() {
+                        *timed_out = true;
+                        guard.take();
+                        return Poll::Ready(Some(Err(Box::new(MeshError::route_timeout()))));
+                    }
+                    return Poll::Pending;
+                };
                 match res {
                     Some(Ok(frame)) => {
                         if body.is_end_stream() {
@@ -125,7 +168,9 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Local { data } => data.is_none(),
-            Kind::Upstream { body, .. } => body.is_end_stream(),
+            Kind::Upstream {
+                body, timed_out, ..
+            } => *timed_out || body.is_end_stream(),
         }
     }
 

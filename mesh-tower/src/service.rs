@@ -316,6 +316,7 @@ where
                 prepared.host.as_ref(),
                 &body,
                 &inner,
+                plan.retry.deadlines().route(),
             );
         }
 
@@ -521,7 +522,7 @@ where
                         // The body could never be replayed: no retry, the
                         // attempt's result stands.
                         retry.give_back(scratch_pool.as_mut());
-                        return finish(shared, result, guard, &decision, attempt);
+                        return finish(shared, result, guard, &decision, attempt, route_deadline);
                     }
                     if !body.is_replayable() {
                         retry.give_back(scratch_pool.as_mut());
@@ -545,7 +546,7 @@ where
                     return Err(MeshError::route_timeout());
                 }
                 RetryDecision::Done(_) => {
-                    return finish(shared, result, guard, &decision, attempt);
+                    return finish(shared, result, guard, &decision, attempt, route_deadline);
                 }
             }
         }
@@ -560,13 +561,14 @@ fn finish<RB>(
     guard: Option<PermitGuard>,
     decision: &RouteDecision<'_>,
     attempt: u32,
+    route_deadline: Option<tokio::time::Instant>,
 ) -> Result<Response<MeshBody<RB>>, MeshError>
 where
     RB: http_body::Body,
 {
     match result {
         Ok(res) => {
-            let mut res = res.map(|b| MeshBody::upstream(b, guard));
+            let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline));
             apply_response_ops(decision, res.headers_mut());
             if shared.settings.attempt_count_header {
                 res.headers_mut()
@@ -1026,6 +1028,7 @@ fn mirror<S, B, RB>(
     host: Option<&HeaderValue>,
     body: &ReplayBody<B>,
     inner: &S,
+    route_timeout: Option<std::time::Duration>,
 ) where
     S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -1109,9 +1112,19 @@ fn mirror<S, B, RB>(
         tokio::spawn(
             async move {
                 let _permit = permit;
-                if let Err(e) = client.oneshot(req).await {
-                    let e: BoxError = e.into();
-                    tracing::debug!(error = %e, "mirror request failed");
+                // Copies use the route's timeout, as Envoy's shadows do.
+                let call = client.oneshot(req);
+                let result = match route_timeout {
+                    Some(t) => tokio::time::timeout(t, call).await.ok(),
+                    None => Some(call.await),
+                };
+                match result {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        let e: BoxError = e.into();
+                        tracing::debug!(error = %e, "mirror request failed");
+                    }
+                    None => tracing::debug!("mirror request timed out"),
                 }
             }
             .instrument(tracing::debug_span!("mesh.mirror")),

@@ -1020,6 +1020,12 @@ spec:
 }
 
 #[test]
+fn mesh_body_is_unpin_when_the_upstream_body_is() {
+    fn unpin<T: Unpin>() {}
+    unpin::<crate::MeshBody<Full<Bytes>>>();
+}
+
+#[test]
 fn build_without_config_is_an_error() {
     assert!(matches!(
         MeshLayer::builder().build().unwrap_err(),
@@ -1360,4 +1366,113 @@ async fn an_explicit_host_header_is_sent_as_it_was() {
     assert_eq!(s.host(), "api.mesh.test");
     assert_eq!(s.headers.get_all(http::header::HOST).iter().count(), 1);
     assert!(s.authority().starts_with("10.0.0."));
+}
+
+/// A response body that yields one chunk every `every`, `chunks` times.
+struct Trickle {
+    every: Duration,
+    chunks: usize,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if self.chunks == 0 {
+            return Poll::Ready(None);
+        }
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        self.chunks -= 1;
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b".")))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_route_timeout_covers_the_response_body() {
+    let route = vs("  - timeout: 1s
+    route: [{destination: {host: api.mesh.test}}]
+");
+    let layer = MeshLayer::builder()
+        .config(config(&[SE, &route]))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let client = tower::service_fn(
+        |_req: Request<crate::body::ReplayBody<Full<Bytes>>>| async {
+            let every = Duration::from_millis(300);
+            let body = Trickle {
+                every,
+                chunks: 10,
+                sleep: Box::pin(tokio::time::sleep(every)),
+            };
+            Ok::<_, BoxError>(Response::new(body))
+        },
+    );
+    let svc = layer.layer(client);
+    let started = tokio::time::Instant::now();
+    let res = svc.oneshot(get("/")).await.unwrap();
+    let mut body = res.into_body();
+    let mut chunks = 0;
+    let err = loop {
+        match body.frame().await {
+            Some(Ok(_)) => chunks += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the body ended before the timeout"),
+        }
+    };
+    assert_eq!(chunks, 3, "chunks at 300, 600, 900 ms");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    let err = err.downcast::<MeshError>().expect("a MeshError");
+    assert!(err.is_timeout());
+    assert!(
+        body.frame().await.is_none(),
+        "the body ends after the timeout"
+    );
+    let stats = handle.stats();
+    assert_eq!(
+        stats
+            .cluster("api.mesh.test", None)
+            .unwrap()
+            .active_requests(),
+        0
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_mirror_copies_end_with_the_route_timeout() {
+    let route = vs("  - timeout: 200ms
+    mirror: {host: api.mesh.test}
+    route: [{destination: {host: api.mesh.test}}]
+");
+    let mock = Mock::new(|s, _| {
+        if s.host().ends_with("-shadow:8080") {
+            Reply::Slow(Duration::from_secs(3600), 200)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let layer = MeshLayer::builder()
+        .config(config(&[SE, &route]))
+        .max_concurrent_mirrors(2)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(mock.clone());
+    for _ in 0..2 {
+        send(&mut svc, get("/")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for _ in 0..2 {
+        send(&mut svc, get("/")).await.unwrap();
+    }
+    tokio::task::yield_now().await;
+    let stats = handle.stats();
+    assert_eq!((stats.mirrors_sent(), stats.mirrors_dropped()), (4, 0));
 }
