@@ -1355,4 +1355,54 @@ spec:
         assert_eq!(dur(StdDuration::from_micros(250)), "0.00025s");
         assert_eq!(dur(StdDuration::ZERO), "0s");
     }
+
+    /// Parses Envoy's duration notation back to nanoseconds, exactly.
+    fn parse_dur(s: &str) -> u128 {
+        let s = s.strip_suffix('s').unwrap();
+        let (secs, frac) = s.split_once('.').unwrap_or((s, ""));
+        assert!(frac.len() <= 9 && !frac.ends_with('0'), "{s}");
+        let frac_ns: u128 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<9}").parse().unwrap()
+        };
+        secs.parse::<u128>().unwrap() * 1_000_000_000 + frac_ns
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip_exactly(ns in 0u64..10_000_000_000_000) {
+            let d = StdDuration::from_nanos(ns);
+            proptest::prop_assert_eq!(parse_dur(&dur(d)), u128::from(ns));
+        }
+
+        #[test]
+        fn weighted_clusters_carry_the_virtual_service_weights(w1 in 1u32..100, attempts in 0u32..6) {
+            let w2 = 100 - w1;
+            let vs = format!(
+                "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: api-vs-canary}}\nspec:\n  hosts: [api]\n  http:\n  - name: split\n    retries: {{attempts: {attempts}}}\n    route:\n    - destination: {{host: api, subset: v1}}\n      weight: {w1}\n    - destination: {{host: api, subset: v2}}\n      weight: {w2}\n"
+            );
+            let mut l = mesh_model::Loader::new();
+            l.add_str("endpoints.yaml", ENDPOINTS);
+            l.add_str("vs.yaml", &vs);
+            l.add_str(
+                "dr.yaml",
+                "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: d}\nspec:\n  host: api\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n",
+            );
+            let loaded = l.finish();
+            proptest::prop_assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+            let boot = generate(&loaded.into_config(), &[]);
+            let r = &routes(&boot)[0]["route"];
+            let wc = r["weighted_clusters"]["clusters"].as_array().unwrap();
+            proptest::prop_assert_eq!(wc.len(), 2);
+            proptest::prop_assert_eq!(wc[0]["weight"].as_u64(), Some(u64::from(w1)));
+            proptest::prop_assert_eq!(wc[1]["weight"].as_u64(), Some(u64::from(w2)));
+            // attempts: 0 disables retries (no retry_policy); otherwise num_retries = attempts.
+            if attempts == 0 {
+                proptest::prop_assert!(r.get("retry_policy").is_none());
+            } else {
+                proptest::prop_assert_eq!(r["retry_policy"]["num_retries"].as_u64(), Some(u64::from(attempts)));
+            }
+        }
+    }
 }
