@@ -30,12 +30,15 @@
 //! 3. **Mirrors**. For each mirror whose percentage roll passes, a copy of the
 //!    request is spawned to the mirror cluster's endpoint with the `Host`
 //!    suffixed `-shadow` (`api:8080` → `api-shadow:8080`). Copies never delay
-//!    or fail the request; their responses are dropped; at most
+//!    or fail the request; their responses are dropped; each is bounded by the
+//!    route timeout, as Envoy's shadows are; at most
 //!    [`MeshBuilder::max_concurrent_mirrors`] are in flight (further ones are
 //!    dropped and counted); a body that cannot be replayed is not mirrored.
 //! 4. **Route timeout** (VirtualService `timeout`): starts after the fault
-//!    delay and spans every attempt, pool wait and backoff. Expiry:
-//!    [`MeshError::is_timeout`], 504 `upstream request timeout`.
+//!    delay and spans every attempt, pool wait and backoff, and the response
+//!    body. Expiry before response headers: [`MeshError::is_timeout`], 504
+//!    `upstream request timeout`; while the body streams: the body yields
+//!    that error and ends.
 //! 5. **Retry loop** ([`mesh_resilience::RetryState`]): `retryOn`, `attempts`,
 //!    backoff (tokio sleep), `maxRetries` and the retry budget. A retry prefers
 //!    an endpoint not yet tried. When retries are exhausted on a retriable
@@ -56,7 +59,8 @@
 //!    `ip:port`; the `Host` header keeps the request's authority unless a
 //!    rewrite sets another (set explicitly for HTTP/1; over HTTP/2 the
 //!    `:authority` is the endpoint); `x-envoy-attempt-count` when enabled.
-//! 9. **Per-try timeout** around the client call until response headers.
+//! 9. **Per-try timeout** around the client call until response headers (as
+//!    in Envoy, it no longer applies once the response has started).
 //! 10. **Client call** on a clone of the inner service.
 //! 11. **Outcome**: status and `grpc-status` of the headers, or the client
 //!     error classified ([`error`]).
