@@ -74,7 +74,12 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
         listen: a.listen,
         admin: a.admin,
     };
-    let boot = bootstrap(&cfg, &workload, addrs).map_err(Failure::config)?;
+    let budget = if a.istio_exact {
+        BudgetMode::Istio
+    } else {
+        BudgetMode::Mesh
+    };
+    let boot = bootstrap_with(&cfg, &workload, addrs, budget).map_err(Failure::config)?;
     if !a.config.quiet {
         for w in &boot.warnings {
             crate::err_line(&format!("meshctl envoy: warning: {w}"));
@@ -131,21 +136,45 @@ impl ClusterRef {
 struct Ctx<'a> {
     cfg: &'a MeshConfig,
     workload: &'a Workload,
+    budget: BudgetMode,
     services: Vec<Service<'a>>,
     clusters: BTreeSet<ClusterRef>,
     warnings: Vec<String>,
     uses_fault: bool,
 }
 
-/// Builds the bootstrap for `cfg` as seen by `workload`.
+/// Which retry budget a cluster gets when its DestinationRule sets none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum BudgetMode {
+    /// The budget the mesh applies by default (mesh-resilience: 20% of active requests, at
+    /// least 3 retries), so that Envoy runs the same effective policy as the mesh.
+    #[default]
+    Mesh,
+    /// None, exactly as istiod writes it (only `max_retries`, 2^32 - 1 by default).
+    Istio,
+}
+
+/// Builds the bootstrap for `cfg` as seen by `workload`, with the mesh's default retry budget.
+#[cfg(test)]
 pub(crate) fn bootstrap(
     cfg: &MeshConfig,
     workload: &Workload,
     addrs: Addresses,
 ) -> Result<Bootstrap, String> {
+    bootstrap_with(cfg, workload, addrs, BudgetMode::Mesh)
+}
+
+/// Builds the bootstrap for `cfg` as seen by `workload`.
+pub(crate) fn bootstrap_with(
+    cfg: &MeshConfig,
+    workload: &Workload,
+    addrs: Addresses,
+    budget: BudgetMode,
+) -> Result<Bootstrap, String> {
     let mut ctx = Ctx {
         cfg,
         workload,
+        budget,
         services: Vec::new(),
         clusters: BTreeSet::new(),
         warnings: Vec::new(),
@@ -710,15 +739,33 @@ impl Ctx<'_> {
             "load_assignment".into(),
             json!({"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]}),
         );
+        let mut thresholds = json!({
+            "max_connections": pool.max_connections(),
+            "max_pending_requests": pool.http1_max_pending_requests(),
+            "max_requests": pool.http2_max_requests(),
+            "max_retries": pool.max_retries(),
+            "track_remaining": true,
+        });
+        // istiod's applyRetryBudget: a DestinationRule budget replaces max_retries. Without one
+        // the mesh still applies its default budget, and so does this bootstrap unless asked to
+        // write exactly what istiod writes.
+        let budget = match (policy.retry_budget(), self.budget) {
+            (Some(b), _) => Some((b.percent(), b.min_retry_concurrency())),
+            (None, BudgetMode::Mesh) => Some((
+                mesh_resilience::pool::RetryBudget::DEFAULT_PERCENT,
+                mesh_resilience::pool::RetryBudget::DEFAULT_MIN_RETRY_CONCURRENCY,
+            )),
+            (None, BudgetMode::Istio) => None,
+        };
+        if let Some((percent, min)) = budget {
+            thresholds["retry_budget"] = json!({
+                "budget_percent": {"value": percent},
+                "min_retry_concurrency": min,
+            });
+        }
         cluster.insert(
             "circuit_breakers".into(),
-            json!({"thresholds": [{
-                "max_connections": pool.max_connections(),
-                "max_pending_requests": pool.http1_max_pending_requests(),
-                "max_requests": pool.http2_max_requests(),
-                "max_retries": pool.max_retries(),
-                "track_remaining": true,
-            }]}),
+            json!({"thresholds": [thresholds]}),
         );
         let mut http_opts = Map::new();
         if let Some(idle) = pool.idle_timeout() {
@@ -1106,6 +1153,27 @@ spec:
         // Round-trip through YAML, as envoy and the tests read it.
         let yaml = serde_yaml::to_string(&boot.value).unwrap();
         serde_yaml::from_str(&yaml).unwrap()
+    }
+
+    #[test]
+    fn retry_budget_is_the_mesh_default_unless_istio_exact_or_written() {
+        let cfg = config("");
+        let w = Workload {
+            namespace: "default".into(),
+            labels: BTreeMap::new(),
+        };
+        let mesh = bootstrap(&cfg, &w, addrs()).unwrap().value;
+        let v1 = cluster(&mesh, "outbound|8080|v1|api.default.svc.cluster.local");
+        let b = &v1["circuit_breakers"]["thresholds"][0]["retry_budget"];
+        assert_eq!(b["budget_percent"]["value"], 20.0);
+        assert_eq!(b["min_retry_concurrency"], 3);
+        let istio = bootstrap_with(&cfg, &w, addrs(), BudgetMode::Istio)
+            .unwrap()
+            .value;
+        let v1 = cluster(&istio, "outbound|8080|v1|api.default.svc.cluster.local");
+        assert!(v1["circuit_breakers"]["thresholds"][0]
+            .get("retry_budget")
+            .is_none());
     }
 
     fn cluster<'a>(boot: &'a Value, name: &str) -> &'a Value {

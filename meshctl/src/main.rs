@@ -287,6 +287,12 @@ pub(crate) struct EnvoyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = envoy::EnvoyFormat::Yaml)]
     pub(crate) format: envoy::EnvoyFormat,
+    /// Write exactly what istiod writes. By default a cluster whose DestinationRule sets no
+    /// `retryBudget` still gets the retry budget the mesh applies by default (20% of active
+    /// requests, at least 3), so that Envoy runs the same effective policy as the mesh; with this
+    /// flag it gets none, as under Istio (only `max_retries`).
+    #[arg(long)]
+    pub(crate) istio_exact: bool,
 }
 
 /// `validate` options.
