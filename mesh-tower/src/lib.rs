@@ -77,6 +77,10 @@
 //! during the first attempt makes a decided retry fail with
 //! [`MeshError::is_body_too_large_to_retry`] (507).
 //!
+//! The mesh runs on tokio: requests must be polled inside a tokio runtime
+//! with the time driver enabled (timeouts, backoff and delays use tokio's
+//! timers; mirror copies are spawned on the current runtime).
+//!
 //! Time comes only from tokio's clock and randomness only from a seeded
 //! generator ([`MeshBuilder::seed`]), so everything can be tested with
 //! `#[tokio::test(start_paused = true)]`.

@@ -1046,6 +1046,11 @@ fn mirror<S, B, RB>(
             shared.mirrors_dropped.fetch_add(1, Relaxed);
             continue;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not polled inside a tokio runtime: nowhere to run the copy.
+            shared.mirrors_dropped.fetch_add(1, Relaxed);
+            continue;
+        };
         let Ok(permit) = Arc::clone(&shared.mirrors).try_acquire_owned() else {
             shared.mirrors_dropped.fetch_add(1, Relaxed);
             tracing::debug!("mirror dropped: too many mirrors in flight");
@@ -1109,7 +1114,7 @@ fn mirror<S, B, RB>(
         }
         shared.mirrors_sent.fetch_add(1, Relaxed);
         let client = inner.clone();
-        tokio::spawn(
+        runtime.spawn(
             async move {
                 let _permit = permit;
                 // Copies use the route's timeout, as Envoy's shadows do.
