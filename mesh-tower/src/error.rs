@@ -82,7 +82,6 @@ enum Kind {
 /// any request, `ConnectionTermination`/`RemoteReset` are resets after the
 /// request started, `Protocol`/`Other` are plain failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // some variants are only built once the mesh service lands
 pub(crate) enum UpstreamFailure {
     /// The connection could not be established (refused, unreachable, ...).
     ConnectFailure,
@@ -138,7 +137,6 @@ impl UpstreamFailure {
 const UPSTREAM_PREFIX: &str = "upstream connect error or disconnect/reset before headers. ";
 
 // Constructors are crate-private: only the mesh creates its errors.
-#[allow(dead_code)] // most are called by the mesh service, which is wired in later
 impl MeshError {
     fn new(kind: Kind, source: Option<BoxError>) -> Self {
         Self {

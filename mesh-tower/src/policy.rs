@@ -20,7 +20,6 @@ use mesh_resilience::{
 
 /// Why a validated policy could not be turned into a state-machine policy.
 #[derive(Debug, thiserror::Error)]
-#[allow(dead_code)] // built by the route-table loader, which is wired in later
 pub(crate) enum PolicyError {
     #[error("retryOn: {0}")]
     RetryOn(#[from] ParseRetryOnError),
@@ -51,7 +50,6 @@ fn percentage(p: mesh_model::Percentage) -> Percentage {
 /// `previous_hosts` predicate. Istio also turns that predicate off for
 /// consistent-hash load balancing; the caller applies that, since it depends
 /// on the destination's policy, not the route's.
-#[allow(dead_code)] // called by the route-table loader, which is wired in later
 pub(crate) fn retry_policy(
     model: &mesh_model::RetryPolicy,
     route_timeout: Option<mesh_model::Duration>,
@@ -69,7 +67,6 @@ pub(crate) fn retry_policy(
 }
 
 /// A route's fault injection; `None` when neither a delay nor an abort is set.
-#[allow(dead_code)] // called by the route-table loader, which is wired in later
 pub(crate) fn fault(
     model: &mesh_model::FaultInjection,
 ) -> Result<Option<FaultInjection>, PolicyError> {

@@ -13,12 +13,10 @@ use std::hash::{BuildHasher, Hasher};
 
 /// A SplitMix64 generator producing `u64` rolls.
 #[derive(Debug, Clone)]
-#[allow(dead_code)] // used by the mesh service, which is wired in later
 pub(crate) struct Rng {
     state: u64,
 }
 
-#[allow(dead_code)] // used by the mesh service, which is wired in later
 impl Rng {
     /// A generator whose sequence is fixed by `seed`.
     pub(crate) fn with_seed(seed: u64) -> Self {

@@ -5,7 +5,6 @@
 //! exactly, and production code gets the monotonic clock.
 
 /// The current instant on tokio's clock (pausable in tests).
-#[allow(dead_code)] // used by the mesh service, which is wired in later
 pub(crate) fn now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
