@@ -441,3 +441,25 @@ async fn chaos_backend_every_call_ends_and_nothing_leaks() {
     }
     assert_eq!(b.count(), c.requests());
 }
+
+/// The largest durations and counts the model accepts (a 292-year route and per-try timeout,
+/// `attempts` at the i32 limit, the longest backoff) do not overflow deadline arithmetic: the
+/// request is retried as the policy says and succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn absurd_durations_and_counts_do_not_overflow() {
+    let b = Backend::builder()
+        .rule(Rule::new(Select::FirstN(2), Action::Status(503)))
+        .start()
+        .await
+        .unwrap();
+    let (svc, handle) = mesh(config_for(
+        b.addr().port(),
+        "    timeout: 2562047h\n    retries: {attempts: 2147483647, perTryTimeout: 2562047h, retryOn: 5xx}\n",
+    ));
+    let res = call(&svc, "/years").await.expect("answered");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["x-envoy-attempt-count"], "3");
+    let _ = drain(res.into_body()).await;
+    assert_eq!(b.count(), 3);
+    assert_no_leak(&handle).await;
+}
