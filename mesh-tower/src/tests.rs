@@ -1476,3 +1476,47 @@ async fn hung_mirror_copies_end_with_the_route_timeout() {
     let stats = handle.stats();
     assert_eq!((stats.mirrors_sent(), stats.mirrors_dropped()), (4, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_request_gives_up_at_the_route_deadline_or_when_dropped() {
+    let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api, namespace: default}
+spec:
+  host: api.mesh.test
+  trafficPolicy:
+    connectionPool:
+      tcp: {maxConnections: 1}
+      http: {http1MaxPendingRequests: 1}
+";
+    let route = vs("  - timeout: 1s
+    route: [{destination: {host: api.mesh.test}}]
+");
+    let mock = Mock::always(200);
+    let (svc, handle) = mesh(&[SE, dr, &route], &mock);
+    let held = svc.clone().oneshot(get("/1")).await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let err = svc.clone().oneshot(get("/2")).await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    let pending = |h: &MeshHandle| {
+        h.stats()
+            .cluster("api.mesh.test", None)
+            .unwrap()
+            .pending_requests()
+    };
+    assert_eq!(pending(&handle), 0, "the timed-out waiter left the queue");
+
+    // A waiter whose future is dropped leaves the queue too.
+    let waiter = tokio::spawn(svc.clone().oneshot(get("/3")));
+    tokio::task::yield_now().await;
+    assert_eq!(pending(&handle), 1);
+    waiter.abort();
+    let _ = waiter.await;
+    assert_eq!(pending(&handle), 0);
+
+    drop(held);
+    assert_eq!(svc.clone().oneshot(get("/4")).await.unwrap().status(), 200);
+    assert_eq!(mock.count(), 2);
+}
