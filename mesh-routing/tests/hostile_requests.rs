@@ -185,3 +185,24 @@ fn pathological_regex_is_linear() {
         last = Some(each);
     }
 }
+
+/// A path with raw non-UTF-8 bytes cannot be built as an `http::Uri`, so it never reaches the
+/// router; percent-encoded non-UTF-8 bytes do, and route like any other text (no decoding, as
+/// Envoy matches the path as sent).
+#[test]
+fn non_utf8_paths_are_refused_by_http_or_routed_as_text() {
+    assert!(http::Uri::try_from(&b"/re/\xff\xfe"[..]).is_err());
+    let t = table_once();
+    let uri: http::Uri = "http://api:8080/re/%FF%FEaaa?q=%00".parse().unwrap();
+    let req = http::Request::get(uri).body(()).unwrap();
+    let view = RequestView::from_request(&req);
+    assert_eq!(view.path(), "/re/%FF%FEaaa");
+    assert_ne!(outcome(t, &view, 0), "route:v2", "%FF is not `a`");
+    let uri: http::Uri = "http://api:8080/PRE/%FF".parse().unwrap();
+    let req = http::Request::get(uri).body(()).unwrap();
+    assert_eq!(
+        outcome(t, &RequestView::from_request(&req), 0),
+        "route:v1",
+        "ignoreUriCase prefix still matches"
+    );
+}
