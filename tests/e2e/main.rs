@@ -8,4 +8,5 @@ mod load;
 mod mesh;
 mod rel;
 mod reload_storm;
+mod retry_after_ejection;
 mod support_backend;
