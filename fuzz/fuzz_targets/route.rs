@@ -29,7 +29,9 @@ fuzz_target!(|data: &[u8]| {
     let method = next();
     let authority = next();
     let path = next();
-    let roll = next().bytes().fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)));
+    let roll = next()
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(131).wrapping_add(u64::from(b)));
     let mut headers = HeaderMap::new();
     loop {
         let (name, value) = (next(), next());
