@@ -27,8 +27,11 @@ const PODS: [(&str, &str); 4] = [
 pub(crate) const V2_FAILURE_PER_MILLION: u32 = 500_000;
 /// Seed of the backends' failure sequence (the same for mesh and Envoy).
 const FAILURE_SEED: u64 = 6;
-/// Concurrent senders in the behaviour comparison.
-const BEHAVIOUR_CONNECTIONS: u64 = 16;
+/// Fixed rate of the behaviour comparison, requests per second. Both set-ups send at the same
+/// rate for the same time: a retry budget limits retries in flight, so retries per request
+/// depend on how long a run lasts, and a closed loop would let the faster set-up finish sooner
+/// with fewer retries per request.
+const BEHAVIOUR_RATE: u64 = 1_000;
 /// Longest any one behaviour phase may run.
 const BEHAVIOUR_LIMIT: Duration = Duration::from_secs(120);
 /// How long Envoy may take to become ready.
@@ -236,15 +239,15 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
                 }
                 let phase = if failing { "v2-failing" } else { "split" };
                 let mut args = base.args(setup, phase);
+                let duration_ms = (a.behaviour_requests * 1_000 / BEHAVIOUR_RATE)
+                    .min(BEHAVIOUR_LIMIT.as_millis() as u64);
                 args.extend([
                     "--mode".into(),
-                    "closed".into(),
+                    "open".into(),
+                    "--rate".into(),
+                    BEHAVIOUR_RATE.to_string(),
                     "--duration-ms".into(),
-                    BEHAVIOUR_LIMIT.as_millis().to_string(),
-                    "--connections".into(),
-                    BEHAVIOUR_CONNECTIONS.to_string(),
-                    "--max-requests".into(),
-                    a.behaviour_requests.to_string(),
+                    duration_ms.to_string(),
                     "--warmup-ms".into(),
                     "0".into(),
                 ]);
