@@ -160,7 +160,9 @@ pub use destination_rule::{
 };
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
-pub use load::{Loaded, Loader, MeshConfig, Strictness, MAX_DOCUMENTS, MAX_SOURCE_BYTES};
+pub use load::{
+    Loaded, Loader, MeshConfig, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES,
+};
 pub use matching::{Regex, RegexError, StringMatch, MAX_REGEX_LEN};
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};

@@ -25,6 +25,11 @@ pub const MAX_SOURCE_BYTES: usize = 64 << 20;
 /// Most documents (list items included) read from one source.
 pub const MAX_DOCUMENTS: usize = 100_000;
 
+/// Deepest `[` / `{` nesting a document may have. Istio resources nest a few levels; the YAML
+/// parser's time grows with the square of the nesting depth, so deeper documents are refused
+/// before parsing.
+pub const MAX_FLOW_NESTING: usize = 128;
+
 /// The validated resources of a configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MeshConfig {
@@ -250,6 +255,21 @@ impl Loader {
 
     fn load_document(&mut self, source: &Arc<str>, index: usize, text: &str, first_line: usize) {
         let mut cx = Cx::new(source.clone(), index, text, first_line);
+        if let Some(line) = flow_nesting_over(text, MAX_FLOW_NESTING) {
+            cx.out.push(Diagnostic {
+                severity: Severity::Error,
+                source: source.clone(),
+                document: index,
+                resource: None,
+                path: String::new(),
+                line: Some((line + first_line + 1) as u32),
+                message: format!(
+                    "not read: brackets nest deeper than {MAX_FLOW_NESTING} levels; Istio resources never need that, write the structure in block style"
+                ),
+            });
+            self.loaded.diagnostics.extend(cx.out);
+            return;
+        }
         let value: serde_yaml::Value = match serde_yaml::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -637,6 +657,55 @@ pub(crate) fn check_metadata(cx: &mut Cx<'_>, m: &raw::ObjectMeta) {
     }
 }
 
+/// The 0-based line where `[`/`{` nesting first goes deeper than `limit`, skipping quoted
+/// strings and comments.
+fn flow_nesting_over(text: &str, limit: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut line = 0usize;
+    let mut quote: Option<char> = None;
+    let mut prev = ' ';
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match quote {
+            Some('\'') if c == '\'' => {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                } else {
+                    quote = None;
+                }
+            }
+            Some('"') if c == '\\' => {
+                chars.next();
+            }
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None => match c {
+                '\'' | '"' if matches!(prev, ' ' | '[' | '{' | ',' | ':' | '\n' | '-') => {
+                    quote = Some(c)
+                }
+                '#' if prev.is_whitespace() => {
+                    while chars.peek().is_some_and(|&n| n != '\n') {
+                        chars.next();
+                    }
+                }
+                '[' | '{' => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(line);
+                    }
+                }
+                ']' | '}' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+        if c == '\n' {
+            line += 1;
+        }
+        prev = c;
+    }
+    None
+}
+
 /// Splits text into YAML documents at `---` lines, returning each with its first line index.
 fn split_documents(text: &str) -> Vec<(&str, usize)> {
     let mut out = Vec::new();
@@ -678,6 +747,21 @@ mod tests {
         assert_eq!(docs.len(), 3);
         assert_eq!(docs[1].1, 2);
         assert_eq!(docs[2].1, 7);
+    }
+
+    #[test]
+    fn deep_flow_nesting_is_refused_before_parsing() {
+        assert_eq!(flow_nesting_over("a: [1, {b: [2]}]\n", 3), None);
+        assert_eq!(flow_nesting_over("a: [[[[1]]]]\n", 3), Some(0));
+        assert_eq!(
+            flow_nesting_over("a: '[[[[' # [[[[\nb: \"{{{{\"\n", 3),
+            None
+        );
+        let deep = format!("x: {}1{}\n", "[".repeat(8_000), "]".repeat(8_000));
+        let loaded = crate::load_str("deep.yaml", &deep);
+        let d = loaded.errors().next().expect("refused");
+        assert!(d.message().contains("nest deeper than 128"), "{d}");
+        assert_eq!(d.line(), Some(1));
     }
 
     #[test]
