@@ -11,8 +11,8 @@ use mesh_tower::{ClientContext, MeshLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::rel::{
-    assert_no_leak, destination_rule, drain, full, get, load, mesh, mesh_with, service_entry,
-    streamed, virtual_service,
+    assert_no_leak, config_for, destination_rule, drain, full, get, load, mesh, mesh_with,
+    service_entry, streamed, virtual_service,
 };
 
 /// Deterministic bytes that differ from chunk to chunk, so a reordered or repeated chunk changes
@@ -21,14 +21,6 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
         .collect()
-}
-
-fn config_for(port: u16, route_extra: &str) -> mesh_model::MeshConfig {
-    load(&[
-        &service_entry(&[(port, "v1")]),
-        &destination_rule(""),
-        &virtual_service("v1", route_extra),
-    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

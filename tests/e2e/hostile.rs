@@ -18,21 +18,10 @@ use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::rel::{
-    assert_no_leak, destination_rule, drain, get, load, mesh, read_head, service_entry,
-    virtual_service, RawServer,
-};
+use crate::rel::{assert_no_leak, config_for, drain, get, mesh, read_head, RawServer};
 
 /// Safety net for one call: far longer than any deadline the configs set.
 const GUARD: Duration = Duration::from_secs(20);
-
-fn config_for(port: u16, route_extra: &str) -> mesh_model::MeshConfig {
-    load(&[
-        &service_entry(&[(port, "v1")]),
-        &destination_rule(""),
-        &virtual_service("v1", route_extra),
-    ])
-}
 
 async fn call(
     svc: &crate::rel::Client,

@@ -98,6 +98,16 @@ pub(crate) fn load(docs: &[&str]) -> mesh_model::MeshConfig {
     loaded.into_config()
 }
 
+/// One backend on `port` as subset v1 of `api`, its DestinationRule, and a VirtualService routing
+/// to it with `route_extra` (indented YAML) added to the route.
+pub(crate) fn config_for(port: u16, route_extra: &str) -> mesh_model::MeshConfig {
+    load(&[
+        &service_entry(&[(port, "v1")]),
+        &destination_rule(""),
+        &virtual_service("v1", route_extra),
+    ])
+}
+
 /// Builds the mesh around `inner`, optionally with a replay cap.
 pub(crate) fn mesh_with(
     cfg: mesh_model::MeshConfig,
