@@ -142,6 +142,7 @@ mod delegate;
 mod destination_rule;
 mod diag;
 pub mod duration;
+mod grpc;
 mod load;
 mod matching;
 mod meta;
@@ -149,6 +150,7 @@ mod names;
 pub mod percent;
 pub mod policy;
 pub mod raw;
+pub mod retry_on;
 mod service_entry;
 mod unknown;
 mod virtual_service;
@@ -160,16 +162,15 @@ pub use destination_rule::{
 };
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
+pub use grpc::{GrpcStatus, UnknownGrpcStatus};
 pub use load::{
     Loaded, Loader, MeshConfig, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES,
 };
 pub use matching::{Regex, RegexError, StringMatch, MAX_REGEX_LEN};
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};
-pub use policy::{
-    AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryCondition, RetryOn, RetryOnError,
-    RetryPolicy,
-};
+pub use policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};
+pub use retry_on::{is_go_known_status, RetryCondition, RetryOn, RetryOnError, StatusCodeSet};
 pub use service_entry::{Endpoint, Resolution, ServiceEntry, ServicePort};
 pub use virtual_service::{
     CorsPolicy, Delegate, Destination, DirectResponse, HeaderOps, Headers, HttpMatch, HttpRoute,

@@ -223,34 +223,6 @@ pub(crate) fn header_value_problem(value: &str) -> Option<String> {
     None
 }
 
-/// Status codes Go's `net/http.StatusText` knows (Istio's test for numeric `retryOn` tokens).
-pub(crate) fn is_go_known_status(code: u16) -> bool {
-    matches!(code,
-        100..=103 | 200..=208 | 226 | 300..=305 | 307 | 308 | 400..=418 | 421..=426 | 428 | 429 | 431 | 451
-        | 500..=508 | 510 | 511)
-}
-
-/// gRPC status code names, upper case, as Istio accepts them for `abort.grpcStatus`.
-pub(crate) const GRPC_CODES: [&str; 17] = [
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-];
-
 /// Whether two host patterns overlap (Istio's `Name.Matches` in either direction).
 pub(crate) fn hosts_overlap(a: &str, b: &str) -> bool {
     host_matches(a, b) || host_matches(b, a)
@@ -352,11 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn status_codes_and_hosts() {
-        assert!(is_go_known_status(503) && is_go_known_status(425) && is_go_known_status(103));
-        for bad in [306, 419, 420, 499, 509, 599, 600, 0] {
-            assert!(!is_go_known_status(bad), "{bad}");
-        }
+    fn hosts() {
         assert!(hosts_overlap("*.foo.com", "bar.foo.com"));
         assert!(hosts_overlap("*.com", "*.foo.com"));
         assert!(hosts_overlap("a.com", "A.com"));

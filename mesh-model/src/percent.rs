@@ -60,9 +60,16 @@ impl Percentage {
         }
     }
 
-    /// Whether a request with this uniform random roll is selected: `roll % 1_000_000 < ppm`.
+    /// Whether a request with this uniform random roll is selected: `roll % 1_000_000 < ppm`
+    /// (Envoy's `FractionalPercent` sampling).
+    #[inline]
     pub fn sample(self, roll: u64) -> bool {
         (roll % 1_000_000) < u64::from(self.0)
+    }
+
+    /// Whether this is 0 % (never sampled).
+    pub fn is_zero(self) -> bool {
+        self.0 == 0
     }
 }
 

@@ -14,176 +14,15 @@
 //!
 //! let p = RetryPolicy::istio_default();
 //! assert_eq!(p.attempts(), 2);
-//! assert_eq!(p.retry_on_str(), "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes");
+//! assert_eq!(p.retry_on().to_string(), "connect-failure,refused-stream,retriable-status-codes,cancelled,unavailable");
 //! ```
 
-use std::fmt;
-use std::str::FromStr;
-
+use crate::grpc::GrpcStatus;
+use crate::retry_on::RetryOn;
 use crate::{Duration, Percentage};
-
-/// The `retryOn` string Istio uses when a route sets none (or sets attempts without conditions).
-/// 503 left this list in Istio 1.24.
-pub const DEFAULT_RETRY_ON: &str =
-    "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes";
 
 /// Retries Istio allows when a route has no `retries` block.
 pub const DEFAULT_RETRY_ATTEMPTS: u32 = 2;
-
-/// One `retryOn` condition, with Envoy's meaning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum RetryCondition {
-    /// `5xx`: any 5xx, any reset, connect failure, refused stream, per-try timeout.
-    FiveXx,
-    /// `gateway-error`: 502, 503, 504, and resets and per-try timeouts.
-    GatewayError,
-    /// `reset`: no response at all (reset, disconnect, per-try timeout).
-    Reset,
-    /// `reset-before-request`: a reset before any request byte went upstream.
-    ResetBeforeRequest,
-    /// `connect-failure`.
-    ConnectFailure,
-    /// `retriable-4xx`: 409.
-    Retriable4xx,
-    /// `refused-stream`: HTTP/2 REFUSED_STREAM.
-    RefusedStream,
-    /// `retriable-status-codes`: the numeric codes of the list.
-    RetriableStatusCodes,
-    /// `retriable-headers`: accepted, inert (Istio cannot list headers).
-    RetriableHeaders,
-    /// `envoy-ratelimited`.
-    EnvoyRateLimited,
-    /// `http3-post-connect-failure`.
-    Http3PostConnectFailure,
-    /// gRPC `cancelled` (1) in response headers.
-    Cancelled,
-    /// gRPC `deadline-exceeded` (4).
-    DeadlineExceeded,
-    /// gRPC `internal` (13).
-    Internal,
-    /// gRPC `resource-exhausted` (8).
-    ResourceExhausted,
-    /// gRPC `unavailable` (14).
-    Unavailable,
-}
-
-impl RetryCondition {
-    /// Every condition with its token.
-    pub const ALL: [(RetryCondition, &'static str); 16] = [
-        (RetryCondition::FiveXx, "5xx"),
-        (RetryCondition::GatewayError, "gateway-error"),
-        (RetryCondition::Reset, "reset"),
-        (RetryCondition::ResetBeforeRequest, "reset-before-request"),
-        (RetryCondition::ConnectFailure, "connect-failure"),
-        (RetryCondition::Retriable4xx, "retriable-4xx"),
-        (RetryCondition::RefusedStream, "refused-stream"),
-        (
-            RetryCondition::RetriableStatusCodes,
-            "retriable-status-codes",
-        ),
-        (RetryCondition::RetriableHeaders, "retriable-headers"),
-        (RetryCondition::EnvoyRateLimited, "envoy-ratelimited"),
-        (
-            RetryCondition::Http3PostConnectFailure,
-            "http3-post-connect-failure",
-        ),
-        (RetryCondition::Cancelled, "cancelled"),
-        (RetryCondition::DeadlineExceeded, "deadline-exceeded"),
-        (RetryCondition::Internal, "internal"),
-        (RetryCondition::ResourceExhausted, "resource-exhausted"),
-        (RetryCondition::Unavailable, "unavailable"),
-    ];
-
-    /// The token as written in `retryOn`.
-    pub fn as_str(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(c, _)| *c == self)
-            .map(|(_, s)| *s)
-            .unwrap_or("")
-    }
-}
-
-/// A parsed `retryOn` list: conditions plus retriable status codes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryOn {
-    source: String,
-    conditions: Vec<RetryCondition>,
-    status_codes: Vec<u16>,
-}
-
-/// A `retryOn` token Istio refuses.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{token:?} is not a valid retryOn policy; use a comma-separated list without spaces of 5xx, gateway-error, reset, reset-before-request, connect-failure, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, envoy-ratelimited, http3-post-connect-failure, cancelled, deadline-exceeded, internal, resource-exhausted, unavailable, or an HTTP status code such as 503")]
-pub struct RetryOnError {
-    /// The refused element.
-    pub token: String,
-}
-
-impl FromStr for RetryOn {
-    type Err = RetryOnError;
-
-    /// Istio's validation: split on `,` without trimming; every element a known token or a status
-    /// code Go's `net/http` knows. Numeric codes imply `retriable-status-codes`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let mut conditions = Vec::new();
-        let mut status_codes = Vec::new();
-        for token in s.split(',') {
-            if let Some((c, _)) = RetryCondition::ALL.iter().find(|(_, t)| *t == token) {
-                if !conditions.contains(c) {
-                    conditions.push(*c);
-                }
-                continue;
-            }
-            match token.parse::<u16>() {
-                Ok(code) if !token.starts_with('+') && crate::names::is_go_known_status(code) => {
-                    if !status_codes.contains(&code) {
-                        status_codes.push(code);
-                    }
-                }
-                _ => {
-                    return Err(RetryOnError {
-                        token: token.to_owned(),
-                    })
-                }
-            }
-        }
-        if !status_codes.is_empty() && !conditions.contains(&RetryCondition::RetriableStatusCodes) {
-            conditions.push(RetryCondition::RetriableStatusCodes);
-        }
-        Ok(RetryOn {
-            source: s.to_owned(),
-            conditions,
-            status_codes,
-        })
-    }
-}
-
-impl RetryOn {
-    /// The list as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-    /// The named conditions (with `retriable-status-codes` added when codes are listed).
-    pub fn conditions(&self) -> &[RetryCondition] {
-        &self.conditions
-    }
-    /// The numeric status codes of the list.
-    pub fn status_codes(&self) -> &[u16] {
-        &self.status_codes
-    }
-    /// Whether the list holds `c`.
-    pub fn contains(&self, c: RetryCondition) -> bool {
-        self.conditions.contains(&c)
-    }
-}
-
-impl fmt::Display for RetryOn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.source)
-    }
-}
 
 /// The effective retry policy of a route.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,14 +39,12 @@ pub struct RetryPolicy {
 
 impl RetryPolicy {
     /// Istio's policy for routes without a `retries` block (and for hosts without a virtual
-    /// service): 2 retries on [`DEFAULT_RETRY_ON`], no per-try timeout, default backoff.
+    /// service): 2 retries on [`RetryOn::istio_default`], no per-try timeout, default backoff.
     pub fn istio_default() -> Self {
         RetryPolicy {
             attempts: DEFAULT_RETRY_ATTEMPTS,
             per_try_timeout: None,
-            retry_on: DEFAULT_RETRY_ON
-                .parse()
-                .unwrap_or_else(|_| unreachable!("the default parses")),
+            retry_on: RetryOn::istio_default(),
             retry_on_written: false,
             retry_remote_localities: None,
             retry_ignore_previous_hosts: None,
@@ -231,10 +68,6 @@ impl RetryPolicy {
     /// The conditions (Istio's default list when the route names none).
     pub fn retry_on(&self) -> &RetryOn {
         &self.retry_on
-    }
-    /// The conditions as a string.
-    pub fn retry_on_str(&self) -> &str {
-        self.retry_on.as_str()
     }
     /// Whether retries may go to other localities.
     pub fn retry_remote_localities(&self) -> bool {
@@ -282,18 +115,15 @@ impl FaultDelay {
 pub enum AbortStatus {
     /// This HTTP status with body `fault filter abort`.
     Http(u16),
-    /// HTTP 200 with this `grpc-status` name.
-    Grpc(&'static str),
+    /// HTTP 200 with this `grpc-status`.
+    Grpc(GrpcStatus),
 }
 
 impl AbortStatus {
     /// The numeric gRPC status code of a gRPC abort.
     pub fn grpc_code(self) -> Option<u8> {
         match self {
-            AbortStatus::Grpc(name) => crate::names::GRPC_CODES
-                .iter()
-                .position(|c| *c == name)
-                .map(|i| i as u8),
+            AbortStatus::Grpc(g) => Some(g.code() as u8),
             AbortStatus::Http(_) => None,
         }
     }

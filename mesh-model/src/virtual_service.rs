@@ -8,7 +8,8 @@ use crate::diag::{Cx, Path};
 use crate::matching::{Regex, StringMatch};
 use crate::meta::Meta;
 use crate::names;
-use crate::policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryOn, RetryPolicy};
+use crate::policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};
+use crate::retry_on::RetryOn;
 use crate::{raw, Duration, Percentage};
 
 /// A validated `VirtualService`.
@@ -832,7 +833,7 @@ fn retry_to_raw(p: &RetryPolicy) -> raw::HttpRetry {
     raw::HttpRetry {
         attempts: Some(i64::from(p.attempts)),
         per_try_timeout: p.per_try_timeout.map(|d| d.to_string()),
-        retry_on: p.retry_on_written.then(|| p.retry_on.as_str().to_owned()),
+        retry_on: p.retry_on_written.then(|| p.retry_on.to_string()),
         retry_remote_localities: p.retry_remote_localities,
         retry_ignore_previous_hosts: p.retry_ignore_previous_hosts,
         backoff: p.backoff.map(|d| d.to_string()),
@@ -854,7 +855,7 @@ fn fault_to_raw(f: &FaultInjection) -> raw::HttpFaultInjection {
                 AbortStatus::Grpc(_) => None,
             },
             grpc_status: match a.status {
-                AbortStatus::Grpc(s) => Some(s.to_owned()),
+                AbortStatus::Grpc(g) => Some(g.name().to_owned()),
                 AbortStatus::Http(_) => None,
             },
             http2_error: None,
@@ -2056,9 +2057,9 @@ fn validate_fault(
                 });
             }
         } else if let Some(g) = &a.grpc_status {
-            match names::GRPC_CODES.iter().find(|c| *c == g) {
-                Some(c) => abort = Some(FaultAbort { status: AbortStatus::Grpc(c), percentage: pct }),
-                None => cx.error(&ap.key("grpcStatus"), format!("grpcStatus {g:?} is not a gRPC status name; use an upper-case name such as UNAVAILABLE")),
+            match crate::grpc::GrpcStatus::from_name(g) {
+                Ok(c) => abort = Some(FaultAbort { status: AbortStatus::Grpc(c), percentage: pct }),
+                Err(_) => cx.error(&ap.key("grpcStatus"), format!("grpcStatus {g:?} is not a gRPC status name; use an upper-case name such as UNAVAILABLE")),
             }
         } else if a.http2_error.is_none() {
             cx.warn(&ap, "abort configured, but error type not set: nothing will be aborted; set httpStatus or grpcStatus");

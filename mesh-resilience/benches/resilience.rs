@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::StatusCode;
+use mesh_model::Percentage;
 use mesh_resilience::{
     Admission, ConnectionPool, Deadlines, FaultAbort, FaultDelay, FaultInjection, Outcome,
-    OutlierConfig, OutlierDetector, Percentage, PoolLimits, RetryPolicy, RetryState,
+    OutlierConfig, OutlierDetector, PoolLimits, RetryPolicy, RetryState,
 };
 
 /// The one clock read: an arbitrary anchor for the injected times.
@@ -121,11 +122,11 @@ fn fault_decision(c: &mut Criterion) {
         Some(
             FaultDelay::new(
                 Duration::from_secs(1),
-                Percentage::from_percent(10.0).unwrap(),
+                Percentage::from_value(10.0).unwrap(),
             )
             .unwrap(),
         ),
-        Some(FaultAbort::http(503, Percentage::from_percent(1.0).unwrap()).unwrap()),
+        Some(FaultAbort::http(503, Percentage::from_value(1.0).unwrap()).unwrap()),
     )
     .unwrap();
     let mut roll = 1u64;

@@ -19,11 +19,12 @@
 //!
 //! ```
 //! use std::time::Duration;
+//! use mesh_model::Percentage;
 //! use mesh_resilience::*;
 //!
 //! let fault = FaultInjection::new(
-//!     Some(FaultDelay::new(Duration::from_secs(5), Percentage::from_percent(10.0)?)?),
-//!     Some(FaultAbort::http(503, Percentage::from_percent(1.0)?)?),
+//!     Some(FaultDelay::new(Duration::from_secs(5), Percentage::from_value(10.0)?)?),
+//!     Some(FaultAbort::http(503, Percentage::from_value(1.0)?)?),
 //! )?;
 //! assert_eq!(fault.decide(99_999, 5), FaultAction::DelayThenAbort {
 //!     delay: Duration::from_secs(5),
@@ -37,8 +38,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::outcome::GrpcStatus;
-use crate::percent::{InvalidPercentage, Percentage};
+use mesh_model::{GrpcStatus, Percentage};
 
 /// Body of an HTTP fault abort, and `grpc-message` of a gRPC one.
 pub const FAULT_ABORT_BODY: &str = "fault filter abort";
@@ -56,9 +56,6 @@ pub enum InvalidFault {
     /// An abort status outside 200–599 (rule F3, with Envoy's real upper bound).
     #[error("fault abort status {0} is not in 200..=599")]
     HttpStatus(u16),
-    /// A bad percentage.
-    #[error(transparent)]
-    Percentage(#[from] InvalidPercentage),
 }
 
 /// What an abort answers.
@@ -190,19 +187,6 @@ impl FaultInjection {
             return Err(InvalidFault::Empty);
         }
         Ok(Self { delay, abort })
-    }
-
-    /// The percentage Istio sends for a delay or abort: `percentage.value` if present, else
-    /// the deprecated integer `percent`, else **0 %**.
-    pub fn percentage_from_istio(
-        value: Option<f64>,
-        deprecated_percent: Option<u32>,
-    ) -> Result<Percentage, InvalidPercentage> {
-        match (value, deprecated_percent) {
-            (Some(v), _) => Percentage::from_percent(v),
-            (None, Some(p)) => Ok(Percentage::from_integer_percent(p)),
-            (None, None) => Ok(Percentage::ZERO),
-        }
     }
 
     /// The delay, if configured.

@@ -118,34 +118,32 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod fault;
+pub mod headers;
 pub mod mirror;
 pub mod outcome;
 pub mod outlier;
-pub mod percent;
 pub mod pool;
 pub mod retry;
-pub mod status;
+pub mod rng;
 pub mod timeout;
 
 pub use fault::{
     AbortKind, FaultAbort, FaultAction, FaultDelay, FaultInjection, InvalidFault, FAULT_ABORT_BODY,
 };
 pub use mirror::MirrorPolicy;
-pub use outcome::{GrpcStatus, Outcome, UnknownGrpcStatus};
+pub use outcome::Outcome;
 pub use outlier::{
     EjectionReason, InvalidOutlierConfig, OutlierConfig, OutlierConfigBuilder, OutlierDetector,
     OutlierEvent,
 };
-pub use percent::{InvalidPercentage, Percentage};
 pub use pool::{
     Admission, ConnectionPool, InvalidRetryBudget, Overflow, PendingTicket, PoolLimits, Protocol,
-    RequestPermit, RetryBudget, RetryPermit, OVERFLOW_BODY, UNLIMITED, X_ENVOY_OVERLOADED,
+    RequestPermit, RetryBudget, RetryPermit, OVERFLOW_BODY, UNLIMITED,
 };
 pub use retry::{
-    Backoff, DoneReason, InvalidBackoff, ParseRetryOnError, RetryCondition, RetryDecision, RetryOn,
-    RetryPolicy, RetryState, TriedEndpoints, TIMEOUT_BODY,
+    Backoff, DoneReason, InvalidBackoff, RetryDecision, RetryPolicy, RetryState, TriedEndpoints,
+    TIMEOUT_BODY,
 };
-pub use status::StatusCodeSet;
 pub use timeout::{Deadlines, InvalidDeadlines};
 
 /// The one clock read in the unit tests: an arbitrary anchor; every test time is

@@ -23,7 +23,7 @@
 //! * **`outlierDetectionHttpErrorCodes`**: when set, a *response* counts as an error only if
 //!   its status is listed (and any other status resets the counters). Local-origin failures
 //!   always count. gRPC responses count with their mapped HTTP status
-//!   ([`GrpcStatus::to_http_status`](crate::GrpcStatus::to_http_status)).
+//!   ([`GrpcStatus::to_http_status`](mesh_model::GrpcStatus::to_http_status)).
 //! * **Never counted**: [`Outcome::Overflow`] (circuit breaker, not the host's fault) and
 //!   injected fault aborts (the driver never reports them).
 //! * **Ejection cap** (`maxEjectionPercent`, default 10; Envoy ≥ 1.27 semantics): a host is
@@ -82,7 +82,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::outcome::{is_gateway_code, Outcome};
-use crate::status::StatusCodeSet;
+use mesh_model::StatusCodeSet;
 
 /// Envoy's default `max_ejection_time` (300 s), raised to the base ejection time if larger.
 pub const DEFAULT_MAX_EJECTION_TIME: Duration = Duration::from_secs(300);

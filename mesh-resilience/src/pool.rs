@@ -96,9 +96,6 @@ use std::fmt;
 /// Body of Envoy's local reply on overflow (status 503, `x-envoy-overloaded: true`).
 pub const OVERFLOW_BODY: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: overflow";
-/// Header Envoy adds to its overflow reply (value `true`).
-pub const X_ENVOY_OVERLOADED: &str = "x-envoy-overloaded";
-
 /// Istio's default for every limit (2^32 − 1).
 pub const UNLIMITED: u32 = u32::MAX;
 /// Istio's default `maxConcurrentStreams` per HTTP/2 connection (2^31 − 1).

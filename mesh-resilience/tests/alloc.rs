@@ -8,6 +8,7 @@ use std::alloc::System;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, StatusCode};
+use mesh_model::Percentage;
 use mesh_resilience::*;
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use support::{ms, t0};
@@ -37,11 +38,11 @@ fn hot_paths_do_not_allocate() {
         .unwrap();
     let mut od = OutlierDetector::new(config, ["a", "b", "c"], t);
     let fault = FaultInjection::new(
-        Some(FaultDelay::new(ms(10), Percentage::from_percent(50.0).unwrap()).unwrap()),
+        Some(FaultDelay::new(ms(10), Percentage::from_value(50.0).unwrap()).unwrap()),
         Some(FaultAbort::http(503, Percentage::HUNDRED).unwrap()),
     )
     .unwrap();
-    let mirror = MirrorPolicy::from_istio(Some(10.0), None).unwrap();
+    let mirror = MirrorPolicy::new(Percentage::from_value(10.0).unwrap());
     let mut headers = HeaderMap::new();
     headers.insert("grpc-status", HeaderValue::from_static("14"));
 
@@ -102,7 +103,7 @@ fn hot_paths_do_not_allocate() {
         let a = fault.decide(1, 2);
         let b = mirror.should_mirror(3);
         let o = Outcome::from_headers(StatusCode::OK, &headers);
-        let c = policy.retry_on().would_retry(&o);
+        let c = mesh_resilience::retry::would_retry(policy.retry_on(), &o);
         (a, b, c)
     });
     assert_eq!(n, 0, "fault, mirror or outcome allocated");

@@ -3,14 +3,14 @@
 mod support;
 
 use http::StatusCode;
+use mesh_model::{GrpcStatus, Percentage};
 use mesh_resilience::{
-    AbortKind, FaultAbort, FaultAction, FaultDelay, FaultInjection, GrpcStatus, InvalidFault,
-    MirrorPolicy, Percentage,
+    AbortKind, FaultAbort, FaultAction, FaultDelay, FaultInjection, InvalidFault, MirrorPolicy,
 };
 use support::ms;
 
 fn pct(v: f64) -> Percentage {
-    Percentage::from_percent(v).unwrap()
+    Percentage::from_value(v).unwrap()
 }
 
 #[test]
@@ -77,28 +77,11 @@ fn smallest_percentage_is_one_per_million() {
 }
 
 #[test]
-fn istio_percentage_fields() {
-    let p = FaultInjection::percentage_from_istio;
-    assert_eq!(
-        p(Some(12.5), Some(90)).unwrap().parts_per_million(),
-        125_000,
-        "percentage wins"
-    );
-    assert_eq!(
-        p(None, Some(90)).unwrap().parts_per_million(),
-        900_000,
-        "deprecated percent"
-    );
-    assert_eq!(
-        p(None, None).unwrap(),
-        Percentage::ZERO,
-        "unset means never"
-    );
-    assert!(p(Some(101.0), None).is_err());
-    // A fault with no percentage never fires.
+fn a_fault_at_zero_percent_never_fires() {
+    // mesh-model resolves an absent percentage to 0 % (Istio's default for faults).
     let f = FaultInjection::new(
-        Some(FaultDelay::new(ms(1), p(None, None).unwrap()).unwrap()),
-        None,
+        Some(FaultDelay::new(ms(1), Percentage::ZERO).unwrap()),
+        Some(FaultAbort::http(503, Percentage::ZERO).unwrap()),
     )
     .unwrap();
     assert!((0..10_000u64).all(|r| f.decide(r, r) == FaultAction::None));
@@ -147,30 +130,16 @@ fn validation() {
 
 #[test]
 fn mirror_percentages() {
-    // (mirrorPercentage, mirrorPercent, parts per million)
-    let cases = [
-        (None, None, 1_000_000),
-        (Some(0.0), None, 0),
-        (Some(0.0), Some(50), 0),
-        (Some(25.5), Some(50), 255_000),
-        (None, Some(50), 500_000),
-        (None, Some(0), 0),
-        (None, Some(200), 1_000_000),
-    ];
-    for (value, percent, ppm) in cases {
-        let m = MirrorPolicy::from_istio(value, percent).unwrap();
-        assert_eq!(
-            m.percentage().parts_per_million(),
-            ppm,
-            "{value:?} {percent:?}"
-        );
+    // Parts per million; mesh-model resolves Istio's fields (absent: 100 %) into them.
+    for ppm in [1_000_000u32, 0, 255_000, 500_000] {
+        let m = MirrorPolicy::new(Percentage::from_per_million(ppm));
+        assert_eq!(m.percentage().per_million(), ppm);
         assert_eq!(m.is_enabled(), ppm > 0);
         let hits = (0..1_000_000u64)
             .step_by(1000)
             .filter(|r| m.should_mirror(*r))
             .count() as u32;
-        assert_eq!(hits, ppm.div_ceil(1000), "{value:?} {percent:?}");
+        assert_eq!(hits, ppm.div_ceil(1000), "{ppm}");
     }
-    assert!(MirrorPolicy::from_istio(Some(-1.0), None).is_err());
     assert!(MirrorPolicy::default().should_mirror(999_999));
 }

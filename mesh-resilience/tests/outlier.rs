@@ -5,9 +5,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use mesh_model::GrpcStatus;
 use mesh_resilience::{
-    EjectionReason, GrpcStatus, InvalidOutlierConfig, Outcome, OutlierConfig, OutlierDetector,
-    OutlierEvent,
+    EjectionReason, InvalidOutlierConfig, Outcome, OutlierConfig, OutlierDetector, OutlierEvent,
 };
 use support::{resp, t0};
 

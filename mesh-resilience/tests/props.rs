@@ -5,10 +5,11 @@ mod support;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
+use mesh_model::{GrpcStatus, RetryCondition, RetryOn};
 use mesh_resilience::{
-    Admission, Backoff, ConnectionPool, Deadlines, GrpcStatus, Outcome, OutlierConfig,
-    OutlierDetector, PendingTicket, PoolLimits, Protocol, RequestPermit, RetryBudget,
-    RetryCondition, RetryDecision, RetryOn, RetryPermit, RetryPolicy, RetryState,
+    Admission, Backoff, ConnectionPool, Deadlines, Outcome, OutlierConfig, OutlierDetector,
+    PendingTicket, PoolLimits, Protocol, RequestPermit, RetryBudget, RetryDecision, RetryPermit,
+    RetryPolicy, RetryState,
 };
 use proptest::prelude::*;
 use support::{ms, t0};

@@ -2,9 +2,10 @@
 
 mod support;
 
+use mesh_model::RetryOn;
 use mesh_resilience::{
     Backoff, ConnectionPool, Deadlines, DoneReason, Outcome, Overflow, PoolLimits, RetryBudget,
-    RetryDecision, RetryOn, RetryPolicy, RetryState,
+    RetryDecision, RetryPolicy, RetryState,
 };
 use support::{drive, drive_with_pool, ms, resp, t0, Timeline};
 

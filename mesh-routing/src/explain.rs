@@ -244,7 +244,7 @@ impl RouteTable {
                     retries: {
                         let p = d.retry();
                         if p.is_enabled() {
-                            format!("{} retries on {}", p.attempts(), p.retry_on_str())
+                            format!("{} retries on {}", p.attempts(), p.retry_on())
                         } else {
                             "retries disabled".to_owned()
                         }

@@ -5,15 +5,11 @@ use mesh_routing::lb::{pick, LbState, LoadBalancer, Maglev, NoneEjected, RingHas
 use mesh_routing::weighted::Weighted;
 use proptest::prelude::*;
 
-/// splitmix64: a fixed-seed source of rolls for the convergence tests.
-struct Rolls(u64);
+/// A fixed-seed source of rolls for the convergence tests (the workspace's generator).
+struct Rolls(mesh_resilience::rng::Rng);
 impl Rolls {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 }
 
@@ -152,7 +148,7 @@ fn split_frequencies_converge_to_weights() {
         let set = Weighted::new(weights.iter().copied().enumerate()).unwrap();
         let total: u32 = weights.iter().sum();
         let mut counts = vec![0u64; weights.len()];
-        let mut rolls = Rolls(42);
+        let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(42));
         let draws = 200_000u64;
         for _ in 0..draws {
             counts[*set.pick(rolls.next()).1] += 1;
@@ -175,7 +171,7 @@ fn random_and_least_request_spread_evenly() {
     let set = EndpointSet::all(&eps);
     for lb in [LoadBalancer::Random, LoadBalancer::LeastRequest] {
         let mut counts = [0u32; 5];
-        let mut rolls = Rolls(7);
+        let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(7));
         let mut state = LbState::new();
         for _ in 0..100_000 {
             counts[pick(&lb, &set, &mut state, &[], &NoneEjected, rolls.next(), None).unwrap()] +=
@@ -195,7 +191,7 @@ fn least_request_avoids_the_busy_endpoint() {
     // With 2 endpoints, the busy one wins only when both draws pick it (1/4 of rolls).
     let eps = endpoints(&[1, 1]);
     let set = EndpointSet::all(&eps);
-    let mut rolls = Rolls(3);
+    let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(3));
     let busy = (0..40_000)
         .filter(|_| {
             pick(
@@ -221,7 +217,7 @@ fn moved_fraction(
     let after = endpoints(&vec![1; n + 1]);
     let pick_before = build(&EndpointSet::all(&before));
     let pick_after = build(&EndpointSet::all(&after));
-    let mut rolls = Rolls(11);
+    let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(11));
     let keys = 20_000;
     let mut moved = 0;
     let mut only_to_new = true;
@@ -283,7 +279,7 @@ fn ring_hash_follows_weights() {
     let eps = endpoints(&[1, 3]);
     let ring = RingHash::build(&EndpointSet::all(&eps), 1024);
     assert!(ring.len() >= 1024);
-    let mut rolls = Rolls(5);
+    let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(5));
     let heavy = (0..50_000)
         .filter(|_| ring.pick(rolls.next(), &NoneEjected) == Some(1))
         .count();
@@ -297,7 +293,7 @@ fn ejected_keys_move_to_a_live_endpoint_and_others_stay() {
     let set = EndpointSet::all(&eps);
     let ring = RingHash::build(&set, 1024);
     let ejected = |i: usize| i == 2;
-    let mut rolls = Rolls(9);
+    let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(9));
     for _ in 0..5_000 {
         let k = rolls.next();
         let healthy = ring.pick(k, &NoneEjected).unwrap();

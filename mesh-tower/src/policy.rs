@@ -14,32 +14,24 @@ use std::time::Duration;
 
 use mesh_model::AbortStatus;
 use mesh_resilience::{
-    Backoff, Deadlines, FaultAbort, FaultDelay, FaultInjection, GrpcStatus, InvalidBackoff,
-    InvalidDeadlines, InvalidFault, ParseRetryOnError, Percentage, RetryPolicy,
+    Backoff, Deadlines, FaultAbort, FaultDelay, FaultInjection, InvalidBackoff, InvalidDeadlines,
+    InvalidFault, RetryPolicy,
 };
 
 /// Why a validated policy could not be turned into a state-machine policy.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PolicyError {
-    #[error("retryOn: {0}")]
-    RetryOn(#[from] ParseRetryOnError),
     #[error("retries.backoff: {0}")]
     Backoff(#[from] InvalidBackoff),
     #[error("timeouts: {0}")]
     Deadlines(#[from] InvalidDeadlines),
     #[error("fault: {0}")]
     Fault(#[from] InvalidFault),
-    #[error("fault.abort.grpcStatus: unknown status {0:?}")]
-    GrpcStatus(&'static str),
 }
 
 /// A zero duration disables a timeout in Istio (`timeout: 0s`).
 fn positive(d: Option<mesh_model::Duration>) -> Option<Duration> {
     d.map(mesh_model::Duration::as_std).filter(|d| !d.is_zero())
-}
-
-fn percentage(p: mesh_model::Percentage) -> Percentage {
-    Percentage::from_parts_per_million(p.per_million())
 }
 
 /// A route's retry policy, with its route timeout (which spans every attempt
@@ -56,7 +48,7 @@ pub(crate) fn retry_policy(
 ) -> Result<RetryPolicy, PolicyError> {
     let deadlines = Deadlines::new(positive(route_timeout), positive(model.per_try_timeout()))?;
     let policy = if model.is_enabled() {
-        RetryPolicy::new(model.attempts(), model.retry_on_str().parse()?)
+        RetryPolicy::new(model.attempts(), *model.retry_on())
     } else {
         RetryPolicy::disabled()
     };
@@ -72,17 +64,13 @@ pub(crate) fn fault(
 ) -> Result<Option<FaultInjection>, PolicyError> {
     let delay = model
         .delay()
-        .map(|d| FaultDelay::new(d.fixed_delay().as_std(), percentage(d.percentage())))
+        .map(|d| FaultDelay::new(d.fixed_delay().as_std(), d.percentage()))
         .transpose()?;
     let abort = match model.abort() {
         None => None,
         Some(a) => Some(match a.status() {
-            AbortStatus::Http(code) => FaultAbort::http(code, percentage(a.percentage()))?,
-            AbortStatus::Grpc(name) => {
-                let status =
-                    GrpcStatus::from_name(name).map_err(|_| PolicyError::GrpcStatus(name))?;
-                FaultAbort::grpc(status, percentage(a.percentage()))
-            }
+            AbortStatus::Http(code) => FaultAbort::http(code, a.percentage())?,
+            AbortStatus::Grpc(status) => FaultAbort::grpc(status, a.percentage()),
         }),
     };
     if delay.is_none() && abort.is_none() {
@@ -95,7 +83,8 @@ pub(crate) fn fault(
 mod tests {
     use std::time::Duration;
 
-    use mesh_resilience::{AbortKind, FaultAction, GrpcStatus, RetryOn};
+    use mesh_model::{GrpcStatus, RetryOn};
+    use mesh_resilience::{AbortKind, FaultAction};
     use mesh_routing::{Action, ClientContext, RequestView, RouteTable};
 
     use super::{fault, retry_policy};
@@ -185,10 +174,10 @@ spec:
             .expect("delay and abort");
         let delay = f.delay().expect("delay");
         assert_eq!(delay.fixed_delay(), Duration::from_secs(7));
-        assert_eq!(delay.percentage().parts_per_million(), 125_000);
+        assert_eq!(delay.percentage().per_million(), 125_000);
         let abort = f.abort().expect("abort");
         assert_eq!(abort.kind(), AbortKind::Http(http::StatusCode::IM_A_TEAPOT));
-        assert_eq!(abort.percentage().parts_per_million(), 1_000_000);
+        assert_eq!(abort.percentage().per_million(), 1_000_000);
         // 100 % abort: every roll aborts.
         assert!(matches!(
             f.decide(u64::MAX, u64::MAX),
@@ -203,7 +192,7 @@ spec:
         assert!(f.delay().is_none());
         let abort = f.abort().expect("abort");
         assert_eq!(abort.kind(), AbortKind::Grpc(GrpcStatus::Unavailable));
-        assert_eq!(abort.percentage().parts_per_million(), 500_000);
+        assert_eq!(abort.percentage().per_million(), 500_000);
     }
 
     #[test]

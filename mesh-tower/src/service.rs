@@ -212,14 +212,14 @@ where
     let shared = &*shared;
     let compiled = shared.compiled.load_full();
     let compiled = &*compiled;
-    let mut rng = shared.request_rng();
+    let mut rng = shared.request_rolls();
     let (mut parts, body) = req.into_parts();
     let table = &compiled.table;
 
     // 1. Route.
     let (decision, prepared) = {
         let view = RequestView::from_parts(&parts);
-        let decision = table.route(&view, rng.next_u64());
+        let decision = table.route(&view, rng.route());
         match decision.action() {
             Action::Redirect(_) => return Ok(redirect(&decision, &view)),
             Action::DirectResponse(d) => {
@@ -259,7 +259,7 @@ where
     {
         // 2. Fault.
         if let Some(fault) = &plan.fault {
-            match fault.decide(rng.next_u64(), rng.next_u64()) {
+            match fault.decide(rng.decide(), rng.decide()) {
                 FaultAction::None => {}
                 FaultAction::Delay(d) => {
                     tracing::debug!(delay_ms = d.as_millis() as u64, "fault delay");
@@ -505,12 +505,12 @@ where
                     }
                     retry
                         .state
-                        .on_outcome(outcome, now, rng.next_u64(), &mut ci.pool)
+                        .on_outcome(outcome, now, rng.decide(), &mut ci.pool)
                 }
                 None => {
                     let pool = scratch_pool
                         .get_or_insert_with(|| ConnectionPool::new(PoolLimits::default()));
-                    retry.state.on_outcome(outcome, now, rng.next_u64(), pool)
+                    retry.state.on_outcome(outcome, now, rng.decide(), pool)
                 }
             };
 
@@ -641,7 +641,7 @@ fn outcome_of_response<T>(res: &Response<T>) -> Outcome {
         status: res.status(),
         grpc_status: headers
             .get(&GRPC_STATUS)
-            .map(|v| mesh_resilience::GrpcStatus::from_header_value(v.as_bytes())),
+            .map(|v| mesh_model::GrpcStatus::from_header_value(v.as_bytes())),
         rate_limited: headers.contains_key(&X_ENVOY_RATELIMITED),
     }
 }
@@ -756,7 +756,7 @@ fn pick(
     id: ClusterId,
     hash: Option<u64>,
     retry: &mut RetryState,
-    rng: &mut crate::rng::Rng,
+    rng: &mut mesh_resilience::rng::Rolls,
     now: std::time::Instant,
 ) -> Picked {
     let mut guard = lock(&cs.inner);
@@ -780,7 +780,7 @@ fn pick(
             &mut ci.lb,
             &ci.in_flight,
             &ejected,
-            rng.next_u64(),
+            rng.pick(),
         ) {
             EndpointChoice::Endpoint { index, .. } => {
                 chosen = Some(index);
@@ -1021,7 +1021,7 @@ fn mirror<S, B, RB>(
     compiled: &Compiled,
     decision: &RouteDecision<'_>,
     policies: &[mesh_resilience::MirrorPolicy],
-    rng: &mut crate::rng::Rng,
+    rng: &mut mesh_resilience::rng::Rolls,
     parts: &http::request::Parts,
     path: &PathAndQuery,
     scheme: &Scheme,
@@ -1039,7 +1039,7 @@ fn mirror<S, B, RB>(
     RB: Send + 'static,
 {
     for (target, policy) in decision.mirrors().zip(policies) {
-        if !policy.should_mirror(rng.next_u64()) {
+        if !policy.should_mirror(rng.decide()) {
             continue;
         }
         if !body.is_replayable() {
@@ -1070,7 +1070,7 @@ fn mirror<S, B, RB>(
                     &mut ci.lb,
                     &ci.in_flight,
                     &ejected,
-                    rng.next_u64(),
+                    rng.pick(),
                 ) {
                     authority = ci.endpoints.get(index).and_then(|e| e.authority.clone());
                     if let Some(n) = ci.endpoint_requests.get_mut(index) {

@@ -40,8 +40,10 @@ pub(crate) struct Shared {
     pub(crate) compiled: ArcSwap<Compiled>,
     pub(crate) client: ClientContext,
     pub(crate) settings: Settings,
-    /// Per-request seeds: each request takes the next value and derives its rolls.
-    pub(crate) seq: AtomicU64,
+    /// The seed every request's rolls derive from.
+    pub(crate) seed: u64,
+    /// Requests entered so far: the index of the next request's rolls.
+    pub(crate) requests: AtomicU64,
     pub(crate) mirrors: Arc<Semaphore>,
     pub(crate) mirrors_sent: AtomicU64,
     pub(crate) mirrors_dropped: AtomicU64,
@@ -63,14 +65,13 @@ impl Shared {
         max_mirrors: usize,
     ) -> Result<Self, BuildError> {
         let compiled = Compiled::build(config, &client)?;
-        let seed = settings
-            .seed
-            .unwrap_or_else(|| crate::rng::Rng::from_entropy().next_u64());
+        let seed = settings.seed.unwrap_or_else(crate::rng::entropy_seed);
         Ok(Self {
             compiled: ArcSwap::from_pointee(compiled),
             client,
             settings,
-            seq: AtomicU64::new(seed),
+            seed,
+            requests: AtomicU64::new(0),
             mirrors: Arc::new(Semaphore::new(max_mirrors.min(Semaphore::MAX_PERMITS))),
             mirrors_sent: AtomicU64::new(0),
             mirrors_dropped: AtomicU64::new(0),
@@ -80,11 +81,11 @@ impl Shared {
         })
     }
 
-    /// A fresh generator for one request (deterministic under a fixed seed and
-    /// a fixed order of requests).
-    pub(crate) fn request_rng(&self) -> crate::rng::Rng {
-        let s = self.seq.fetch_add(0x9e37_79b9_7f4a_7c15, Relaxed);
-        crate::rng::Rng::with_seed(crate::rng::Rng::with_seed(s).next_u64())
+    /// The rolls of the next request (deterministic under a fixed seed and a
+    /// fixed order of requests).
+    pub(crate) fn request_rolls(&self) -> mesh_resilience::rng::Rolls {
+        let index = self.requests.fetch_add(1, Relaxed);
+        mesh_resilience::rng::Rolls::for_request(self.seed, index)
     }
 
     /// Compiles `config` and swaps it in. Cluster state of the current table is
@@ -262,7 +263,7 @@ impl Plan {
         };
         let mirrors = decision
             .mirrors()
-            .map(|m| MirrorPolicy::new(resilience_percentage(m.percentage)))
+            .map(|m| MirrorPolicy::new(m.percentage))
             .collect();
         let prefix = prefix_mode(config, decision);
         Self {
@@ -272,10 +273,6 @@ impl Plan {
             prefix,
         }
     }
-}
-
-fn resilience_percentage(p: mesh_model::Percentage) -> mesh_resilience::Percentage {
-    mesh_resilience::Percentage::from_parts_per_million(p.per_million())
 }
 
 fn prefix_mode(config: &MeshConfig, decision: &RouteDecision<'_>) -> PrefixMode {

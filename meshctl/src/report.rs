@@ -33,7 +33,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
     let view = req.view();
     let roll = args
         .roll
-        .unwrap_or_else(|| rng::SplitMix64::new(rng::clock_seed()).next_u64());
+        .unwrap_or_else(|| mesh_resilience::rng::Rolls::for_request(rng::clock_seed(), 0).route());
     let decision = table.route(&view, roll);
     let trace = table.explain(&view);
     match args.format {
@@ -229,7 +229,7 @@ fn retries_json(p: &RetryPolicy) -> Value {
     json!({
         "attempts": p.attempts(),
         "perTryTimeout": p.per_try_timeout().map(|d| d.to_string()),
-        "retryOn": p.retry_on_str(),
+        "retryOn": p.retry_on().to_string(),
         "istioDefault": !p.is_written(),
     })
 }
@@ -243,7 +243,7 @@ fn fault_json(f: &FaultInjection) -> Value {
         "abort": f.abort().map(|a| {
             let mut v = match a.status() {
                 AbortStatus::Http(code) => json!({"httpStatus": code}),
-                AbortStatus::Grpc(name) => json!({"grpcStatus": name}),
+                AbortStatus::Grpc(g) => json!({"grpcStatus": g.name()}),
             };
             v["percentage"] = json!(a.percentage().value());
             v
@@ -655,7 +655,7 @@ pub(crate) fn decision_text(
         rp.per_try_timeout()
             .map(|t| format!(", {t} per try"))
             .unwrap_or_default(),
-        rp.retry_on_str(),
+        rp.retry_on(),
         if rp.is_written() {
             ""
         } else {

@@ -9,8 +9,9 @@ use serde_json::{json, Value};
 
 use crate::report::{action_name, destination_clusters, lb_name, share};
 use crate::request::{self, Request};
-use crate::rng::{self, SplitMix64};
+use crate::rng;
 use crate::{exit, sources, Failure, SimulateArgs};
+use mesh_resilience::rng::Rolls;
 
 /// Most requests one run routes (`-n`); 10^8 decisions take well under a minute.
 pub(crate) const MAX_REQUESTS: u64 = 100_000_000;
@@ -64,15 +65,11 @@ fn bump<K: PartialEq>(list: &mut Vec<(K, u64)>, key: K) {
     }
 }
 
-/// Routes `n` requests with rolls from `rng` and counts where they go. Each request to a
+/// Routes `n` requests with the rolls a mesh built with `seed` gives its first `n` requests
+/// ([`Rolls::for_request`]) and counts where they go. Each request to a
 /// cluster with registered endpoints also picks one with the cluster's load balancer (state
 /// kept per cluster across requests, nothing in flight, nothing ejected).
-pub(crate) fn simulate(
-    table: &RouteTable,
-    view: &RequestView<'_>,
-    n: u64,
-    rng: &mut SplitMix64,
-) -> Tally {
+pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed: u64) -> Tally {
     let mut t = Tally {
         requests: n,
         ..Tally::default()
@@ -118,8 +115,9 @@ pub(crate) fn simulate(
     let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
     let mut subsets: Vec<((&str, Option<&str>), u64)> = Vec::new();
     let mut picks: Vec<((ClusterId, Slot), u64)> = Vec::new();
-    for _ in 0..n {
-        let decision = table.route(view, rng.next_u64());
+    for i in 0..n {
+        let mut rolls = Rolls::for_request(seed, i);
+        let decision = table.route(view, rolls.route());
         let outcome = match decision.action() {
             Action::UnknownSubset(_) => "unknownSubset",
             a => action_name(a),
@@ -152,7 +150,7 @@ pub(crate) fn simulate(
             state,
             &[],
             &NoneEjected,
-            rng.next_u64(),
+            rolls.pick(),
         ) {
             EndpointChoice::Endpoint { index, .. } => Slot::Endpoint(index),
             EndpointChoice::Resolve { .. } => Slot::Resolve,
@@ -395,8 +393,7 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
     let table = crate::report::compile(&config, &client)?;
     let view = req.view();
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
-    let mut rng = SplitMix64::new(seed);
-    let tally = simulate(&table, &view, args.requests, &mut rng);
+    let tally = simulate(&table, &view, args.requests, seed);
     if args.json {
         let mut v = tally.to_json();
         v["seed"] = json!(seed);
@@ -466,8 +463,7 @@ mod tests {
         let table = canary_table(&[]);
         let headers = http::HeaderMap::new();
         let view = RequestView::new("GET", "r", "/", &headers);
-        let mut rng = SplitMix64::new(3);
-        let t = simulate(&table, &view, 20_000, &mut rng);
+        let t = simulate(&table, &view, 20_000, 3);
         let sum: u64 = t.destinations.iter().map(|d| d.count).sum();
         assert_eq!(sum, 20_000);
         assert_eq!(t.outcomes, vec![("route".to_owned(), 20_000)]);
@@ -484,8 +480,8 @@ mod tests {
         let table = canary_table(&[]);
         let headers = http::HeaderMap::new();
         let view = RequestView::new("GET", "r", "/", &headers);
-        let a = simulate(&table, &view, 1000, &mut SplitMix64::new(9));
-        let b = simulate(&table, &view, 1000, &mut SplitMix64::new(9));
+        let a = simulate(&table, &view, 1000, 9);
+        let b = simulate(&table, &view, 1000, 9);
         assert_eq!(a.to_json(), b.to_json());
     }
 
@@ -507,7 +503,7 @@ mod tests {
             let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();
             let headers = http::HeaderMap::new();
             let view = RequestView::new("GET", "r", "/", &headers);
-            let t = simulate(&table, &view, n, &mut SplitMix64::new(seed));
+            let t = simulate(&table, &view, n, seed);
             prop_assert_eq!(t.destinations.iter().map(|d| d.count).sum::<u64>(), n);
             prop_assert_eq!(t.subsets.iter().map(|(_, c)| c).sum::<u64>(), n);
             prop_assert_eq!(t.endpoints.iter().map(|(_, c)| c).sum::<u64>(), n);

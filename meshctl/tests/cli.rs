@@ -347,7 +347,7 @@ fn route_others_get_the_90_10_split_by_roll() {
     assert_eq!(v["retries"]["perTryTimeout"], Value::Null);
     assert_eq!(
         v["retries"]["retryOn"],
-        "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
+        "connect-failure,refused-stream,retriable-status-codes,cancelled,unavailable"
     );
     assert_eq!(v["retries"]["istioDefault"], true);
     // v1 takes its top-level policy: LEAST_REQUEST, the DR's connection pool.

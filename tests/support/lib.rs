@@ -91,17 +91,11 @@ impl Select {
             Select::FirstN(k) => n <= k,
             Select::EveryNth(k) => k != 0 && n % k == 0,
             Select::Seeded { seed, per_million } => {
-                splitmix(seed.wrapping_add(n)) % 1_000_000 < u64::from(per_million)
+                let roll = mesh_resilience::rng::Rng::with_seed(seed.wrapping_add(n)).next_u64();
+                roll % 1_000_000 < u64::from(per_million)
             }
         }
     }
-}
-
-fn splitmix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 /// What a backend does with a request a [`Rule`] fired on.

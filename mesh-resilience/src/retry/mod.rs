@@ -68,7 +68,9 @@ use std::time::{Duration, Instant};
 
 pub use backoff::{Backoff, InvalidBackoff};
 pub use hosts::{TriedEndpoints, TRIED_ENDPOINTS_CAPACITY};
-pub use on::{ParseRetryOnError, RetryCondition, RetryOn};
+pub use on::would_retry;
+
+use mesh_model::RetryOn;
 
 use crate::outcome::Outcome;
 use crate::pool::{ConnectionPool, Overflow, RetryPermit};
@@ -81,7 +83,8 @@ use on::Verdict;
 ///
 /// ```
 /// use std::time::Duration;
-/// use mesh_resilience::{Backoff, RetryOn, RetryPolicy};
+/// use mesh_model::RetryOn;
+/// use mesh_resilience::{Backoff, RetryPolicy};
 ///
 /// // Istio's default when a route has no `retries` block.
 /// let d = RetryPolicy::istio_default();
@@ -421,7 +424,7 @@ impl RetryState {
         if past_deadline && outcome == Outcome::Timeout {
             return self.finish(DoneReason::RouteTimeout);
         }
-        let verdict = self.policy.retry_on.verdict(&outcome);
+        let verdict = on::verdict(&self.policy.retry_on, &outcome);
         if verdict == Verdict::No {
             return self.finish(if outcome.is_failure() {
                 DoneReason::NotRetriable
