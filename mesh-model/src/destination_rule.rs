@@ -171,7 +171,7 @@ impl Subset {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct TrafficPolicy {
     pub(crate) load_balancer: Option<LoadBalancer>,
-    pub(crate) connection_pool: Option<ConnectionPool>,
+    pub(crate) connection_pool: Option<ConnectionPoolSettings>,
     pub(crate) outlier_detection: Option<OutlierDetection>,
     pub(crate) tls: Option<raw::ClientTlsSettings>,
     pub(crate) port_level: Vec<PortPolicy>,
@@ -190,11 +190,11 @@ impl TrafficPolicy {
         self.load_balancer.clone().unwrap_or_default()
     }
     /// Connection pool limits; `None` means every limit at Istio's default (2^32 − 1).
-    pub fn connection_pool(&self) -> Option<&ConnectionPool> {
+    pub fn connection_pool(&self) -> Option<&ConnectionPoolSettings> {
         self.connection_pool.as_ref()
     }
     /// Connection pool with defaults resolved.
-    pub fn connection_pool_or_default(&self) -> ConnectionPool {
+    pub fn connection_pool_or_default(&self) -> ConnectionPoolSettings {
         self.connection_pool.clone().unwrap_or_default()
     }
     /// Outlier detection; `None` means off.
@@ -220,7 +220,7 @@ impl TrafficPolicy {
 pub struct PortPolicy {
     pub(crate) port: u16,
     pub(crate) load_balancer: Option<LoadBalancer>,
-    pub(crate) connection_pool: Option<ConnectionPool>,
+    pub(crate) connection_pool: Option<ConnectionPoolSettings>,
     pub(crate) outlier_detection: Option<OutlierDetection>,
     pub(crate) tls: Option<raw::ClientTlsSettings>,
 }
@@ -235,7 +235,7 @@ impl PortPolicy {
         self.load_balancer.as_ref()
     }
     /// Connection pool for the port.
-    pub fn connection_pool(&self) -> Option<&ConnectionPool> {
+    pub fn connection_pool(&self) -> Option<&ConnectionPoolSettings> {
         self.connection_pool.as_ref()
     }
     /// Outlier detection for the port.
@@ -318,7 +318,7 @@ impl Default for LoadBalancer {
 /// 1024s in `getDefaultCircuitBreakerThresholds`), connect timeout 10 s (mesh default),
 /// requests per connection unlimited.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectionPool {
+pub struct ConnectionPoolSettings {
     pub(crate) max_connections: u32,
     pub(crate) connect_timeout: std::time::Duration,
     pub(crate) http1_max_pending_requests: u32,
@@ -331,9 +331,9 @@ pub struct ConnectionPool {
 /// Istio's "unlimited": 2^32 − 1.
 pub const UNLIMITED: u32 = u32::MAX;
 
-impl Default for ConnectionPool {
+impl Default for ConnectionPoolSettings {
     fn default() -> Self {
-        ConnectionPool {
+        ConnectionPoolSettings {
             max_connections: UNLIMITED,
             connect_timeout: std::time::Duration::from_secs(10),
             http1_max_pending_requests: UNLIMITED,
@@ -345,7 +345,7 @@ impl Default for ConnectionPool {
     }
 }
 
-impl ConnectionPool {
+impl ConnectionPoolSettings {
     /// Maximum connections to the whole cluster.
     pub fn max_connections(&self) -> u32 {
         self.max_connections
@@ -1247,8 +1247,8 @@ fn connection_pool(
     cx: &mut Cx<'_>,
     p: &Path<'_>,
     c: &raw::ConnectionPoolSettings,
-) -> ConnectionPool {
-    let mut out = ConnectionPool::default();
+) -> ConnectionPoolSettings {
+    let mut out = ConnectionPoolSettings::default();
     if c.tcp.is_none() && c.http.is_none() {
         cx.error(
             p,

@@ -78,7 +78,7 @@
 //! | redirect code | 301 | [`Redirect`] |
 //! | load balancer | `LEAST_REQUEST` | [`LoadBalancer::default`] |
 //! | ring hash minimum size | 1024 | [`HashTable::RingHash`] |
-//! | connection pool limits | 2^32 − 1 each ([`UNLIMITED`]); connect timeout 10 s; requests per connection unlimited | [`ConnectionPool`]'s `Default` |
+//! | connection pool limits | 2^32 − 1 each ([`UNLIMITED`]); connect timeout 10 s; requests per connection unlimited | [`ConnectionPoolSettings`]'s `Default` |
 //! | outlier detection (block present) | 5 consecutive 5xx, gateway errors off, interval 10 s, base ejection 30 s, max ejection 10 %, min health 0 % | [`OutlierDetection`]'s `Default` |
 //! | `maxEjectionPercent: 0` | the default (10 %) | [`OutlierDetection`] |
 //! | policy for a (subset, port) | top level, replaced wholesale by a port entry, then block-wise by the subset's | [`DestinationRule::effective_policy`] |
@@ -157,7 +157,7 @@ mod virtual_service;
 
 pub use analysis::find_destination_rule;
 pub use destination_rule::{
-    ConnectionPool, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
+    ConnectionPoolSettings, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
     PortPolicy, RetryBudget, SimpleLb, Subset, TrafficPolicy, UNLIMITED,
 };
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};

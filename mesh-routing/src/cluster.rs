@@ -62,7 +62,7 @@ impl fmt::Display for ClusterKey<'_> {
 pub struct ClusterPolicy {
     pub(crate) source: Option<String>,
     pub(crate) settings: Option<mesh_model::LoadBalancer>,
-    pub(crate) connection_pool: Option<mesh_model::ConnectionPool>,
+    pub(crate) connection_pool: Option<mesh_model::ConnectionPoolSettings>,
     pub(crate) outlier_detection: Option<mesh_model::OutlierDetection>,
     pub(crate) tls: Option<mesh_model::raw::ClientTlsSettings>,
     pub(crate) retry_budget: Option<mesh_model::RetryBudget>,
@@ -89,7 +89,7 @@ impl ClusterPolicy {
         self.hash.as_ref()
     }
     /// Connection-pool limits; `None` means Istio's defaults (every limit 2^32 − 1).
-    pub fn connection_pool(&self) -> Option<&mesh_model::ConnectionPool> {
+    pub fn connection_pool(&self) -> Option<&mesh_model::ConnectionPoolSettings> {
         self.connection_pool.as_ref()
     }
     /// Outlier detection; `None` means off.
