@@ -95,7 +95,16 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
             s
         }
     };
-    crate::out(&text)?;
+    match &a.output {
+        Some(path) => {
+            crate::output::write_atomically(path, &text)
+                .map_err(|e| Failure::usage(format!("cannot write {}: {e}", path.display())))?;
+            if !a.config.quiet {
+                crate::err_line(&format!("meshctl envoy: wrote {}", path.display()));
+            }
+        }
+        None => crate::out(&text)?,
+    }
     Ok(crate::exit::OK)
 }
 

@@ -15,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod envoy;
+mod output;
 mod report;
 mod request;
 mod rng;
@@ -206,8 +207,9 @@ The JSON object has these keys:
   directResponse        {status, body}
   timeout               an Istio duration such as \"5s\", or null (disabled: Istio's default)
   retries               {attempts, perTryTimeout, retryOn, istioDefault}; Istio's default
-                        (2 attempts on connect-failure,refused-stream,unavailable,cancelled,
-                        retriable-status-codes) when the route sets none
+                        (2 retries on connect-failure,refused-stream,unavailable,cancelled,
+                        retriable-status-codes) when the route sets none; attempts is
+                        Istio's field: the number of retries after the first try
   fault, mirrors        fault injection and mirror targets of the route
   trace                 every virtual-service route considered and why each match failed
 
@@ -257,10 +259,13 @@ balancer and panic threshold from the DestinationRule. The admin interface liste
 Hosts need a ServiceEntry with resolution STATIC and IP endpoints. `tls` settings are left out \
 (a warning on stderr).
 
-Exit code: 0, 1 when the configuration has errors or cannot be translated, 2 on usage errors.",
+With -o FILE the bootstrap goes to FILE, written only when the whole bootstrap was generated.
+
+Exit code: 0, 1 when the configuration has errors or cannot be translated, 2 on usage errors \
+(and when FILE cannot be written).",
         after_help = "\
 Examples:
-  meshctl envoy -f istio/ > envoy.yaml && envoy --mode validate -c envoy.yaml
+  meshctl envoy -f istio/ -o envoy.yaml && envoy --mode validate -c envoy.yaml
   meshctl envoy -f istio/ --listen 127.0.0.1:15001 --admin 127.0.0.1:15000 --format json"
     )]
     Envoy(EnvoyArgs),
@@ -287,6 +292,11 @@ pub(crate) struct EnvoyArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = envoy::EnvoyFormat::Yaml)]
     pub(crate) format: envoy::EnvoyFormat,
+    /// Write the bootstrap to FILE instead of stdout, only when it was generated: through a
+    /// temporary file in FILE's directory renamed over FILE, so a failed run leaves FILE as it
+    /// was (unlike `> FILE`, which empties it first).
+    #[arg(short, long, value_name = "FILE")]
+    pub(crate) output: Option<PathBuf>,
     /// Write exactly what istiod writes. By default a cluster whose DestinationRule sets no
     /// `retryBudget` still gets the retry budget the mesh applies by default (20% of active
     /// requests, at least 3), so that Envoy runs the same effective policy as the mesh; with this
@@ -307,10 +317,19 @@ struct ValidateArgs {
     /// Also print notes (they are always counted in the summary).
     #[arg(short, long)]
     verbose: bool,
-    /// Output format: one line per diagnostic, or one JSON object (every diagnostic, notes
-    /// included, with the counts).
-    #[arg(long, value_enum, default_value_t = Format::Text)]
-    format: Format,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    format: ValidateFormat,
+}
+
+/// How `validate` prints its diagnostics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ValidateFormat {
+    /// One line per diagnostic, `FILE:LINE: SEVERITY: KIND/NAME: PATH: MESSAGE` (notes only
+    /// with --verbose), and a summary on stderr.
+    Text,
+    /// One JSON object: every diagnostic, notes included, and the counts.
+    Json,
 }
 
 /// Where the configuration comes from.

@@ -648,20 +648,24 @@ pub(crate) fn decision_text(
             .map_or_else(|| "none (disabled)".to_owned(), |t| t.to_string())
     );
     let rp = decision.retry();
-    let _ = writeln!(
-        out,
-        "retries:  {} attempts{}, on {}{}",
-        rp.attempts(),
-        rp.per_try_timeout()
-            .map(|t| format!(", {t} per try"))
-            .unwrap_or_default(),
-        rp.retry_on(),
-        if rp.is_written() {
-            ""
-        } else {
-            " (Istio's default)"
-        }
-    );
+    let default = if rp.is_written() {
+        ""
+    } else {
+        " (Istio's default)"
+    };
+    if rp.is_enabled() {
+        let _ = writeln!(
+            out,
+            "retries:  {}{}, on {}{default}",
+            retry_count(rp.attempts()),
+            rp.per_try_timeout()
+                .map(|t| format!(", {t} per try"))
+                .unwrap_or_default(),
+            rp.retry_on(),
+        );
+    } else {
+        let _ = writeln!(out, "retries:  {}{default}", retry_count(0));
+    }
     if let Some(f) = decision.fault() {
         if let Some(d) = f.delay() {
             let _ = writeln!(
@@ -696,6 +700,16 @@ pub(crate) fn decision_text(
         let _ = writeln!(out, "  {line}");
     }
     out
+}
+
+/// Istio's `retries.attempts` in words. The field counts retries, not tries: `attempts: 3`
+/// means up to 3 retries after the first try, 4 tries at most.
+fn retry_count(retries: u32) -> String {
+    match retries {
+        0 => "no retries (1 attempt)".to_owned(),
+        1 => "1 retry (2 attempts at most)".to_owned(),
+        n => format!("{n} retries ({} attempts at most)", u64::from(n) + 1),
+    }
 }
 
 fn write_endpoints(out: &mut String, table: &RouteTable, cluster: ClusterId) {
@@ -733,6 +747,17 @@ pub(crate) mod tests {
         assert_eq!(fmt_duration(Duration::from_secs(7200)), "2h");
         assert_eq!(fmt_duration(Duration::ZERO), "0s");
         assert_eq!(fmt_duration(Duration::from_nanos(7)), "7ns");
+    }
+
+    #[test]
+    fn retry_counts_say_retries_and_the_attempts_they_allow() {
+        assert_eq!(retry_count(0), "no retries (1 attempt)");
+        assert_eq!(retry_count(1), "1 retry (2 attempts at most)");
+        assert_eq!(retry_count(3), "3 retries (4 attempts at most)");
+        assert_eq!(
+            retry_count(u32::MAX),
+            "4294967295 retries (4294967296 attempts at most)"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use mesh_model::{Diagnostic, Severity, Strictness};
 use crate::sources::{self, plural};
 use serde_json::{json, Value};
 
-use crate::{exit, Failure, Format};
+use crate::{exit, Failure, ValidateFormat};
 
 /// Counts of diagnostics by severity.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -77,7 +77,7 @@ pub(crate) fn run(
     paths: &[PathBuf],
     strict: bool,
     verbose: bool,
-    format: Format,
+    format: ValidateFormat,
 ) -> Result<u8, Failure> {
     let files = sources::collect(paths)?;
     let strictness = if strict {
@@ -103,7 +103,7 @@ pub(crate) fn run(
     let counts = Counts::of(loaded.diagnostics());
     let mut out = String::new();
     match format {
-        Format::Text => {
+        ValidateFormat::Text => {
             for d in diags {
                 if d.severity() == Severity::Note && !verbose {
                     continue;
@@ -112,7 +112,7 @@ pub(crate) fn run(
                 out.push('\n');
             }
         }
-        Format::Json => {
+        ValidateFormat::Json => {
             let v = json!({
                 "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                 "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),

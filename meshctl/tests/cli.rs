@@ -523,7 +523,14 @@ fn route_text_format_explains() {
     assert!(serde_json::from_str::<Value>(&text).is_err(), "not JSON");
     assert!(text.contains("route http[0] (frontend-to-v2)"), "{text}");
     assert!(text.contains("timeout:  5s"), "{text}");
-    assert!(text.contains("3 attempts, 2s per try"), "{text}");
+    // Istio's `attempts: 3` is 3 retries after the first try; the explanation says so in the
+    // same words as the trace below it.
+    assert!(
+        text.contains("retries:  3 retries (4 attempts at most), 2s per try"),
+        "{text}"
+    );
+    assert!(text.contains("    3 retries on "), "{text}");
+    assert!(!text.contains("3 attempts"), "{text}");
     assert!(text.contains("why:"), "{text}");
     assert!(text.contains("127.0.0.1:18083, 127.0.0.1:18084"), "{text}");
 }
@@ -769,6 +776,51 @@ fn help_is_there_for_newcomers() {
     ] {
         assert!(route.contains(key), "route --help lacks {key}");
     }
+}
+
+#[test]
+fn validate_help_describes_its_own_formats() {
+    let text = stdout(&meshctl(&["validate", "--help"]));
+    assert!(
+        text.contains("text: One line per diagnostic"),
+        "validate --help: {text}"
+    );
+    assert!(
+        text.contains("json: One JSON object: every diagnostic"),
+        "{text}"
+    );
+    // The route command's wording (it explains one decision) does not belong here.
+    assert!(!text.contains("human-readable explanation"), "{text}");
+    let route = stdout(&meshctl(&["route", "--help"]));
+    assert!(
+        route.contains("text: A human-readable explanation"),
+        "{route}"
+    );
+}
+
+#[test]
+fn route_text_says_retries_for_istio_default_and_disabled_policies() {
+    let dir = scratch("retry-words");
+    let vs = dir.join("vs.yaml");
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [r]\n  http:\n  - match: [{uri: {prefix: /off}}]\n    retries: {attempts: 0}\n    route:\n    - destination: {host: r}\n  - route:\n    - destination: {host: r}\n",
+    )
+    .unwrap();
+    let vs = vs.display().to_string();
+    let text = |path: &str| {
+        let out = meshctl(&["route", "-q", "-f", &vs, "--format", "text", "GET", path]);
+        assert_eq!(code(&out), 0, "{out:?}");
+        stdout(&out)
+    };
+    let default = text("http://r/");
+    assert!(
+        default.contains("retries:  2 retries (3 attempts at most), on connect-failure"),
+        "{default}"
+    );
+    assert!(default.contains("(Istio's default)"), "{default}");
+    let off = text("http://r/off");
+    assert!(off.contains("retries:  no retries (1 attempt)\n"), "{off}");
 }
 
 // ---------------------------------------------------------------------------------------------

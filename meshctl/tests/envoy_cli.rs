@@ -1,5 +1,6 @@
 //! End-to-end tests of `meshctl envoy` on the canary fixture: the output parses as YAML and as
-//! JSON, carries the listener and admin addresses asked for, and bad input gets exit code 1 or 2.
+//! JSON, carries the listener and admin addresses asked for, bad input gets exit code 1 or 2,
+//! and `--output` writes the file only when the whole bootstrap was generated.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -108,4 +109,88 @@ fn a_host_without_endpoints_is_a_configuration_error() {
 fn a_bad_listen_address_is_a_usage_error() {
     let out = meshctl(&["envoy", "-f", CANARY, "--listen", "localhost"]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// A fresh, empty directory under Cargo's scratch space for integration tests.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("meshctl-envoy-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn file_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn output_file_gets_what_stdout_would() {
+    let dir = scratch("output-ok");
+    let file = dir.join("envoy.yaml");
+    std::fs::write(&file, "stale\n").unwrap();
+    let out = meshctl(&["envoy", "-f", CANARY, "-o", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(out.stdout.is_empty(), "the bootstrap went to the file");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("meshctl envoy: wrote "), "{err}");
+    let to_stdout = meshctl(&["envoy", "-q", "-f", CANARY]);
+    assert_eq!(std::fs::read(&file).unwrap(), to_stdout.stdout);
+    assert_eq!(
+        file_names(&dir),
+        ["envoy.yaml"],
+        "no temporary file is left"
+    );
+}
+
+#[test]
+fn a_failed_run_leaves_the_output_file_as_it_was() {
+    let dir = scratch("output-fail");
+    let vs = dir.join("vs.yaml");
+    // No ServiceEntry for the host: `envoy` cannot translate it (exit 1).
+    std::fs::write(
+        &vs,
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews}\n",
+    )
+    .unwrap();
+    let kept = dir.join("kept.yaml");
+    std::fs::write(&kept, "the previous bootstrap\n").unwrap();
+    let out = meshctl(&[
+        "envoy",
+        "-f",
+        vs.to_str().unwrap(),
+        "-o",
+        kept.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(
+        std::fs::read_to_string(&kept).unwrap(),
+        "the previous bootstrap\n"
+    );
+    let fresh = dir.join("fresh.yaml");
+    let out = meshctl(&[
+        "envoy",
+        "-f",
+        vs.to_str().unwrap(),
+        "-o",
+        fresh.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(!fresh.exists(), "no empty file is created on failure");
+    assert_eq!(file_names(&dir), ["kept.yaml", "vs.yaml"]);
+}
+
+#[test]
+fn an_unwritable_output_is_a_usage_error() {
+    let dir = scratch("output-unwritable");
+    let target = dir.join("missing-dir").join("envoy.yaml");
+    let out = meshctl(&["envoy", "-q", "-f", CANARY, "-o", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(file_names(&dir).is_empty());
 }
