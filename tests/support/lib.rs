@@ -89,7 +89,7 @@ impl Select {
         match self {
             Select::All => true,
             Select::FirstN(k) => n <= k,
-            Select::EveryNth(k) => k != 0 && n % k == 0,
+            Select::EveryNth(k) => k != 0 && n.is_multiple_of(k),
             Select::Seeded { seed, per_million } => {
                 let roll = mesh_resilience::rng::Rng::with_seed(seed.wrapping_add(n)).next_u64();
                 roll % 1_000_000 < u64::from(per_million)
