@@ -2,15 +2,20 @@
 //!
 //! 1. Starts four labelled backends (`api` v1 ×2, v2 ×2) on free loopback ports.
 //! 2. Loads the seed's canary config (`config/canary.yaml`: VirtualService `api-vs-canary`,
-//!    DestinationRule `api-dr`) plus a ServiceEntry declaring the backends
-//!    (`config/endpoints.yaml`), and prints what the validator says about them.
+//!    DestinationRule `api-dr`) plus a ServiceEntry declaring the backends (the template
+//!    `config/endpoints.yaml.tmpl` with the backends' ports filled in), and prints what the
+//!    validator says about them, each diagnostic once.
 //! 3. Wraps a hyper-util client in the mesh and sends traffic to `http://api:8080/...`:
 //!    the 90/10 split, then with one v2 pod failing every request (retries mask it, outlier
-//!    detection ejects it), then after reloading `config/shift.yaml` (all traffic to v2).
+//!    detection ejects it), then after reloading with `reload/shift.yaml` (all traffic to v2).
+//!
+//! `config/` validates on its own (`meshctl validate examples/canary/config/`): the template
+//! is not read by the loaders (they read `*.yaml` and `*.yml` only), and the reload's
+//! VirtualService, which redefines `api-vs-canary`, lives outside it in `reload/`.
 //!
 //! Run with: `cargo run --release -p example-canary`
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,6 +56,7 @@ struct Tally {
 async fn main() -> Result<(), BoxError> {
     let started = Instant::now();
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let reload_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reload");
 
     // 1. Backends.
     let mut pods = Vec::new();
@@ -75,17 +81,20 @@ async fn main() -> Result<(), BoxError> {
 
     // 2. Config: the seed's canary plus a ServiceEntry with the backends' real ports.
     let canary = std::fs::read_to_string(config_dir.join("canary.yaml"))?;
-    let mut endpoints = std::fs::read_to_string(config_dir.join("endpoints.yaml"))?;
-    for b in &pods {
-        endpoints = endpoints.replace(
-            &format!("{{{{{}}}}}", b.name()),
-            &b.addr().port().to_string(),
-        );
-    }
-    let config = load(&[
-        ("config/canary.yaml", &canary),
-        ("config/endpoints.yaml", &endpoints),
-    ])?;
+    let template = std::fs::read_to_string(config_dir.join(ENDPOINTS_TEMPLATE))?;
+    let ports: BTreeMap<String, String> = pods
+        .iter()
+        .map(|b| (b.name().to_owned(), b.addr().port().to_string()))
+        .collect();
+    let endpoints = fill_template(&format!("config/{ENDPOINTS_TEMPLATE}"), &template, &ports)?;
+    let mut shown = Shown::default();
+    let config = load(
+        &[
+            ("config/canary.yaml", &canary),
+            ("config/endpoints.yaml", &endpoints),
+        ],
+        &mut shown,
+    )?;
 
     // 3. The mesh around a hyper-util client. The calling workload is `checkout` in `default`:
     //    not `frontend`, so the 90/10 rule applies rather than the frontend-only one.
@@ -95,6 +104,7 @@ async fn main() -> Result<(), BoxError> {
         .attempt_count_header(true)
         .build()?;
     let handle = layer.handle();
+    let mut clusters = Clusters::default();
     let client = ServiceBuilder::new()
         .layer(layer)
         .service(mesh_tower::client::legacy_client::<
@@ -103,28 +113,33 @@ async fn main() -> Result<(), BoxError> {
 
     println!("\n== phase 1: the canary split, 90% v1 / 10% v2 ==");
     let t = run_phase(&client, "90/10").await;
-    report(&t, &handle, &pods);
+    report(&t, &handle, &pods, &mut clusters);
 
     println!("\n== phase 2: pod api-v2-b answers 503 to everything ==");
     pods[3].set_rules([Rule::new(Select::All, Action::Status(503))]);
     let t = run_phase(&client, "v2-b failing").await;
-    report(&t, &handle, &pods);
+    report(&t, &handle, &pods, &mut clusters);
     println!(
         "  -> retries to the other v2 pod masked the failures (the client saw {} of {} fail: a retry the\n     default retry budget refused, or one that found api-v2-b again); outlier detection ejected\n     api-v2-b after 5 consecutive 5xx (maxEjectionPercent 50 allows one of the two v2 pods)",
         t.errors.values().sum::<usize>(),
         REQUESTS
     );
 
-    println!("\n== phase 3: reload config/shift.yaml: 0% v1 / 100% v2 ==");
-    let shift = std::fs::read_to_string(config_dir.join("shift.yaml"))?;
-    let shifted = load(&[
-        ("config/shift.yaml", &shift),
-        ("config/canary.yaml#api-dr", dr_only(&canary)),
-        ("config/endpoints.yaml", &endpoints),
-    ])?;
+    println!("\n== phase 3: reload with reload/shift.yaml: 0% v1 / 100% v2 ==");
+    let shift = std::fs::read_to_string(reload_dir.join("shift.yaml"))?;
+    // The reload validates api-dr again: under its own file name and line numbers, so a
+    // diagnostic about it is the one already shown, and is not printed a second time.
+    let shifted = load(
+        &[
+            ("reload/shift.yaml", &shift),
+            ("config/canary.yaml", &dr_only(&canary)),
+            ("config/endpoints.yaml", &endpoints),
+        ],
+        &mut shown,
+    )?;
     handle.reload(shifted)?;
     let t = run_phase(&client, "0/100").await;
-    report(&t, &handle, &pods);
+    report(&t, &handle, &pods, &mut clusters);
 
     println!("\ndone in {:.1?}", started.elapsed());
     for b in pods {
@@ -133,20 +148,86 @@ async fn main() -> Result<(), BoxError> {
     Ok(())
 }
 
-/// The DestinationRule document of the canary file (the reload replaces the VirtualService only).
-fn dr_only(canary: &str) -> &str {
-    canary.split("\n---\n").nth(1).unwrap_or("")
+/// The template of the ServiceEntry for the backends, in `config/`. Its `.tmpl` suffix keeps
+/// the loaders (which read `*.yaml` and `*.yml`) from taking it for a configuration file.
+const ENDPOINTS_TEMPLATE: &str = "endpoints.yaml.tmpl";
+
+/// Replaces every `{{name}}` in `template` with `values[name]`.
+///
+/// Fails, naming the template, the line and the placeholder, when a placeholder has no value or
+/// a `{{` is never closed: a placeholder left in would only surface later as a YAML error far
+/// from its cause.
+fn fill_template(
+    source: &str,
+    template: &str,
+    values: &BTreeMap<String, String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut missing = Vec::new();
+    for (i, line) in template.split_inclusive('\n').enumerate() {
+        let mut rest = line;
+        while let Some(open) = rest.find("{{") {
+            out.push_str(&rest[..open]);
+            let after = &rest[open + 2..];
+            let Some(close) = after.find("}}") else {
+                return Err(format!(
+                    "{source}:{}: a placeholder opened with {{{{ is not closed with }}}}",
+                    i + 1
+                ));
+            };
+            let name = &after[..close];
+            match values.get(name) {
+                Some(value) => out.push_str(value),
+                None => missing.push(format!("{source}:{}: {{{{{name}}}}}", i + 1)),
+            }
+            rest = &after[close + 2..];
+        }
+        out.push_str(rest);
+    }
+    if missing.is_empty() {
+        Ok(out)
+    } else {
+        let known: Vec<&str> = values.keys().map(String::as_str).collect();
+        Err(format!(
+            "placeholders without a value (the demo fills {}):\n  {}",
+            known.join(", "),
+            missing.join("\n  ")
+        ))
+    }
 }
 
-fn load(sources: &[(&str, &str)]) -> Result<mesh_model::MeshConfig, BoxError> {
+/// The canary file with its VirtualService blanked out: the DestinationRule alone, on the
+/// lines where it is in the file, so its diagnostics point at the real file and line (the
+/// reload replaces the VirtualService only).
+fn dr_only(canary: &str) -> String {
+    let mut out = String::with_capacity(canary.len());
+    let mut in_dr = false;
+    for line in canary.split_inclusive('\n') {
+        if in_dr {
+            out.push_str(line);
+        } else {
+            in_dr = line.trim_end() == "---";
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The diagnostics printed so far, so that one shown at the start is not shown again when the
+/// same file is validated again for the reload.
+#[derive(Debug, Default)]
+struct Shown(HashSet<String>);
+
+fn load(sources: &[(&str, &str)], shown: &mut Shown) -> Result<mesh_model::MeshConfig, BoxError> {
     let mut loader = mesh_model::Loader::new();
     for (name, text) in sources {
         loader.add_str(name, text);
     }
     let loaded = loader.finish();
     for d in loaded.diagnostics() {
-        if d.severity() != mesh_model::Severity::Note {
-            println!("  {d}");
+        let line = d.to_string();
+        if d.severity() != mesh_model::Severity::Note && shown.0.insert(line.clone()) {
+            println!("  {line}");
         }
     }
     loaded.into_result().map_err(|diags| {
@@ -244,7 +325,48 @@ fn header<B>(res: &http::Response<B>, name: &str) -> String {
         .to_owned()
 }
 
-fn report(t: &Tally, handle: &MeshHandle, pods: &[Backend]) {
+/// One row of the cumulative cluster table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ClusterRow {
+    requests: u64,
+    retries: u64,
+    timeouts: u64,
+    overflows: u64,
+    ejections: u64,
+    ejected: usize,
+    /// Whether the current configuration still has this cluster.
+    current: bool,
+}
+
+/// Every cluster seen since the start, keyed by `host|subset`. `MeshHandle::stats` reports
+/// the clusters of the current configuration only; a cluster a reload removed keeps its last
+/// counts here (no request can reach it after the reload, so they are final).
+#[derive(Debug, Default)]
+struct Clusters(BTreeMap<String, ClusterRow>);
+
+impl Clusters {
+    fn update(&mut self, stats: &mesh_tower::Stats) {
+        for row in self.0.values_mut() {
+            row.current = false;
+        }
+        for c in stats.clusters() {
+            self.0.insert(
+                format!("{}|{}", c.host(), c.subset().unwrap_or("-")),
+                ClusterRow {
+                    requests: c.requests(),
+                    retries: c.retries(),
+                    timeouts: c.timeouts(),
+                    overflows: c.overflows(),
+                    ejections: c.ejections(),
+                    ejected: c.ejected_endpoints(),
+                    current: true,
+                },
+            );
+        }
+    }
+}
+
+fn report(t: &Tally, handle: &MeshHandle, pods: &[Backend], clusters: &mut Clusters) {
     let total = t.ok + t.errors.values().sum::<usize>();
     println!(
         "  {:<10} {:>9} {:>8} {:>9}",
@@ -279,7 +401,7 @@ fn report(t: &Tally, handle: &MeshHandle, pods: &[Backend]) {
     for (e, n) in &t.errors {
         println!("  error x{n}: {e}");
     }
-    let stats = handle.stats();
+    clusters.update(&handle.stats());
     println!(
         "  {:<36} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
         "cluster (cumulative)",
@@ -290,16 +412,144 @@ fn report(t: &Tally, handle: &MeshHandle, pods: &[Backend]) {
         "ejections",
         "ejected"
     );
-    for c in stats.clusters() {
+    for (name, c) in &clusters.0 {
         println!(
-            "  {:<36} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}",
-            format!("{}|{}", c.host(), c.subset().unwrap_or("-")),
-            c.requests(),
-            c.retries(),
-            c.timeouts(),
-            c.overflows(),
-            c.ejections(),
-            c.ejected_endpoints()
+            "  {:<36} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8}{}",
+            name,
+            c.requests,
+            c.retries,
+            c.timeouts,
+            c.overflows,
+            c.ejections,
+            c.ejected,
+            if c.current {
+                ""
+            } else {
+                "  (no route to it since the reload)"
+            }
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(names: &[&str]) -> BTreeMap<String, String> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ((*n).to_owned(), (18001 + i).to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_filled_template_has_no_placeholder_left() {
+        let out =
+            fill_template("t", "a: {{x}}\nb: [{{y}}, {{x}}]\n", &values(&["x", "y"])).unwrap();
+        assert_eq!(out, "a: 18001\nb: [18002, 18001]\n");
+    }
+
+    #[test]
+    fn a_placeholder_without_a_value_is_named_with_its_line() {
+        let err =
+            fill_template("t.tmpl", "a: {{x}}\nb: {{z}}\nc: {{w}}\n", &values(&["x"])).unwrap_err();
+        assert!(err.contains("t.tmpl:2: {{z}}"), "{err}");
+        assert!(err.contains("t.tmpl:3: {{w}}"), "{err}");
+        assert!(err.contains("the demo fills x"), "{err}");
+    }
+
+    #[test]
+    fn an_unclosed_placeholder_is_an_error() {
+        let err = fill_template("t", "ok: 1\na: {{x\n", &values(&["x"])).unwrap_err();
+        assert!(err.starts_with("t:2: "), "{err}");
+    }
+
+    #[test]
+    fn the_template_needs_exactly_the_pods_the_demo_starts() {
+        let template = include_str!("../config/endpoints.yaml.tmpl");
+        let pods: Vec<&str> = PODS.iter().map(|(name, _)| *name).collect();
+        let filled = fill_template("endpoints", template, &values(&pods)).unwrap();
+        assert!(!filled.contains("{{"), "{filled}");
+        for (i, _) in pods.iter().enumerate() {
+            assert!(
+                filled.contains(&format!("{{http: {}}}", 18001 + i)),
+                "{filled}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_destination_rule_keeps_its_lines() {
+        let canary = include_str!("../config/canary.yaml");
+        let dr = dr_only(canary);
+        assert_eq!(dr.lines().count(), canary.lines().count());
+        let line_of = |text: &str, needle: &str| text.lines().position(|l| l.contains(needle));
+        assert_eq!(
+            line_of(&dr, "kind: DestinationRule"),
+            line_of(canary, "kind: DestinationRule")
+        );
+        assert_eq!(line_of(&dr, "kind: VirtualService"), None);
+    }
+
+    /// The start and the reload state both validate, and a diagnostic of the DestinationRule,
+    /// which both contain, reads the same in both (so the demo prints it once).
+    #[test]
+    fn both_states_validate_and_share_their_destination_rule_diagnostics() {
+        let canary = include_str!("../config/canary.yaml");
+        let shift = include_str!("../reload/shift.yaml");
+        let pods: Vec<&str> = PODS.iter().map(|(name, _)| *name).collect();
+        let endpoints = fill_template(
+            "t",
+            include_str!("../config/endpoints.yaml.tmpl"),
+            &values(&pods),
+        )
+        .unwrap();
+        let lines = |sources: &[(&str, &str)]| {
+            let mut loader = mesh_model::Loader::new();
+            for (name, text) in sources {
+                loader.add_str(name, text);
+            }
+            let loaded = loader.finish();
+            assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+            loaded
+                .warnings()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        let start = lines(&[
+            ("config/canary.yaml", canary),
+            ("config/endpoints.yaml", &endpoints),
+        ]);
+        let reload = lines(&[
+            ("reload/shift.yaml", shift),
+            ("config/canary.yaml", &dr_only(canary)),
+            ("config/endpoints.yaml", &endpoints),
+        ]);
+        assert!(
+            !start.is_empty(),
+            "the canary's DestinationRule has a tls warning"
+        );
+        assert_eq!(start, reload);
+        let mut shown = Shown::default();
+        load(
+            &[
+                ("config/canary.yaml", canary),
+                ("config/endpoints.yaml", &endpoints),
+            ],
+            &mut shown,
+        )
+        .unwrap();
+        let before = shown.0.len();
+        load(
+            &[
+                ("reload/shift.yaml", shift),
+                ("config/canary.yaml", &dr_only(canary)),
+                ("config/endpoints.yaml", &endpoints),
+            ],
+            &mut shown,
+        )
+        .unwrap();
+        assert_eq!(shown.0.len(), before, "nothing new to print on reload");
     }
 }
