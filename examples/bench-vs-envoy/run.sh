@@ -42,7 +42,7 @@ check="$(mktemp -d)"
 trap 'rm -rf "$check"' EXIT
 sed -e 's/{{api-v1-a}}/18001/' -e 's/{{api-v1-b}}/18002/' \
     -e 's/{{api-v2-a}}/18003/' -e 's/{{api-v2-b}}/18004/' \
-    "$here/config/endpoints.yaml" > "$check/endpoints.yaml"
+    "$here/config/endpoints.yaml.tmpl" > "$check/endpoints.yaml"
 "$meshctl" envoy -q -f "$here/config/canary.yaml" -f "$check/endpoints.yaml" \
     --source-label app=checkout --listen 127.0.0.1:15001 --admin 127.0.0.1:15000 > "$check/envoy.yaml"
 "$envoy" --mode validate -c "$check/envoy.yaml" --log-level warn

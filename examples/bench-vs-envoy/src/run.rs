@@ -15,7 +15,7 @@ use crate::target::Setup;
 /// The seed's canary, given to the mesh and (through `meshctl envoy`) to Envoy.
 const CANARY: &str = include_str!("../config/canary.yaml");
 /// The ServiceEntry template with `{{pod}}` port placeholders.
-const ENDPOINTS: &str = include_str!("../config/endpoints.yaml");
+const ENDPOINTS: &str = include_str!("../config/endpoints.yaml.tmpl");
 /// Backends: name and `version` label.
 const PODS: [(&str, &str); 4] = [
     ("api-v1-a", "v1"),
@@ -137,6 +137,12 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
             &format!("{{{{{}}}}}", b.name()),
             &b.addr().port().to_string(),
         );
+    }
+    if let Some(left) = endpoints.lines().find(|l| l.contains("{{")) {
+        return Err(format!(
+            "config/endpoints.yaml.tmpl: a placeholder has no backend: {}",
+            left.trim()
+        ));
     }
     let canary_path = work.join("canary.yaml");
     let endpoints_path = work.join("endpoints.yaml");
