@@ -53,7 +53,19 @@ struct Tally {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), BoxError> {
+async fn main() -> std::process::ExitCode {
+    // Errors are printed with Display: a missing placeholder or an invalid configuration is a
+    // multi-line message meant for people, which `Result` from `main` would print escaped.
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("canary: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), BoxError> {
     let started = Instant::now();
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let reload_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reload");
