@@ -207,9 +207,10 @@ The JSON object has these keys:
   directResponse        {status, body}
   timeout               an Istio duration such as \"5s\", or null (disabled: Istio's default)
   retries               {attempts, perTryTimeout, retryOn, istioDefault}; Istio's default
-                        (2 retries on connect-failure,refused-stream,unavailable,cancelled,
-                        retriable-status-codes) when the route sets none; attempts is
-                        Istio's field: the number of retries after the first try
+                        (2 retries on connect-failure,refused-stream,
+                        retriable-status-codes,cancelled,unavailable) when the route sets
+                        none; attempts is Istio's field: the number of retries after the
+                        first try
   fault, mirrors        fault injection and mirror targets of the route
   trace                 every virtual-service route considered and why each match failed
 
