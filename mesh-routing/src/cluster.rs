@@ -1,7 +1,10 @@
-//! Cluster identity ([`ClusterId`], [`ClusterKey`]) and the merged DestinationRule policy of a
-//! cluster ([`ClusterPolicy`]).
+//! Cluster identity ([`ClusterId`], [`ClusterKey`], [`ClusterName`]) and the merged
+//! DestinationRule policy of a cluster ([`ClusterPolicy`]).
 
 use std::fmt;
+use std::sync::Arc;
+
+use mesh_resilience::{OutlierConfig, PoolLimits};
 
 use crate::lb::{HashPolicy, LoadBalancer};
 
@@ -9,7 +12,8 @@ use crate::lb::{HashPolicy, LoadBalancer};
 /// index of the (host, subset) pair and the port. Two integers, so drivers can key per-cluster
 /// state (load-balancer state, circuit breakers, outlier detectors) on it without hashing
 /// strings. Only meaningful for the table that produced it; resolve it with
-/// [`RouteTable::cluster_key`](crate::RouteTable::cluster_key).
+/// [`RouteTable::cluster_key`](crate::RouteTable::cluster_key), or to a [`ClusterName`] that
+/// outlives the table with [`RouteTable::cluster_name`](crate::RouteTable::cluster_name).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClusterId {
     pub(crate) dest: u32,
@@ -29,7 +33,7 @@ impl ClusterId {
     }
 }
 
-/// The readable identity of a cluster.
+/// The readable identity of a cluster, borrowed from its table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ClusterKey<'t> {
     /// The service host (FQDN).
@@ -38,6 +42,17 @@ pub struct ClusterKey<'t> {
     pub subset: Option<&'t str>,
     /// The service port.
     pub port: u16,
+}
+
+impl ClusterKey<'_> {
+    /// The owned form, which outlives the table.
+    pub fn to_name(&self) -> ClusterName {
+        ClusterName {
+            host: self.host.into(),
+            subset: self.subset.map(Into::into),
+            port: self.port,
+        }
+    }
 }
 
 impl fmt::Display for ClusterKey<'_> {
@@ -53,11 +68,54 @@ impl fmt::Display for ClusterKey<'_> {
     }
 }
 
+/// The identity of a cluster across tables (host, subset, port): how a driver recognises a
+/// cluster after a configuration reload. Cheap to clone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClusterName {
+    host: Arc<str>,
+    subset: Option<Arc<str>>,
+    port: u16,
+}
+
+impl ClusterName {
+    /// The service host (FQDN).
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+    /// The subset, if any.
+    pub fn subset(&self) -> Option<&str> {
+        self.subset.as_deref()
+    }
+    /// The service port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+    /// The borrowed form.
+    pub fn key(&self) -> ClusterKey<'_> {
+        ClusterKey {
+            host: &self.host,
+            subset: self.subset.as_deref(),
+            port: self.port,
+        }
+    }
+}
+
+impl fmt::Display for ClusterName {
+    /// Envoy's cluster name, as [`ClusterKey`]'s.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.key().fmt(f)
+    }
+}
+
 /// The DestinationRule policy of one cluster, merged as Istio does (§3.7, §3.8): the top-level
 /// policy, replaced wholesale by a matching `portLevelSettings` entry; then each of
 /// `loadBalancer`, `connectionPool`, `outlierDetection`, `tls` replaced by the subset's when set
 /// (all four when the subset has a port-level entry for the port). Blocks are never merged
 /// field by field. `Default` is "no DestinationRule": Istio's defaults everywhere.
+///
+/// It carries both what the YAML said (for explanations and the Envoy translation) and the
+/// forms the resilience machines run ([`pool_limits`](Self::pool_limits),
+/// [`outlier`](Self::outlier)), converted once when the table is compiled.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClusterPolicy {
     pub(crate) source: Option<String>,
@@ -68,6 +126,8 @@ pub struct ClusterPolicy {
     pub(crate) retry_budget: Option<mesh_model::RetryBudget>,
     pub(crate) load_balancer: LoadBalancer,
     pub(crate) hash: Option<HashPolicy>,
+    pub(crate) pool_limits: PoolLimits,
+    pub(crate) outlier: Option<OutlierConfig>,
 }
 
 impl ClusterPolicy {
@@ -88,11 +148,12 @@ impl ClusterPolicy {
     pub fn hash_policy(&self) -> Option<&HashPolicy> {
         self.hash.as_ref()
     }
-    /// Connection-pool limits; `None` means Istio's defaults (every limit 2^32 − 1).
+    /// The `connectionPool` block as written; `None` means Istio's defaults (every limit
+    /// 2^32 − 1).
     pub fn connection_pool(&self) -> Option<&mesh_model::ConnectionPoolSettings> {
         self.connection_pool.as_ref()
     }
-    /// Outlier detection; `None` means off.
+    /// The `outlierDetection` block as written; `None` means off.
     pub fn outlier_detection(&self) -> Option<&mesh_model::OutlierDetection> {
         self.outlier_detection.as_ref()
     }
@@ -100,8 +161,18 @@ impl ClusterPolicy {
     pub fn tls(&self) -> Option<&mesh_model::raw::ClientTlsSettings> {
         self.tls.as_ref()
     }
-    /// Retry budget.
+    /// The `retryBudget` block as written.
     pub fn retry_budget(&self) -> Option<&mesh_model::RetryBudget> {
         self.retry_budget.as_ref()
+    }
+    /// The connection-pool limits (circuit breakers) and retry budget in the form
+    /// [`mesh_resilience::ConnectionPool`] runs.
+    pub fn pool_limits(&self) -> PoolLimits {
+        self.pool_limits
+    }
+    /// The outlier-detection configuration [`mesh_resilience::OutlierDetector`] runs; `None`
+    /// means off.
+    pub fn outlier(&self) -> Option<&OutlierConfig> {
+        self.outlier.as_ref()
     }
 }

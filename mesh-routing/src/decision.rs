@@ -2,13 +2,17 @@
 
 use std::fmt;
 
-use mesh_model::{
-    CorsPolicy, DirectResponse, Duration, FaultInjection, Headers, Percentage, Redirect,
-    RedirectPort, RetryPolicy, Rewrite,
-};
+use std::time::Duration;
+
+use http::HeaderValue;
+use mesh_model::{CorsPolicy, Redirect, RedirectPort, Rewrite};
+use mesh_resilience::{FaultInjection, MirrorPolicy, RetryPolicy};
 
 use crate::cluster::{ClusterId, ClusterPolicy};
-use crate::table::{CompiledDest, CompiledRoute, RouteTable, VirtualHost};
+use crate::compiled::{
+    CompiledDest, CompiledRoute, DirectResponse, PrefixMode, RouteTable, VirtualHost,
+};
+use crate::headers::RouteHeaders;
 use crate::weighted::Weighted;
 use crate::RequestView;
 
@@ -80,7 +84,7 @@ impl<'t> DestinationRef<'t> {
         self.dest.weight
     }
     /// Destination-level header operations.
-    pub fn headers(&self) -> &'t Headers {
+    pub fn headers(&self) -> &'t RouteHeaders {
         &self.dest.headers
     }
     /// Whether the subset is undefined (no DestinationRule visible to this client declares
@@ -123,6 +127,11 @@ impl<'t> Routed<'t> {
     pub fn destination_count(&self) -> usize {
         self.split.len()
     }
+    pub(crate) fn dest(&self) -> &'t CompiledDest {
+        self.split
+            .get(self.chosen)
+            .unwrap_or_else(|| self.split.pick(0).1)
+    }
     fn destination_at(&self, i: usize) -> DestinationRef<'t> {
         DestinationRef {
             dest: self.split.get(i).unwrap_or_else(|| self.split.pick(0).1),
@@ -160,7 +169,8 @@ pub enum Action<'t> {
     /// 503 with flag `NC` (cluster not found) and an empty body. The other fields of the
     /// decision are those of the route.
     UnknownSubset(Routed<'t>),
-    /// Answer with a redirect ([`RouteDecision::redirect_location`] builds the `Location`).
+    /// Answer with a redirect ([`RouteDecision::redirect_location`] builds the `Location`,
+    /// [`RouteDecision::redirect_code`] gives the status).
     Redirect(&'t Redirect),
     /// Answer with a fixed response.
     DirectResponse(&'t DirectResponse),
@@ -179,8 +189,8 @@ pub struct MirrorTarget<'t> {
     pub destination: DestinationRef<'t>,
     /// The cluster of the copy.
     pub cluster: ClusterId,
-    /// Share of requests to mirror (sample it with a roll).
-    pub percentage: Percentage,
+    /// Which requests to mirror (sample it with a roll).
+    pub policy: MirrorPolicy,
 }
 
 /// The outcome of routing one request. Borrowed from the table; building it did not allocate.
@@ -242,15 +252,48 @@ impl<'t> RouteDecision<'t> {
         self.policy().hash_policy().and_then(|h| h.hash(req))
     }
 
-    /// The route's `rewrite`.
+    /// The route's `rewrite` as written (for explanations; [`rewritten_path`] applies it).
+    ///
+    /// [`rewritten_path`]: Self::rewritten_path
     pub fn rewrite(&self) -> Option<&'t Rewrite> {
         self.route.and_then(|(r, _)| r.rewrite.as_ref())
     }
 
+    /// The path and query to send upstream when the route rewrites the path, computed from
+    /// the match block that won: `rewrite.uri` replaces the matched prefix (the whole path
+    /// after an exact or regex match; the leading `/` when the route has no `uri` match, as
+    /// Istio matches prefix `/` then); `uriRegexRewrite` substitutes in the path. The query
+    /// is kept. `None` when the route does not rewrite the path. Allocates the new path.
+    pub fn rewritten_path(&self, req: &RequestView<'_>) -> Option<String> {
+        let (route, block) = self.route?;
+        let rw = route.rewrite.as_ref()?;
+        let path = req.path();
+        let mut out = if let Some(rx) = rw.uri_regex() {
+            rx.apply(path).into_owned()
+        } else {
+            let uri = rw.uri()?;
+            let prefix = block.map_or(PrefixMode::Slash, |b| route.blocks[b].prefix);
+            let rest = match prefix {
+                PrefixMode::Prefix(n) => path.get(n..).unwrap_or(""),
+                PrefixMode::Whole => "",
+                PrefixMode::Slash => path.get(1..).unwrap_or(""),
+            };
+            let mut s = String::with_capacity(uri.len() + rest.len());
+            s.push_str(uri);
+            s.push_str(rest);
+            s
+        };
+        if let Some(q) = req.query() {
+            out.push('?');
+            out.push_str(q);
+        }
+        Some(out)
+    }
+
     /// Header operations in the order Istio applies them: for a single destination the
     /// route's then the destination's; for a weighted split the chosen destination's (on the
-    /// cluster weight) then the route's. Each [`Headers`] lists sets, then adds, then removes.
-    pub fn header_operations(&self) -> impl Iterator<Item = &'t Headers> + 't {
+    /// cluster weight) then the route's.
+    pub fn header_operations(&self) -> impl Iterator<Item = &'t RouteHeaders> + 't {
         let route = self.route.map(|(r, _)| &r.headers);
         let (dest, weighted) = match self.action {
             Action::Route(r) | Action::UnknownSubset(r) => {
@@ -266,53 +309,59 @@ impl<'t> RouteDecision<'t> {
         first.into_iter().chain(second).filter(|h| !h.is_empty())
     }
 
-    /// The authority to send upstream, if the route rewrites it (`rewrite.authority` or a
+    /// Applies the request header operations to `headers`, in Istio's order.
+    pub fn apply_request_headers(&self, headers: &mut http::HeaderMap) {
+        for ops in self.header_operations() {
+            ops.request().apply(headers);
+        }
+    }
+
+    /// Applies the response header operations to `headers`, in Istio's order.
+    pub fn apply_response_headers(&self, headers: &mut http::HeaderMap) {
+        for ops in self.header_operations() {
+            ops.response().apply(headers);
+        }
+    }
+
+    /// The `Host` to send upstream when the route rewrites it (`rewrite.authority` or a
     /// `host`/`:authority` header operation). For a single destination the route level wins;
     /// for a weighted split the destination level (set on the cluster weight) wins.
-    pub fn authority_rewrite(&self) -> Option<&'t str> {
-        let route = self.route.and_then(|(r, _)| {
-            r.rewrite
-                .as_ref()
-                .and_then(Rewrite::authority)
-                .or_else(|| r.headers.request().authority())
-        });
-        let (dest, weighted) = match self.action {
-            Action::Route(r) | Action::UnknownSubset(r) => (
-                r.destination().headers().request().authority(),
-                r.split.len() > 1,
-            ),
-            _ => (None, false),
-        };
-        if weighted {
-            dest.or(route)
-        } else {
-            route.or(dest)
+    pub fn authority_rewrite(&self) -> Option<&'t HeaderValue> {
+        match self.action {
+            Action::Route(r) | Action::UnknownSubset(r) => r.dest().authority.as_ref(),
+            _ => None,
         }
     }
 
     /// The route timeout; `None` means disabled (Istio's default).
     pub fn timeout(&self) -> Option<Duration> {
-        self.route.and_then(|(r, _)| r.timeout)
+        self.route
+            .and_then(|(r, _)| r.retry.policy.deadlines().route())
     }
 
-    /// The retry policy: the route's, or Istio's default when the route sets none (also for
-    /// passthrough).
-    pub fn retry(&self) -> &'t RetryPolicy {
-        match self.route {
-            Some((r, _)) => &r.retries,
-            None => self.table.default_retry(),
+    /// The retry policy to run, with the route timeout and per-try timeout as its deadlines:
+    /// the route's, or Istio's default when the route sets none (also for passthrough).
+    /// Envoy's previous-hosts predicate follows `retryIgnorePreviousHosts` (default true),
+    /// except that Istio leaves it out when the destination uses consistent hashing.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        let retry = match self.route {
+            Some((r, _)) => &r.retry,
+            None => &self.table.default_retry,
+        };
+        let p = retry.policy;
+        if p.previous_hosts() && self.policy().load_balancer().is_consistent_hash() {
+            p.with_previous_hosts(false)
+        } else {
+            p
         }
     }
 
-    /// Whether a retry should avoid the hosts already tried (Envoy's previous-hosts
-    /// predicate): the retry policy's `retryIgnorePreviousHosts` (default true), except that
-    /// Istio leaves the predicate out when the destination uses consistent hashing.
-    pub fn retry_avoids_previous_hosts(&self) -> bool {
-        self.retry().retry_ignore_previous_hosts()
-            && !self.policy().load_balancer().is_consistent_hash()
+    /// Whether the retry policy is Istio's default (the route has no `retries` block).
+    pub fn retry_is_istio_default(&self) -> bool {
+        self.route.is_none_or(|(r, _)| r.retry.istio_default)
     }
 
-    /// Fault injection of the route.
+    /// Fault injection of the route, in the form the resilience machines run.
     pub fn fault(&self) -> Option<&'t FaultInjection> {
         self.route.and_then(|(r, _)| r.fault.as_ref())
     }
@@ -324,17 +373,17 @@ impl<'t> RouteDecision<'t> {
 
     /// Mirror targets of the route. Istio does not mirror when the primary cluster does not
     /// exist, so an [`Action::UnknownSubset`] has none.
-    pub fn mirrors(&self) -> impl Iterator<Item = MirrorTarget<'t>> + 't {
+    pub fn mirrors(&self) -> impl ExactSizeIterator<Item = MirrorTarget<'t>> + 't {
         let table = self.table;
         let port = self.port;
         let mirrors = match (self.route, self.action) {
             (Some((r, _)), Action::Route(_)) => &r.mirrors[..],
             _ => &[][..],
         };
-        mirrors.iter().map(move |(dest, pct)| MirrorTarget {
+        mirrors.iter().map(move |(dest, policy)| MirrorTarget {
             destination: DestinationRef { dest, table },
             cluster: table.cluster_for(dest, port),
-            percentage: *pct,
+            policy: *policy,
         })
     }
 
@@ -424,7 +473,7 @@ impl fmt::Display for RouteDecision<'_> {
                 r.destination().host()
             ),
             Action::Redirect(r) => write!(f, "redirect {}", r.code()),
-            Action::DirectResponse(d) => write!(f, "direct response {}", d.status()),
+            Action::DirectResponse(d) => write!(f, "direct response {}", d.status().as_u16()),
             Action::NoRoute => f.write_str("404 NR: no route matched"),
             Action::Passthrough(p) => match p.cluster {
                 Some(c) => write!(f, "passthrough to {}", self.table.cluster_key(c)),

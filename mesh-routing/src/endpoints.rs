@@ -1,35 +1,59 @@
-//! Endpoints: where a cluster's traffic can go, with labels for subsets.
+//! Endpoints, apart from routes: where a cluster's traffic can go.
 //!
-//! The route table keeps a [`StaticEndpoints`] registry filled from `ServiceEntry` `STATIC`
-//! endpoints. Other discovery sources (Kubernetes EndpointSlices, DNS) implement
-//! [`EndpointSource`] and use [`select_subset`] and the [`lb`](crate::lb) functions the same way.
+//! Routes name clusters (host, subset, port); endpoints are published per host by a source
+//! and selected per cluster, so an endpoint change never recompiles a route.
+//!
+//! ```text
+//! source ──(host, [Endpoint])──▶ registry ──EndpointSelector::select──▶ ClusterEndpoints ──pick──▶ EndpointChoice
+//!            (ServiceEntry STATIC,          (subset labels, service port)     (resolved ip:port,
+//!             Kubernetes, DNS)                                                  weights, labels)
+//! ```
+//!
+//! * [`Endpoint`]: an address with its labels, weight and service-port → endpoint-port
+//!   mapping, as a source knows it. Cheap to clone (shared internals).
+//! * [`EndpointSource`]: anything that can publish the endpoints of hosts into an
+//!   [`EndpointSink`]; [`StaticEndpoints`] (ServiceEntry `STATIC` endpoints, which
+//!   [`RouteTable::static_endpoints`](crate::RouteTable::static_endpoints) collects) is the
+//!   first. `mesh-tower`'s registry is a sink; so is [`StaticEndpoints`] itself.
+//! * [`EndpointSelector`]: what a cluster takes from its host's endpoints (the subset's labels
+//!   and the service port), from
+//!   [`RouteTable::selector`](crate::RouteTable::selector).
+//! * [`ClusterEndpoints`]: the result, indexed `0..len()` the way load balancers, in-flight
+//!   counts and outlier detection index endpoints.
 //!
 //! ```
-//! use mesh_routing::endpoints::{select_subset, Endpoint, EndpointSource, Labels, StaticEndpoints};
+//! use mesh_routing::endpoints::{Endpoint, EndpointSelector, StaticEndpoints};
 //!
 //! let mut reg = StaticEndpoints::new();
 //! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.1").with_label("version", "v1"));
 //! reg.add("api.default.svc.cluster.local", Endpoint::new("10.0.0.2").with_label("version", "v2"));
-//! let all = reg.endpoints("api.default.svc.cluster.local").unwrap();
-//! let v2: Labels = [("version".to_owned(), "v2".to_owned())].into();
-//! assert_eq!(select_subset(all, &v2), vec![1]);
+//! let v2 = EndpointSelector::new("api.default.svc.cluster.local", 8080)
+//!     .with_subset([("version".to_owned(), "v2".to_owned())].into());
+//! let eps = reg.select(&v2);
+//! assert_eq!(eps.len(), 1);
+//! assert_eq!(eps.get(0).unwrap().authority(), "10.0.0.2:8080");
 //! ```
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
+use http::uri::Authority;
 use rustc_hash::FxHashMap;
+
+use crate::lb::{EjectedSet, LbState, LoadBalancer};
 
 /// Labels of a workload or an endpoint.
 pub type Labels = BTreeMap<String, String>;
 
-/// One upstream endpoint.
+/// One upstream endpoint, as a source publishes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
-    address: Box<str>,
+    address: Arc<str>,
     weight: u32,
-    labels: Labels,
-    /// (service port, endpoint port) pairs, from ServiceEntry endpoint `ports`.
-    ports: Vec<(u16, u16)>,
+    labels: Arc<Labels>,
+    /// (service port, endpoint port) pairs, from ServiceEntry endpoint `ports` or a
+    /// Kubernetes target port.
+    ports: Arc<[(u16, u16)]>,
 }
 
 impl Endpoint {
@@ -39,16 +63,22 @@ impl Endpoint {
         Endpoint {
             address: address.into(),
             weight: 1,
-            labels: Labels::new(),
-            ports: Vec::new(),
+            labels: Arc::default(),
+            ports: Arc::new([]),
         }
     }
 
     /// Traffic for `service_port` goes to `endpoint_port` on this endpoint.
     #[must_use]
     pub fn with_port_mapping(mut self, service_port: u16, endpoint_port: u16) -> Self {
-        self.ports.retain(|(s, _)| *s != service_port);
-        self.ports.push((service_port, endpoint_port));
+        let mut ports: Vec<(u16, u16)> = self
+            .ports
+            .iter()
+            .copied()
+            .filter(|(s, _)| *s != service_port)
+            .collect();
+        ports.push((service_port, endpoint_port));
+        self.ports = ports.into();
         self
     }
 
@@ -70,14 +100,14 @@ impl Endpoint {
     /// Add a label.
     #[must_use]
     pub fn with_label(mut self, key: &str, value: &str) -> Self {
-        self.labels.insert(key.to_owned(), value.to_owned());
+        Arc::make_mut(&mut self.labels).insert(key.to_owned(), value.to_owned());
         self
     }
 
     /// Replace the labels.
     #[must_use]
     pub fn with_labels(mut self, labels: Labels) -> Self {
-        self.labels = labels;
+        self.labels = Arc::new(labels);
         self
     }
 
@@ -97,18 +127,26 @@ impl Endpoint {
     }
 }
 
-/// A source of endpoints per host (FQDN). Implementations hold a snapshot; the route table
-/// and the load balancers only read it.
-pub trait EndpointSource {
-    /// The endpoints of `host`, or `None` if the source knows nothing about it (the client
-    /// then resolves the host name itself).
-    fn endpoints(&self, host: &str) -> Option<&[Endpoint]>;
+/// Where a source publishes endpoints: the whole list of a host at a time.
+pub trait EndpointSink {
+    /// `host` (an FQDN, lower case) now has exactly `endpoints` (possibly none).
+    fn set_endpoints(&mut self, host: &str, endpoints: Vec<Endpoint>);
+    /// The source no longer knows `host`: its clusters fall back to what other sources say, or
+    /// to resolving the host name.
+    fn remove_host(&mut self, host: &str);
 }
 
-/// A fixed registry of endpoints, e.g. from `ServiceEntry` `STATIC` endpoints.
+/// A source of endpoints per host (FQDN): it publishes what it knows into a sink, and again
+/// whenever that changes.
+pub trait EndpointSource {
+    /// Publishes the source's current endpoints of every host it knows into `sink`.
+    fn publish(&self, sink: &mut dyn EndpointSink);
+}
+
+/// A fixed registry of endpoints per host, e.g. from `ServiceEntry` `STATIC` endpoints.
 #[derive(Debug, Clone, Default)]
 pub struct StaticEndpoints {
-    by_host: FxHashMap<Box<str>, Vec<Endpoint>>,
+    by_host: FxHashMap<Box<str>, Arc<[Endpoint]>>,
 }
 
 impl StaticEndpoints {
@@ -119,21 +157,53 @@ impl StaticEndpoints {
 
     /// Add an endpoint for `host` (lowercased).
     pub fn add(&mut self, host: &str, endpoint: Endpoint) {
-        self.by_host
-            .entry(host.to_ascii_lowercase().into_boxed_str())
-            .or_default()
-            .push(endpoint);
+        let host = host.to_ascii_lowercase().into_boxed_str();
+        let mut list: Vec<Endpoint> = self
+            .by_host
+            .get(&host)
+            .map(|l| l.to_vec())
+            .unwrap_or_default();
+        list.push(endpoint);
+        self.by_host.insert(host, list.into());
     }
 
     /// Number of hosts with endpoints.
     pub fn hosts(&self) -> usize {
         self.by_host.len()
     }
+
+    /// The endpoints of `host`, or `None` if the registry knows nothing about it.
+    pub fn endpoints(&self, host: &str) -> Option<&[Endpoint]> {
+        self.by_host.get(host).map(|l| &l[..])
+    }
+
+    /// The endpoints of one cluster.
+    pub fn select(&self, selector: &EndpointSelector) -> ClusterEndpoints {
+        selector.select(self.endpoints(selector.host()))
+    }
+
+    /// Every host with its endpoints, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Endpoint])> + '_ {
+        self.by_host.iter().map(|(h, l)| (&**h, &l[..]))
+    }
 }
 
 impl EndpointSource for StaticEndpoints {
-    fn endpoints(&self, host: &str) -> Option<&[Endpoint]> {
-        self.by_host.get(host).map(Vec::as_slice)
+    fn publish(&self, sink: &mut dyn EndpointSink) {
+        for (host, list) in &self.by_host {
+            sink.set_endpoints(host, list.to_vec());
+        }
+    }
+}
+
+impl EndpointSink for StaticEndpoints {
+    fn set_endpoints(&mut self, host: &str, endpoints: Vec<Endpoint>) {
+        self.by_host
+            .insert(host.to_ascii_lowercase().into(), endpoints.into());
+    }
+
+    fn remove_host(&mut self, host: &str) {
+        self.by_host.remove(host);
     }
 }
 
@@ -142,62 +212,255 @@ pub fn labels_match(selector: &Labels, labels: &Labels) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
-/// Indexes of the endpoints whose labels carry every label of the subset selector.
-pub fn select_subset(endpoints: &[Endpoint], selector: &Labels) -> Vec<u32> {
-    endpoints
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| labels_match(selector, &e.labels))
-        .filter_map(|(i, _)| u32::try_from(i).ok())
-        .collect()
+/// What one cluster takes from its host's endpoints: those carrying the subset's labels (all
+/// of them without a subset), each at its port for the cluster's service port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointSelector {
+    host: Arc<str>,
+    port: u16,
+    subset: Subset,
 }
 
-/// The endpoints of one cluster: all of a host's endpoints, or the subset selected from them.
-/// Positions `0..len()` are the indexes the load balancers, the in-flight counts and the
-/// ejected set use.
-#[derive(Debug, Clone, Copy)]
-pub struct EndpointSet<'a> {
-    all: &'a [Endpoint],
-    selection: Option<&'a [u32]>,
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Subset {
+    /// Every endpoint of the host.
+    All,
+    /// The endpoints carrying these labels.
+    Labels(Arc<Labels>),
+    /// A subset no DestinationRule declares: nothing.
+    Undefined,
 }
 
-impl<'a> EndpointSet<'a> {
-    /// Every endpoint of `all`.
-    pub fn all(all: &'a [Endpoint]) -> Self {
-        EndpointSet {
-            all,
-            selection: None,
+impl EndpointSelector {
+    /// Every endpoint of `host`, at their port for service port `port`.
+    pub fn new(host: &str, port: u16) -> Self {
+        EndpointSelector {
+            host: host.to_ascii_lowercase().into(),
+            port,
+            subset: Subset::All,
         }
     }
 
-    /// The endpoints of `all` at `selection` (as returned by [`select_subset`]).
-    pub fn subset(all: &'a [Endpoint], selection: &'a [u32]) -> Self {
-        EndpointSet {
-            all,
-            selection: Some(selection),
+    /// Only the endpoints carrying every label of `labels` (a subset's selector).
+    #[must_use]
+    pub fn with_subset(mut self, labels: Labels) -> Self {
+        self.subset = Subset::Labels(Arc::new(labels));
+        self
+    }
+
+    /// Nothing: the selector of a subset no DestinationRule declares.
+    #[must_use]
+    pub fn undefined_subset(mut self) -> Self {
+        self.subset = Subset::Undefined;
+        self
+    }
+
+    /// The host whose endpoints are selected.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The service port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The subset's labels, if the cluster is a defined subset.
+    pub fn subset(&self) -> Option<&Labels> {
+        match &self.subset {
+            Subset::Labels(l) => Some(l),
+            Subset::All | Subset::Undefined => None,
         }
     }
 
-    /// Number of endpoints in the set.
+    /// The cluster's endpoints from its host's (`None`: no source knows the host). An
+    /// unknown host resolves by name when the cluster is not a subset (a subset of an
+    /// unknown host has no endpoints: Envoy's `no healthy upstream`). Endpoints whose address
+    /// does not make a valid `host:port` authority (Unix sockets, for example) are left out.
+    pub fn select(&self, endpoints: Option<&[Endpoint]>) -> ClusterEndpoints {
+        let Some(all) = endpoints else {
+            let resolve = match self.subset {
+                Subset::All => Authority::try_from(format!("{}:{}", self.host, self.port)).ok(),
+                Subset::Labels(_) | Subset::Undefined => None,
+            };
+            return ClusterEndpoints {
+                endpoints: Arc::new([]),
+                resolve,
+            };
+        };
+        let selected = all
+            .iter()
+            .filter(|e| match &self.subset {
+                Subset::All => true,
+                Subset::Labels(s) => labels_match(s, e.labels()),
+                Subset::Undefined => false,
+            })
+            .filter_map(|e| ClusterEndpoint::new(e.clone(), e.port_for(self.port)))
+            .collect();
+        ClusterEndpoints {
+            endpoints: selected,
+            resolve: None,
+        }
+    }
+}
+
+/// One endpoint of a cluster: the published endpoint at the port the cluster uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterEndpoint {
+    endpoint: Endpoint,
+    port: u16,
+    authority: Authority,
+}
+
+impl ClusterEndpoint {
+    /// `endpoint` at `port`, or `None` when the address does not make a valid authority.
+    pub fn new(endpoint: Endpoint, port: u16) -> Option<Self> {
+        let address = endpoint.address();
+        let text = if address.contains(':') && !address.starts_with('[') {
+            format!("[{address}]:{port}")
+        } else {
+            format!("{address}:{port}")
+        };
+        let authority = Authority::try_from(text).ok()?;
+        Some(ClusterEndpoint {
+            endpoint,
+            port,
+            authority,
+        })
+    }
+
+    /// The endpoint as published.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The address (without port).
+    pub fn address(&self) -> &str {
+        self.endpoint.address()
+    }
+
+    /// The port to connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `address:port` (IPv6 in brackets): where to connect, and the endpoint's identity for
+    /// load-balancer, outlier-detection and statistics state.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// The load-balancing weight.
+    pub fn weight(&self) -> u32 {
+        self.endpoint.weight()
+    }
+
+    /// The endpoint's labels.
+    pub fn labels(&self) -> &Labels {
+        self.endpoint.labels()
+    }
+}
+
+/// The endpoints of one cluster, from [`EndpointSelector::select`]. Positions `0..len()` are
+/// the indexes load balancers, in-flight counts and ejected sets use.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterEndpoints {
+    endpoints: Arc<[ClusterEndpoint]>,
+    /// Set when no source knows the host and the cluster is not a subset: connect to the host
+    /// name, resolved as usual.
+    resolve: Option<Authority>,
+}
+
+impl ClusterEndpoints {
+    /// Endpoints given directly (tests, tools).
+    pub fn from_endpoints(endpoints: Vec<ClusterEndpoint>) -> Self {
+        ClusterEndpoints {
+            endpoints: endpoints.into(),
+            resolve: None,
+        }
+    }
+
+    /// Number of endpoints.
     pub fn len(&self) -> usize {
-        self.selection.map_or(self.all.len(), <[u32]>::len)
+        self.endpoints.len()
     }
 
-    /// Whether the set is empty.
+    /// Whether there is no endpoint (with [`resolve`](Self::resolve) `None`: Envoy's `no
+    /// healthy upstream`).
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.endpoints.is_empty()
     }
 
-    /// The endpoint at position `i` of the set.
-    pub fn get(&self, i: usize) -> Option<&'a Endpoint> {
-        match self.selection {
-            None => self.all.get(i),
-            Some(sel) => sel.get(i).and_then(|&j| self.all.get(j as usize)),
-        }
+    /// The endpoint at position `i`.
+    pub fn get(&self, i: usize) -> Option<&ClusterEndpoint> {
+        self.endpoints.get(i)
     }
 
     /// The endpoints in order.
-    pub fn iter(&self) -> impl Iterator<Item = &'a Endpoint> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
+    pub fn iter(&self) -> std::slice::Iter<'_, ClusterEndpoint> {
+        self.endpoints.iter()
     }
+
+    /// The endpoints as a slice.
+    pub fn as_slice(&self) -> &[ClusterEndpoint] {
+        &self.endpoints
+    }
+
+    /// `host:port` to connect to when no source knows the host and the cluster is not a
+    /// subset.
+    pub fn resolve(&self) -> Option<&Authority> {
+        self.resolve.as_ref()
+    }
+
+    /// The position of the endpoint at `authority`, if it is in the set.
+    pub fn position(&self, authority: &str) -> Option<usize> {
+        self.endpoints
+            .iter()
+            .position(|e| e.authority.as_str() == authority)
+    }
+}
+
+impl ClusterEndpoints {
+    /// Chooses an endpoint with `lb` (the cluster's
+    /// [`ClusterPolicy::load_balancer`](crate::ClusterPolicy::load_balancer)): see
+    /// [`lb::pick`](crate::lb::pick) for `state`, `in_flight`, `ejected`, `roll` and `hash`.
+    pub fn pick<E: EjectedSet + ?Sized>(
+        &self,
+        lb: &LoadBalancer,
+        state: &mut LbState,
+        in_flight: &[u32],
+        ejected: &E,
+        roll: u64,
+        hash: Option<u64>,
+    ) -> EndpointChoice<'_> {
+        if self.endpoints.is_empty() {
+            if let Some(a) = &self.resolve {
+                return EndpointChoice::Resolve(a);
+            }
+        }
+        match crate::lb::pick(lb, &self.endpoints, state, in_flight, ejected, roll, hash) {
+            Some(index) => match self.endpoints.get(index) {
+                Some(endpoint) => EndpointChoice::Endpoint { index, endpoint },
+                None => EndpointChoice::NoHealthyUpstream,
+            },
+            None => EndpointChoice::NoHealthyUpstream,
+        }
+    }
+}
+
+/// The endpoint chosen by [`ClusterEndpoints::pick`].
+#[derive(Debug, Clone, Copy)]
+pub enum EndpointChoice<'a> {
+    /// Connect to this endpoint.
+    Endpoint {
+        /// Position in the cluster's endpoints (the index for in-flight counts and ejection).
+        index: usize,
+        /// The endpoint.
+        endpoint: &'a ClusterEndpoint,
+    },
+    /// No source knows the host: connect to this `host:port`, resolved as usual.
+    Resolve(&'a Authority),
+    /// Every endpoint is ejected, or none carries the subset's labels: Envoy answers 503
+    /// `no healthy upstream` (flag `UH`).
+    NoHealthyUpstream,
 }

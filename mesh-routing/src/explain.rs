@@ -6,9 +6,9 @@
 
 use std::fmt;
 
+use crate::compiled::RouteTable;
 use crate::decision::Action;
 use crate::host::HostMatch;
-use crate::table::RouteTable;
 use crate::RequestView;
 
 /// The explanation of one routing decision.
@@ -240,13 +240,13 @@ impl RouteTable {
                             }
                         })
                         .collect(),
-                    timeout: d.timeout().map(|t| format!("{:?}", t.as_std())),
+                    timeout: d.timeout().map(|t| format!("{t:?}")),
                     retries: {
-                        let p = d.retry();
-                        if p.is_enabled() {
-                            format!("{} retries on {}", p.attempts(), p.retry_on())
-                        } else {
-                            "retries disabled".to_owned()
+                        let p = d.retry_policy();
+                        match p.num_retries() {
+                            0 => "retries disabled".to_owned(),
+                            1 => format!("1 retry on {}", p.retry_on()),
+                            n => format!("{n} retries on {}", p.retry_on()),
                         }
                     },
                 }
@@ -256,7 +256,7 @@ impl RouteTable {
                 location: d.redirect_location(req).unwrap_or_default(),
             },
             Action::DirectResponse(dr) => TraceOutcome::DirectResponse {
-                status: dr.status(),
+                status: dr.status().as_u16(),
             },
             Action::NoRoute => TraceOutcome::NoRoute,
             Action::Passthrough(p) => TraceOutcome::Passthrough {

@@ -1,4 +1,4 @@
-//! Load balancers: pure functions over an [`EndpointSet`], with the little state they need
+//! Load balancers: pure functions over a cluster's endpoints ([`ClusterEndpoint`] slices), with the little state they need
 //! kept in an [`LbState`] that the caller owns (one per cluster).
 //!
 //! Every function takes the ejected endpoints as an input ([`EjectedSet`]: a closure, a
@@ -17,11 +17,13 @@
 //! (header, cookie or parameter missing) the roll is used, so the pick is random, as in Envoy.
 //!
 //! ```
-//! use mesh_routing::endpoints::{Endpoint, EndpointSet};
+//! use mesh_routing::endpoints::{ClusterEndpoint, Endpoint};
 //! use mesh_routing::lb::{pick, LbState, LoadBalancer, NoneEjected};
 //!
-//! let eps = [Endpoint::new("10.0.0.1:80").with_weight(2), Endpoint::new("10.0.0.2:80")];
-//! let set = EndpointSet::all(&eps);
+//! let set = [
+//!     ClusterEndpoint::new(Endpoint::new("10.0.0.1").with_weight(2), 80).unwrap(),
+//!     ClusterEndpoint::new(Endpoint::new("10.0.0.2"), 80).unwrap(),
+//! ];
 //! let mut state = LbState::new();
 //! let picks: Vec<_> = (0..3)
 //!     .map(|_| pick(&LoadBalancer::RoundRobin, &set, &mut state, &[], &NoneEjected, 0, None))
@@ -34,7 +36,7 @@ use std::hash::Hasher;
 use http::HeaderName;
 use twox_hash::XxHash64;
 
-use crate::endpoints::EndpointSet;
+use crate::endpoints::ClusterEndpoint;
 use crate::RequestView;
 
 /// Envoy's default minimum ring size.
@@ -45,7 +47,7 @@ pub const MAXIMUM_RING_SIZE: u64 = 8 * 1024 * 1024;
 pub const DEFAULT_MAGLEV_TABLE_SIZE: u64 = 65537;
 
 /// Which endpoints are ejected (outlier detection). Indexes are positions in the
-/// [`EndpointSet`].
+/// cluster's endpoint list.
 pub trait EjectedSet {
     /// Whether the endpoint at `index` is ejected.
     fn is_ejected(&self, index: usize) -> bool;
@@ -176,12 +178,12 @@ impl LbState {
         *self = Self::default();
     }
 
-    fn sync(&mut self, set: &EndpointSet<'_>) {
+    fn sync(&mut self, set: &[ClusterEndpoint]) {
         if self.len != set.len() || self.current.len() != set.len() {
             self.reset();
             self.len = set.len();
             self.current = vec![0; set.len()];
-            let first = set.get(0).map(|e| e.weight());
+            let first = set.first().map(|e| e.weight());
             self.equal_weights = set.iter().all(|e| Some(e.weight()) == first);
         }
     }
@@ -193,7 +195,7 @@ impl LbState {
 /// consistent-hash key, if any.
 pub fn pick<E: EjectedSet + ?Sized>(
     lb: &LoadBalancer,
-    set: &EndpointSet<'_>,
+    set: &[ClusterEndpoint],
     state: &mut LbState,
     in_flight: &[u32],
     ejected: &E,
@@ -237,7 +239,7 @@ fn kth_healthy<E: EjectedSet + ?Sized>(n: usize, k: usize, ejected: &E) -> Optio
 }
 
 fn round_robin<E: EjectedSet + ?Sized>(
-    set: &EndpointSet<'_>,
+    set: &[ClusterEndpoint],
     state: &mut LbState,
     ejected: &E,
 ) -> Option<usize> {
@@ -274,7 +276,7 @@ fn round_robin<E: EjectedSet + ?Sized>(
 }
 
 fn least_request<E: EjectedSet + ?Sized>(
-    set: &EndpointSet<'_>,
+    set: &[ClusterEndpoint],
     in_flight: &[u32],
     ejected: &E,
     roll: u64,
@@ -332,7 +334,7 @@ impl RingHash {
     /// endpoint's entries do not depend on how many others there are: adding one of N + 1
     /// endpoints moves about 1/(N + 1) of the keys, all of them to the new endpoint. The price is
     /// memory: 12 bytes per entry, so 1024 entries per endpoint.
-    pub fn build(set: &EndpointSet<'_>, minimum_ring_size: u64) -> Self {
+    pub fn build(set: &[ClusterEndpoint], minimum_ring_size: u64) -> Self {
         let per_unit = if minimum_ring_size == 0 {
             DEFAULT_MINIMUM_RING_SIZE
         } else {
@@ -352,7 +354,7 @@ impl RingHash {
         for (i, e) in set.iter().enumerate() {
             let entries = (scale * f64::from(e.weight()) / f64::from(min_w)).ceil() as u64;
             for replica in 0..entries.max(1) {
-                ring.push((endpoint_hash(e.address(), replica), i as u32));
+                ring.push((endpoint_hash(e.authority().as_str(), replica), i as u32));
             }
         }
         ring.sort_unstable();
@@ -397,7 +399,7 @@ impl Maglev {
     /// Build a table of `table_size` slots (0 means 65537; it should be prime so that every
     /// endpoint's permutation visits every slot). Endpoints fill slots in proportion to their
     /// weights.
-    pub fn build(set: &EndpointSet<'_>, table_size: u64) -> Self {
+    pub fn build(set: &[ClusterEndpoint], table_size: u64) -> Self {
         let m = if table_size == 0 {
             DEFAULT_MAGLEV_TABLE_SIZE
         } else {
@@ -413,8 +415,9 @@ impl Maglev {
         let perms: Vec<(u64, u64)> = set
             .iter()
             .map(|e| {
-                let offset = XxHash64::oneshot(0, e.address().as_bytes()) % m;
-                let skip = XxHash64::oneshot(1, e.address().as_bytes()) % (m - 1).max(1) + 1;
+                let offset = XxHash64::oneshot(0, e.authority().as_str().as_bytes()) % m;
+                let skip =
+                    XxHash64::oneshot(1, e.authority().as_str().as_bytes()) % (m - 1).max(1) + 1;
                 (offset, skip)
             })
             .collect();

@@ -84,7 +84,7 @@
 //! let Action::Route(routed) = decision.action() else { panic!("{decision}") };
 //! let cluster = table.cluster_key(routed.cluster());
 //! assert_eq!(cluster.to_string(), "outbound|9080|v2|reviews.default.svc.cluster.local");
-//! assert_eq!(decision.retry().attempts(), 2); // Istio's default when the route sets none
+//! assert_eq!(decision.retry_policy().num_retries(), 2); // Istio's default when the route sets none
 //! assert!(decision.timeout().is_none());       // disabled by default
 //!
 //! // Everyone else: 90/10 by the caller's roll.
@@ -122,11 +122,14 @@
 //!
 //! MSRV: see the workspace `rust-version` (a rolling policy: at least six months old).
 
+mod client;
 mod cluster;
 mod compile;
+mod compiled;
 mod decision;
 pub mod endpoints;
 mod explain;
+pub mod headers;
 pub mod host;
 pub mod lb;
 pub mod matcher;
@@ -134,8 +137,10 @@ mod request;
 mod table;
 pub mod weighted;
 
-pub use cluster::{ClusterId, ClusterKey, ClusterPolicy};
+pub use client::ClientContext;
+pub use cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy};
 pub use compile::CompileError;
+pub use compiled::{CompileNote, DirectResponse, RouteTable};
 pub use decision::{
     Action, DestinationRef, MirrorTarget, Passthrough, RouteDecision, RouteId, Routed,
     VirtualServiceId,
@@ -145,4 +150,3 @@ pub use explain::{
     TraceVirtualService,
 };
 pub use request::RequestView;
-pub use table::{ClientContext, ClusterEndpoints, CompileNote, EndpointChoice, RouteTable};

@@ -82,17 +82,29 @@ fn route_and_pick_do_not_allocate() {
     let mut states: Vec<LbState> = (0..seed.destination_count() * 2)
         .map(|_| LbState::new())
         .collect();
+    // Endpoints are selected per cluster once (when published), not per request.
+    let endpoints: Vec<_> = (0..seed.destination_count())
+        .map(|_| None::<mesh_routing::endpoints::ClusterEndpoints>)
+        .collect();
+    let mut endpoints = endpoints;
+    for roll in 0..100u64 {
+        let c = seed.route(&req, roll).cluster().unwrap();
+        endpoints[c.destination_index()]
+            .get_or_insert_with(|| seed.static_endpoints().select(&seed.selector(c)));
+    }
     // Warm the load-balancer state once (it sizes itself on first use).
     for roll in 0..100u64 {
         let d = seed.route(&req, roll);
         let c = d.cluster().unwrap();
-        let _ = seed.pick_endpoint(
-            c,
-            None,
+        let eps = endpoints[c.destination_index()].as_ref().unwrap();
+        let lb = seed.policy(c).load_balancer();
+        let _ = eps.pick(
+            &lb,
             &mut states[c.destination_index()],
             &[],
             &NoneEjected,
             roll,
+            None,
         );
     }
     let n = allocations_during(|| {
@@ -102,20 +114,21 @@ fn route_and_pick_do_not_allocate() {
                 panic!("{d}")
             };
             std::hint::black_box((
-                d.retry(),
+                d.retry_policy(),
                 d.timeout(),
                 d.header_operations().count(),
                 d.policy(),
             ));
             std::hint::black_box(d.hash_key(&req));
             let c = r.cluster();
-            let choice = seed.pick_endpoint(
-                c,
-                None,
+            let eps = endpoints[c.destination_index()].as_ref().unwrap();
+            let choice = eps.pick(
+                &seed.policy(c).load_balancer(),
                 &mut states[c.destination_index()],
                 &[],
                 &NoneEjected,
                 roll,
+                d.hash_key(&req),
             );
             std::hint::black_box(choice);
         }

@@ -28,7 +28,7 @@ fn outcome(table: &RouteTable, view: &RequestView<'_>, roll: u64) -> String {
             format!("route:{}", k.subset.unwrap_or(""))
         }
         Action::Redirect(_) => "redirect".to_owned(),
-        Action::DirectResponse(r) => format!("direct:{}", r.status()),
+        Action::DirectResponse(r) => format!("direct:{}", r.status().as_u16()),
         Action::NoRoute => "NR".to_owned(),
         Action::UnknownSubset(_) => "NC".to_owned(),
         Action::Passthrough(_) => "passthrough".to_owned(),

@@ -1,6 +1,7 @@
 //! Load balancers and weighted splits: exactness, convergence and consistent-hash stability.
 
-use mesh_routing::endpoints::{Endpoint, EndpointSet};
+use mesh_routing::endpoints::ClusterEndpoint;
+use mesh_routing::endpoints::Endpoint;
 use mesh_routing::lb::{pick, LbState, LoadBalancer, Maglev, NoneEjected, RingHash};
 use mesh_routing::weighted::Weighted;
 use proptest::prelude::*;
@@ -13,11 +14,17 @@ impl Rolls {
     }
 }
 
-fn endpoints(weights: &[u32]) -> Vec<Endpoint> {
+fn endpoints(weights: &[u32]) -> Vec<ClusterEndpoint> {
     weights
         .iter()
         .enumerate()
-        .map(|(i, &w)| Endpoint::new(&format!("10.0.{}.{}:8080", i / 250, i % 250)).with_weight(w))
+        .map(|(i, &w)| {
+            ClusterEndpoint::new(
+                Endpoint::new(&format!("10.0.{}.{}", i / 250, i % 250)).with_weight(w),
+                8080,
+            )
+            .expect("valid address")
+        })
         .collect()
 }
 
@@ -57,18 +64,18 @@ proptest! {
         ejected_mask in any::<u8>(),
     ) {
         let eps = endpoints(&weights);
-        let set = EndpointSet::all(&eps);
+        let set: &[_] = &eps;
         let ejected: Vec<bool> = (0..weights.len()).map(|i| ejected_mask & (1 << i) != 0).collect();
         let live_total: u32 = weights.iter().zip(&ejected).filter(|(_, &e)| !e).map(|(w, _)| w).sum();
         let mut state = LbState::new();
         let mut counts = vec![0u32; weights.len()];
         for _ in 0..live_total {
-            let i = pick(&LoadBalancer::RoundRobin, &set, &mut state, &[], &ejected[..], 0, None).unwrap();
+            let i = pick(&LoadBalancer::RoundRobin, set, &mut state, &[], &ejected[..], 0, None).unwrap();
             counts[i] += 1;
         }
         let expected: Vec<u32> = weights.iter().zip(&ejected).map(|(&w, &e)| if e { 0 } else { w }).collect();
         if live_total == 0 {
-            prop_assert_eq!(pick(&LoadBalancer::RoundRobin, &set, &mut state, &[], &ejected[..], 0, None), None);
+            prop_assert_eq!(pick(&LoadBalancer::RoundRobin, set, &mut state, &[], &ejected[..], 0, None), None);
         } else if weights.iter().all(|&w| w == weights[0]) {
             // Equal weights rotate: one pick per live endpoint per `live` picks.
             let live = ejected.iter().filter(|e| !**e).count() as u32;
@@ -87,11 +94,11 @@ proptest! {
         roll in any::<u64>(),
     ) {
         let eps = endpoints(&vec![1; loads.len()]);
-        let set = EndpointSet::all(&eps);
+        let set: &[_] = &eps;
         let n = loads.len() as u64;
         let a = ((roll as u32) as u64 % n) as usize;
         let b = ((roll >> 32) % n) as usize;
-        let got = pick(&LoadBalancer::LeastRequest, &set, &mut LbState::new(), &loads, &NoneEjected, roll, None).unwrap();
+        let got = pick(&LoadBalancer::LeastRequest, set, &mut LbState::new(), &loads, &NoneEjected, roll, None).unwrap();
         let want = if loads[b] < loads[a] { b } else { a };
         prop_assert_eq!(got, want);
     }
@@ -104,7 +111,7 @@ proptest! {
         hash in any::<u64>(),
     ) {
         let eps = endpoints(&vec![1; n]);
-        let set = EndpointSet::all(&eps);
+        let set: &[_] = &eps;
         let ejected: Vec<bool> = (0..n).map(|i| ejected_mask & (1 << i) != 0).collect();
         let all_ejected = ejected.iter().all(|e| *e);
         for lb in [
@@ -114,7 +121,7 @@ proptest! {
             LoadBalancer::RingHash { minimum_ring_size: 64 },
             LoadBalancer::Maglev { table_size: 251 },
         ] {
-            let got = pick(&lb, &set, &mut LbState::new(), &[], &ejected[..], roll, Some(hash));
+            let got = pick(&lb, set, &mut LbState::new(), &[], &ejected[..], roll, Some(hash));
             match got {
                 None => prop_assert!(all_ejected, "{lb:?} found nothing"),
                 Some(i) => prop_assert!(!ejected[i], "{lb:?} picked ejected {i}"),
@@ -131,13 +138,13 @@ proptest! {
     #[test]
     fn consistent_hash_is_stable_per_key(key in any::<u64>(), n in 1usize..20) {
         let eps = endpoints(&vec![1; n]);
-        let set = EndpointSet::all(&eps);
-        let ring = RingHash::build(&set, 0);
-        let maglev = Maglev::build(&set, 4099);
+        let set: &[_] = &eps;
+        let ring = RingHash::build(set, 0);
+        let maglev = Maglev::build(set, 4099);
         prop_assert_eq!(ring.pick(key, &NoneEjected), ring.pick(key, &NoneEjected));
         prop_assert_eq!(maglev.pick(key, &NoneEjected), maglev.pick(key, &NoneEjected));
         // A rebuilt ring from the same endpoints gives the same answer.
-        prop_assert_eq!(RingHash::build(&set, 0).pick(key, &NoneEjected), ring.pick(key, &NoneEjected));
+        prop_assert_eq!(RingHash::build(set, 0).pick(key, &NoneEjected), ring.pick(key, &NoneEjected));
     }
 }
 
@@ -168,14 +175,13 @@ fn split_frequencies_converge_to_weights() {
 fn random_and_least_request_spread_evenly() {
     // 100,000 fixed-seed picks over 5 idle endpoints: each share within ±1 point of 20%.
     let eps = endpoints(&[1; 5]);
-    let set = EndpointSet::all(&eps);
+    let set: &[_] = &eps;
     for lb in [LoadBalancer::Random, LoadBalancer::LeastRequest] {
         let mut counts = [0u32; 5];
         let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(7));
         let mut state = LbState::new();
         for _ in 0..100_000 {
-            counts[pick(&lb, &set, &mut state, &[], &NoneEjected, rolls.next(), None).unwrap()] +=
-                1;
+            counts[pick(&lb, set, &mut state, &[], &NoneEjected, rolls.next(), None).unwrap()] += 1;
         }
         for c in counts {
             assert!(
@@ -190,13 +196,13 @@ fn random_and_least_request_spread_evenly() {
 fn least_request_avoids_the_busy_endpoint() {
     // With 2 endpoints, the busy one wins only when both draws pick it (1/4 of rolls).
     let eps = endpoints(&[1, 1]);
-    let set = EndpointSet::all(&eps);
+    let set: &[_] = &eps;
     let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(3));
     let busy = (0..40_000)
         .filter(|_| {
             pick(
                 &LoadBalancer::LeastRequest,
-                &set,
+                set,
                 &mut LbState::new(),
                 &[10, 0],
                 &NoneEjected,
@@ -210,13 +216,13 @@ fn least_request_avoids_the_busy_endpoint() {
 }
 
 fn moved_fraction(
-    build: impl Fn(&EndpointSet<'_>) -> Box<dyn Fn(u64) -> usize>,
+    build: impl Fn(&[ClusterEndpoint]) -> Box<dyn Fn(u64) -> usize>,
     n: usize,
 ) -> (f64, bool) {
     let before = endpoints(&vec![1; n]);
     let after = endpoints(&vec![1; n + 1]);
-    let pick_before = build(&EndpointSet::all(&before));
-    let pick_after = build(&EndpointSet::all(&after));
+    let pick_before = build(&before);
+    let pick_after = build(&after);
     let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(11));
     let keys = 20_000;
     let mut moved = 0;
@@ -264,11 +270,11 @@ fn maglev_moves_a_bounded_share_of_keys() {
 #[test]
 fn maglev_table_follows_weights() {
     let eps = endpoints(&[1, 1, 1, 1]);
-    let counts = Maglev::build(&EndpointSet::all(&eps), 65537).slot_counts(4);
+    let counts = Maglev::build(&eps, 65537).slot_counts(4);
     let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
     assert!(max - min <= 1, "{counts:?}");
     let eps = endpoints(&[1, 3]);
-    let counts = Maglev::build(&EndpointSet::all(&eps), 65537).slot_counts(2);
+    let counts = Maglev::build(&eps, 65537).slot_counts(2);
     let share = counts[1] as f64 / 65537.0;
     assert!((share - 0.75).abs() < 0.001, "{counts:?}");
 }
@@ -277,7 +283,7 @@ fn maglev_table_follows_weights() {
 fn ring_hash_follows_weights() {
     // Weights 1:3 over 50,000 keys: the heavy endpoint gets 75% ± 4 points.
     let eps = endpoints(&[1, 3]);
-    let ring = RingHash::build(&EndpointSet::all(&eps), 1024);
+    let ring = RingHash::build(&eps, 1024);
     assert!(ring.len() >= 1024);
     let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(5));
     let heavy = (0..50_000)
@@ -290,8 +296,8 @@ fn ring_hash_follows_weights() {
 #[test]
 fn ejected_keys_move_to_a_live_endpoint_and_others_stay() {
     let eps = endpoints(&[1; 6]);
-    let set = EndpointSet::all(&eps);
-    let ring = RingHash::build(&set, 1024);
+    let set: &[_] = &eps;
+    let ring = RingHash::build(set, 1024);
     let ejected = |i: usize| i == 2;
     let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(9));
     for _ in 0..5_000 {

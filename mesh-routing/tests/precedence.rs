@@ -4,8 +4,9 @@
 mod common;
 
 use common::{get, headers, table, target};
+use mesh_routing::endpoints::EndpointChoice;
 use mesh_routing::lb::LoadBalancer;
-use mesh_routing::{Action, ClientContext, EndpointChoice, RequestView, RouteTable};
+use mesh_routing::{Action, ClientContext, RequestView, RouteTable};
 
 const FQDN: &str = "svc.cluster.local";
 
@@ -353,11 +354,18 @@ spec:
         let d = table.route(&req, 0);
         let c = d.cluster().unwrap();
         let mut state = mesh_routing::lb::LbState::new();
-        match table.pick_endpoint(c, None, &mut state, &[], &mesh_routing::lb::NoneEjected, 0) {
-            EndpointChoice::Endpoint { endpoint, port, .. } => {
-                format!("{}:{port}", endpoint.address())
-            }
-            EndpointChoice::Resolve { host, .. } => format!("resolve {host}"),
+        let eps = table.static_endpoints().select(&table.selector(c));
+        let lb = table.policy(c).load_balancer();
+        match eps.pick(
+            &lb,
+            &mut state,
+            &[],
+            &mesh_routing::lb::NoneEjected,
+            0,
+            None,
+        ) {
+            EndpointChoice::Endpoint { endpoint, .. } => endpoint.authority().to_string(),
+            EndpointChoice::Resolve(a) => format!("resolve {a}"),
             EndpointChoice::NoHealthyUpstream => "UH".to_owned(),
         }
     };
@@ -601,8 +609,8 @@ spec:
     assert_eq!(p.host(), Some("web.default.svc.cluster.local"));
     assert_eq!(table.cluster_key(p.cluster().unwrap()).port, 8000);
     assert!(pt.timeout().is_none());
-    assert_eq!(pt.retry().attempts(), 2);
-    assert!(!pt.retry().is_written());
+    assert_eq!(pt.retry_policy().num_retries(), 2);
+    assert!(pt.retry_is_istio_default());
     assert!(matches!(
         pt.policy().load_balancer(),
         LoadBalancer::RingHash { .. }
@@ -708,7 +716,11 @@ spec:
             .header_operations()
             .flat_map(|ops| ops.request().set().iter().map(|(k, _)| k.to_string()))
             .collect();
-        (order, d.authority_rewrite().map(str::to_owned))
+        (
+            order,
+            d.authority_rewrite()
+                .map(|a| a.to_str().unwrap().to_owned()),
+        )
     };
     // Single destination: route level, then destination level; route authority absent, so
     // the destination's host applies.
@@ -779,7 +791,7 @@ spec:
         panic!("{d}")
     };
     assert_eq!(dr.status(), 503);
-    assert_eq!(dr.body(), Some(&b"unknown error"[..]));
+    assert_eq!(dr.body().map(|b| &b[..]), Some(&b"unknown error"[..]));
 }
 
 #[test]
@@ -795,7 +807,7 @@ fn seed_canary_config() {
     let d = table.route(&req, 5);
     assert_eq!(d.to_string(), "default/api-vs-canary http[0]: route to outbound|8080|v1|api.default.svc.cluster.local (destination 1 of 2, weight 90/100)");
     assert_eq!(
-        d.retry().attempts(),
+        d.retry_policy().num_retries(),
         2,
         "Istio's default retries on the first route"
     );
@@ -929,16 +941,17 @@ spec:
     let h = headers(&[]);
     let d = table.route(&get("httpbin:8000", "/status", &h), 0);
     assert_eq!(d.rewrite().and_then(|r| r.uri()), Some("/v1"));
+    assert_eq!(d.timeout(), Some(std::time::Duration::from_secs(3)));
     assert_eq!(
-        d.timeout().map(|t| t.as_std()),
-        Some(std::time::Duration::from_secs(3))
+        d.retry_policy().num_retries(),
+        0,
+        "attempts: 0 disables retries"
     );
-    assert!(!d.retry().is_enabled(), "attempts: 0 disables retries");
     assert!(d.fault().and_then(|f| f.abort()).is_some());
     let mirrors: Vec<_> = d.mirrors().collect();
     assert_eq!(mirrors.len(), 1);
     assert_eq!(mirrors[0].destination.subset(), Some("v2"));
-    assert_eq!(mirrors[0].percentage.per_million(), 250_000);
+    assert_eq!(mirrors[0].policy.percentage().per_million(), 250_000);
     assert_eq!(table.cluster_key(mirrors[0].cluster).port, 8000);
     // No mirroring when the primary cluster does not exist.
     let nc = table.route(&get("httpbin:8000", "/nc", &h), 0);
@@ -1084,13 +1097,13 @@ spec:
     }
     let d = table.route(&get("bookinfo.com", "/productpage/v1/x", &none), 0);
     assert_eq!(
-        d.timeout().map(|t| t.as_std().as_secs()),
+        d.timeout().map(|t| t.as_secs()),
         Some(5),
         "inherited from the root"
     );
     let d = table.route(&get("bookinfo.com", "/productpage", &none), 0);
     assert_eq!(
-        d.timeout().map(|t| t.as_std().as_secs()),
+        d.timeout().map(|t| t.as_secs()),
         Some(1),
         "the delegate's own wins"
     );

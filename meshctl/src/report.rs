@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 
-use mesh_model::{
-    AbortStatus, FaultInjection, HeaderOps, MeshConfig, RetryPolicy, Rewrite, StringMatch,
-};
+use mesh_model::Rewrite;
+use mesh_resilience::{AbortKind, FaultInjection, RetryPolicy};
+use mesh_routing::headers::HeaderOps;
 use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{
-    Action, ClusterEndpoints, ClusterId, ClusterPolicy, DestinationRef, RequestView, RouteDecision,
-    RouteTable, Routed, Trace, TraceOutcome, TraceRouteResult,
+    Action, ClusterId, ClusterPolicy, DestinationRef, RequestView, RouteDecision, RouteTable,
+    Routed, Trace, TraceOutcome, TraceRouteResult,
 };
 use serde_json::{json, Value};
 
@@ -38,7 +38,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
     let trace = table.explain(&view);
     match args.format {
         Format::Json => {
-            let mut v = decision_json(&config, &table, &decision, &view, &trace);
+            let mut v = decision_json(&table, &decision, &view, &trace);
             if let Value::Object(map) = &mut v {
                 map.insert(
                     "request".to_owned(),
@@ -61,9 +61,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
             text.push('\n');
             crate::out(&text)?;
         }
-        Format::Text => crate::out(&decision_text(
-            &config, &table, &decision, &view, &trace, roll,
-        ))?,
+        Format::Text => crate::out(&decision_text(&table, &decision, &view, &trace, roll))?,
     }
     Ok(if matches!(decision.action(), Action::NoRoute) {
         exit::NO_ROUTE
@@ -89,7 +87,7 @@ fn local_status(decision: &RouteDecision<'_>) -> Option<u16> {
         Action::UnknownSubset(_) => Some(503),
         Action::NoRoute => Some(404),
         Action::Redirect(r) => Some(r.code()),
-        Action::DirectResponse(d) => Some(d.status()),
+        Action::DirectResponse(d) => Some(d.status().as_u16()),
         Action::Route(_) | Action::Passthrough(_) => None,
     }
 }
@@ -148,17 +146,14 @@ pub(crate) fn share(part: u64, total: u64) -> f64 {
     (part as f64 * 10_000.0 / total as f64).round() / 100.0
 }
 
-/// The registered endpoints of a cluster as `address:port`, or `None` when the host name is
-/// resolved by DNS.
+/// The endpoints of a cluster as `address:port`, as the configuration's ServiceEntries
+/// publish them, or `None` when the host name is resolved by DNS.
 pub(crate) fn endpoint_list(table: &RouteTable, cluster: ClusterId) -> Option<Vec<String>> {
-    match table.endpoints(cluster) {
-        ClusterEndpoints::Resolve { .. } => None,
-        ClusterEndpoints::Set(set) => Some(
-            set.iter()
-                .map(|e| format!("{}:{}", e.address(), e.port_for(cluster.port())))
-                .collect(),
-        ),
+    let eps = table.static_endpoints().select(&table.selector(cluster));
+    if eps.resolve().is_some() {
+        return None;
     }
+    Some(eps.iter().map(|e| e.authority().to_string()).collect())
 }
 
 /// Istio's name of a load-balancing algorithm.
@@ -225,70 +220,33 @@ fn policy_json(policy: &ClusterPolicy) -> Value {
     })
 }
 
-fn retries_json(p: &RetryPolicy) -> Value {
+fn retries_json(p: &RetryPolicy, istio_default: bool) -> Value {
     json!({
-        "attempts": p.attempts(),
-        "perTryTimeout": p.per_try_timeout().map(|d| d.to_string()),
+        "attempts": p.num_retries(),
+        "perTryTimeout": p.deadlines().configured_per_try().map(fmt_duration),
         "retryOn": p.retry_on().to_string(),
-        "istioDefault": !p.is_written(),
+        "istioDefault": istio_default,
     })
+}
+
+fn abort_json(kind: AbortKind) -> Value {
+    match kind {
+        AbortKind::Http(code) => json!({"httpStatus": code.as_u16()}),
+        AbortKind::Grpc(g) => json!({"grpcStatus": g.name()}),
+    }
 }
 
 fn fault_json(f: &FaultInjection) -> Value {
     json!({
         "delay": f.delay().map(|d| json!({
-            "fixedDelay": d.fixed_delay().to_string(),
+            "fixedDelay": fmt_duration(d.fixed_delay()),
             "percentage": d.percentage().value(),
         })),
         "abort": f.abort().map(|a| {
-            let mut v = match a.status() {
-                AbortStatus::Http(code) => json!({"httpStatus": code}),
-                AbortStatus::Grpc(g) => json!({"grpcStatus": g.name()}),
-            };
+            let mut v = abort_json(a.kind());
             v["percentage"] = json!(a.percentage().value());
             v
         }),
-    })
-}
-
-/// The path (and query) sent upstream after the route's `rewrite`, as Envoy computes it:
-/// `uri` replaces the matched prefix (the whole path for an exact or regex match, only the
-/// leading `/` when the block has no `uri` match, as Istio then matches prefix `/`);
-/// `uriRegexRewrite` substitutes every match. The query string is kept. `None` when the route
-/// does not rewrite the path.
-pub(crate) fn rewritten_path(
-    config: &MeshConfig,
-    decision: &RouteDecision<'_>,
-    view: &RequestView<'_>,
-) -> Option<String> {
-    let rw = decision.rewrite()?;
-    let path = if let Some(rx) = rw.uri_regex() {
-        rx.apply(view.path()).into_owned()
-    } else {
-        let uri = rw.uri()?;
-        let vs = decision.virtual_service()?;
-        let route = decision.route()?;
-        let http = config
-            .virtual_services()
-            .iter()
-            .find(|v| v.meta().namespace() == vs.namespace && v.meta().name() == vs.name)?
-            .http()
-            .get(route.index)?;
-        let uri_match = route
-            .match_index
-            .and_then(|i| http.matches().get(i))
-            .and_then(|m| m.uri());
-        match uri_match {
-            Some(StringMatch::Prefix(p)) => {
-                format!("{uri}{}", view.path().get(p.len()..).unwrap_or(""))
-            }
-            Some(_) => uri.to_owned(),
-            None => format!("{uri}{}", view.path().get(1..).unwrap_or("")),
-        }
-    };
-    Some(match view.query() {
-        Some(q) => format!("{path}?{q}"),
-        None => path,
     })
 }
 
@@ -375,7 +333,6 @@ fn client_json(client: &mesh_routing::ClientContext) -> Value {
 
 /// The decision as one JSON object (the keys are documented in `meshctl route --help`).
 pub(crate) fn decision_json(
-    config: &MeshConfig,
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
@@ -438,7 +395,7 @@ pub(crate) fn decision_json(
     });
     let direct = match action {
         Action::DirectResponse(d) => json!({
-            "status": d.status(),
+            "status": d.status().as_u16(),
             "body": d.body().map(|b| String::from_utf8_lossy(b).into_owned()),
         }),
         _ => Value::Null,
@@ -452,7 +409,7 @@ pub(crate) fn decision_json(
                 "subset": m.destination.subset(),
                 "port": key.port,
                 "cluster": key.to_string(),
-                "percentage": m.percentage.value(),
+                "percentage": m.policy.percentage().value(),
             })
         })
         .collect();
@@ -473,8 +430,10 @@ pub(crate) fn decision_json(
         "policy": decision.cluster().map(|c| policy_json(table.policy(c))),
         "rewrite": decision
             .rewrite()
-            .map(|r| rewrite_json(r, rewritten_path(config, decision, view))),
-        "authorityRewrite": decision.authority_rewrite(),
+            .map(|r| rewrite_json(r, decision.rewritten_path(view))),
+        "authorityRewrite": decision
+            .authority_rewrite()
+            .map(|a| String::from_utf8_lossy(a.as_bytes()).into_owned()),
         "headers": decision
             .header_operations()
             .map(|h| json!({
@@ -484,8 +443,8 @@ pub(crate) fn decision_json(
             .collect::<Vec<_>>(),
         "redirect": redirect,
         "directResponse": direct,
-        "timeout": decision.timeout().map(|t| t.to_string()),
-        "retries": retries_json(decision.retry()),
+        "timeout": decision.timeout().map(fmt_duration),
+        "retries": retries_json(&decision.retry_policy(), decision.retry_is_istio_default()),
         "fault": decision.fault().map(fault_json),
         "mirrors": mirrors,
         "trace": trace_json(trace),
@@ -494,7 +453,6 @@ pub(crate) fn decision_json(
 
 /// The decision for humans.
 pub(crate) fn decision_text(
-    config: &MeshConfig,
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
@@ -584,7 +542,11 @@ pub(crate) fn decision_text(
                 .body()
                 .map(|b| format!(" body {:?}", String::from_utf8_lossy(b)))
                 .unwrap_or_default();
-            let _ = writeln!(out, "action:   direct response {}{body}", d.status());
+            let _ = writeln!(
+                out,
+                "action:   direct response {}{body}",
+                d.status().as_u16()
+            );
         }
         Action::NoRoute => {
             let _ = writeln!(out, "action:   no route matched: the client gets 404 (NR)");
@@ -623,11 +585,16 @@ pub(crate) fn decision_text(
             }
         );
     }
-    if let Some(path) = rewritten_path(config, decision, view) {
+    if let Some(path) = decision.rewritten_path(view) {
         let _ = writeln!(out, "rewrite:  path {} -> {path}", view.path_and_query());
     }
     if let Some(a) = decision.authority_rewrite() {
-        let _ = writeln!(out, "rewrite:  authority {} -> {a}", view.authority());
+        let _ = writeln!(
+            out,
+            "rewrite:  authority {} -> {}",
+            view.authority(),
+            String::from_utf8_lossy(a.as_bytes())
+        );
     }
     let forwarded = matches!(
         decision.action(),
@@ -645,21 +612,22 @@ pub(crate) fn decision_text(
         "timeout:  {}",
         decision
             .timeout()
-            .map_or_else(|| "none (disabled)".to_owned(), |t| t.to_string())
+            .map_or_else(|| "none (disabled)".to_owned(), fmt_duration)
     );
-    let rp = decision.retry();
-    let default = if rp.is_written() {
-        ""
-    } else {
+    let rp = decision.retry_policy();
+    let default = if decision.retry_is_istio_default() {
         " (Istio's default)"
+    } else {
+        ""
     };
-    if rp.is_enabled() {
+    if rp.num_retries() > 0 {
         let _ = writeln!(
             out,
             "retries:  {}{}, on {}{default}",
-            retry_count(rp.attempts()),
-            rp.per_try_timeout()
-                .map(|t| format!(", {t} per try"))
+            retry_count(rp.num_retries()),
+            rp.deadlines()
+                .configured_per_try()
+                .map(|t| format!(", {} per try", fmt_duration(t)))
                 .unwrap_or_default(),
             rp.retry_on(),
         );
@@ -671,14 +639,14 @@ pub(crate) fn decision_text(
             let _ = writeln!(
                 out,
                 "fault:    delay {} for {}% of requests",
-                d.fixed_delay(),
+                fmt_duration(d.fixed_delay()),
                 d.percentage().value()
             );
         }
         if let Some(a) = f.abort() {
-            let status = match a.status() {
-                AbortStatus::Http(c) => format!("HTTP {c}"),
-                AbortStatus::Grpc(n) => format!("gRPC {n}"),
+            let status = match a.kind() {
+                AbortKind::Http(c) => format!("HTTP {}", c.as_u16()),
+                AbortKind::Grpc(n) => format!("gRPC {n}"),
             };
             let _ = writeln!(
                 out,
@@ -692,7 +660,7 @@ pub(crate) fn decision_text(
             out,
             "mirror:   {} ({}% of requests)",
             table.cluster_key(m.cluster),
-            m.percentage.value()
+            m.policy.percentage().value()
         );
     }
     let _ = writeln!(out, "\nwhy:");

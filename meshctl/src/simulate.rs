@@ -3,8 +3,9 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
+use mesh_routing::endpoints::{ClusterEndpoints, EndpointChoice};
 use mesh_routing::lb::{LbState, NoneEjected};
-use mesh_routing::{Action, ClusterEndpoints, ClusterId, EndpointChoice, RequestView, RouteTable};
+use mesh_routing::{Action, ClusterId, RequestView, RouteTable};
 use serde_json::{json, Value};
 
 use crate::report::{action_name, destination_clusters, lb_name, share};
@@ -111,7 +112,8 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
     }
     // Count with borrowed or numeric keys (no allocation per request); names are built once
     // at the end.
-    let mut states: HashMap<ClusterId, LbState> = HashMap::new();
+    // Each cluster's endpoints are selected once (as a mesh does when they are published).
+    let mut states: HashMap<ClusterId, (ClusterEndpoints, LbState)> = HashMap::new();
     let mut outcomes: Vec<(&'static str, u64)> = Vec::new();
     let mut subsets: Vec<((&str, Option<&str>), u64)> = Vec::new();
     let mut picks: Vec<((ClusterId, Slot), u64)> = Vec::new();
@@ -143,17 +145,23 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
             Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => None,
         };
         let Some(cluster) = cluster else { continue };
-        let state = states.entry(cluster).or_default();
-        let slot = match table.pick_endpoint(
-            cluster,
-            decision.hash_key(view),
+        let (eps, state) = states.entry(cluster).or_insert_with(|| {
+            (
+                table.static_endpoints().select(&table.selector(cluster)),
+                LbState::new(),
+            )
+        });
+        let lb = table.policy(cluster).load_balancer();
+        let slot = match eps.pick(
+            &lb,
             state,
             &[],
             &NoneEjected,
             rolls.pick(),
+            decision.hash_key(view),
         ) {
             EndpointChoice::Endpoint { index, .. } => Slot::Endpoint(index),
-            EndpointChoice::Resolve { .. } => Slot::Resolve,
+            EndpointChoice::Resolve(_) => Slot::Resolve,
             EndpointChoice::NoHealthyUpstream => Slot::NoHealthyUpstream,
         };
         bump(&mut picks, (cluster, slot));
@@ -185,13 +193,10 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
         .map(|((c, slot), count)| {
             let key = table.cluster_key(c);
             let name = match slot {
-                Slot::Endpoint(i) => match table.endpoints(c) {
-                    ClusterEndpoints::Set(set) => set.get(i).map_or_else(
-                        || format!("endpoint #{i}"),
-                        |e| format!("{}:{}", e.address(), e.port_for(c.port())),
-                    ),
-                    ClusterEndpoints::Resolve { host, port } => format!("{host}:{port} (DNS)"),
-                },
+                Slot::Endpoint(i) => states
+                    .get(&c)
+                    .and_then(|(eps, _)| eps.get(i))
+                    .map_or_else(|| format!("endpoint #{i}"), |e| e.authority().to_string()),
                 Slot::Resolve => format!("{}:{} (DNS)", key.host, key.port),
                 Slot::NoHealthyUpstream => "no healthy upstream (503 UH)".to_owned(),
             };
@@ -470,8 +475,11 @@ mod tests {
         // 75% of 20,000: sd = sqrt(20000 * 0.75 * 0.25) = 61; allow 5 sd.
         let a = t.destinations[0].count as i64;
         assert!((a - 15_000).abs() < 305, "{a}");
-        // No registered endpoints: every pick resolves the host by DNS.
-        assert!(t.endpoints.iter().all(|((_, e), _)| e.ends_with("(DNS)")));
+        // No source knows the host: a subset of it has no endpoint (503 UH), never a DNS name.
+        assert!(t
+            .endpoints
+            .iter()
+            .all(|((_, e), _)| e == "no healthy upstream (503 UH)"));
         assert!(!t.nothing_routed());
     }
 

@@ -1,103 +1,36 @@
 //! `RouteTable::compile`: validated config (mesh-model) in, compiled table out.
+//!
+//! `mod.rs` compiles virtual hosts, routes and match blocks; `rules` is the DestinationRule
+//! lookup and policy merge; `policy` converts policies for the resilience machines; `error`
+//! holds [`CompileError`].
+
+mod error;
+mod policy;
+mod rules;
 
 use std::collections::HashMap;
-use std::fmt;
 
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode};
 use mesh_model::{
-    DestinationRule, HashKey, HashTable, HttpMatch, HttpRoute, MeshConfig, Resolution, RetryPolicy,
-    RouteAction, RouteDestination, ServiceEntry, SimpleLb, StringMatch, VirtualService,
+    HttpMatch, HttpRoute, MeshConfig, Resolution, RouteAction, RouteDestination, ServiceEntry,
+    StringMatch, VirtualService,
 };
+use mesh_resilience::{MirrorPolicy, RetryPolicy};
 
+pub use error::CompileError;
+
+use crate::client::ClientContext;
 use crate::cluster::ClusterPolicy;
-use crate::endpoints::{labels_match, select_subset, Endpoint, EndpointSource, StaticEndpoints};
-use crate::host::{kube_alternative_names, HostIndex, CLUSTER_DOMAIN};
-use crate::lb::{HashPolicy, LoadBalancer};
-use crate::matcher::{HeaderMatcher, MatchBlock, QueryMatcher, StringMatcher, UriMatcher};
-use crate::table::{
-    ClientContext, CompileNote, CompiledAction, CompiledDest, CompiledRoute, DestEndpoints,
-    DestEntry, KeptBlock, RouteTable, VirtualHost,
+use crate::compiled::{
+    CompileNote, CompiledAction, CompiledDest, CompiledRoute, DestEntry, DirectResponse, KeptBlock,
+    PrefixMode, RouteRetry, RouteTable, VirtualHost,
 };
+use crate::endpoints::{labels_match, Endpoint, StaticEndpoints};
+use crate::headers::RouteHeaders;
+use crate::host::{kube_alternative_names, HostIndex};
+use crate::matcher::{HeaderMatcher, MatchBlock, QueryMatcher, StringMatcher, UriMatcher};
 use crate::weighted::Weighted;
-
-/// Why a table could not be compiled. Only config that cannot work at all is an error;
-/// everything Istio accepts and then handles at run time (an undefined subset, a duplicate
-/// host, an unreachable route) compiles, with a [`CompileNote`] where something was dropped.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum CompileError {
-    /// A regex the model accepted does not compile for byte matching.
-    Regex {
-        /// `namespace/name` of the resource.
-        resource: String,
-        /// Where in the resource.
-        path: String,
-        /// The compiler's message.
-        message: String,
-    },
-    /// A header-match key is not a valid header name.
-    HeaderName {
-        /// `namespace/name` of the resource.
-        resource: String,
-        /// Where in the resource.
-        path: String,
-        /// The name.
-        name: String,
-    },
-    /// A route forwards to no destination with a weight above zero.
-    NoDestination {
-        /// `namespace/name` of the resource.
-        resource: String,
-        /// Where in the resource.
-        path: String,
-    },
-    /// The config uses a feature this table does not implement.
-    Unsupported {
-        /// `namespace/name` of the resource.
-        resource: String,
-        /// Where in the resource.
-        path: String,
-        /// The feature.
-        feature: &'static str,
-    },
-    /// More (host, subset) pairs than a `u32` can index.
-    TooManyDestinations,
-}
-
-impl fmt::Display for CompileError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CompileError::Regex {
-                resource,
-                path,
-                message,
-            } => write!(f, "{resource}: {path}: regex does not compile: {message}"),
-            CompileError::HeaderName {
-                resource,
-                path,
-                name,
-            } => write!(f, "{resource}: {path}: {name:?} is not a valid header name"),
-            CompileError::NoDestination { resource, path } => {
-                write!(
-                    f,
-                    "{resource}: {path}: no destination with a weight above zero"
-                )
-            }
-            CompileError::Unsupported {
-                resource,
-                path,
-                feature,
-            } => write!(
-                f,
-                "{resource}: {path}: {feature} is not supported by mesh-routing"
-            ),
-            CompileError::TooManyDestinations => {
-                f.write_str("more than 2^32 distinct (host, subset) destinations")
-            }
-        }
-    }
-}
-
-impl std::error::Error for CompileError {}
 
 fn id(meta: &mesh_model::Meta) -> String {
     format!("{}/{}", meta.namespace(), meta.name())
@@ -161,8 +94,9 @@ impl RouteTable {
     /// the client are dropped; routes after the first catch-all are dropped; weights are
     /// accumulated; when several VirtualServices claim a host, the first (client's namespace
     /// first, then document order) wins and the others are noted; every destination's
-    /// DestinationRule policy is looked up and merged; the endpoint registry is filled from
-    /// ServiceEntry `STATIC` endpoints.
+    /// DestinationRule policy is looked up and merged; every route and cluster policy is
+    /// converted for the resilience machines; ServiceEntry `STATIC` endpoints are collected
+    /// into [`RouteTable::static_endpoints`] (published apart from the routes).
     pub fn compile(
         config: &MeshConfig,
         client: &ClientContext,
@@ -180,15 +114,19 @@ impl RouteTable {
         c.service_entries();
         let (vhosts, hosts) = c.virtual_hosts()?;
         let services = c.services()?;
+        let default_policy = ClusterPolicy::default();
         Ok(RouteTable {
             client: client.clone(),
             vhosts,
             hosts,
             services,
             dests: c.dests,
-            endpoints: c.endpoints,
-            default_retry: RetryPolicy::istio_default(),
-            default_policy: ClusterPolicy::default(),
+            static_endpoints: c.endpoints,
+            default_retry: RouteRetry {
+                policy: RetryPolicy::istio_default(),
+                istio_default: true,
+            },
+            default_policy,
             notes: c.notes,
         })
     }
@@ -350,7 +288,16 @@ impl<'c> Compiler<'c> {
                 }
                 let block = Self::block(&vs_id, i, j, m)?;
                 let is_catch_all = block.is_catch_all();
-                blocks.push(KeptBlock { index: j, block });
+                let prefix = match m.uri() {
+                    Some(StringMatch::Prefix(p)) => PrefixMode::Prefix(p.len()),
+                    Some(_) => PrefixMode::Whole,
+                    None => PrefixMode::Slash,
+                };
+                blocks.push(KeptBlock {
+                    index: j,
+                    block,
+                    prefix,
+                });
                 if is_catch_all {
                     catch_all = true;
                     if j + 1 < route.matches().len() {
@@ -478,11 +425,23 @@ impl<'c> Compiler<'c> {
     ) -> Result<CompiledRoute, CompileError> {
         let vs_id = id(vs.meta());
         let ns = vs.meta().namespace();
+        let policy_error = |field: &str, message: String| CompileError::Policy {
+            resource: vs_id.clone(),
+            path: format!("spec.http[{i}].{field}"),
+            message,
+        };
+        // The route-level authority rewrite: `rewrite.authority`, else a `host`/`:authority`
+        // header operation.
+        let route_authority = route
+            .rewrite()
+            .and_then(mesh_model::Rewrite::authority)
+            .or_else(|| route.headers().request().authority());
         let action = match route.action() {
             RouteAction::Route(dests) => {
+                let weighted = dests.len() > 1;
                 let compiled: Vec<(CompiledDest, u32)> = dests
                     .iter()
-                    .map(|d| self.dest(ns, d))
+                    .map(|d| self.dest(ns, d, route_authority, weighted))
                     .collect::<Result<_, _>>()?;
                 let split = if compiled.len() == 1 {
                     compiled
@@ -498,7 +457,11 @@ impl<'c> Compiler<'c> {
                 })?)
             }
             RouteAction::Redirect(r) => CompiledAction::Redirect(r.clone()),
-            RouteAction::DirectResponse(d) => CompiledAction::DirectResponse(d.clone()),
+            RouteAction::DirectResponse(d) => CompiledAction::DirectResponse(DirectResponse {
+                status: StatusCode::from_u16(d.status())
+                    .map_err(|e| policy_error("directResponse.status", e.to_string()))?,
+                body: d.body().map(Bytes::copy_from_slice),
+            }),
             RouteAction::Delegate(_) => {
                 return Err(CompileError::Unsupported {
                     resource: vs_id,
@@ -518,47 +481,68 @@ impl<'c> Compiler<'c> {
                         dest,
                         port: d.port(),
                         weight: 100,
-                        headers: Default::default(),
+                        headers: RouteHeaders::default(),
+                        authority: None,
                     },
-                    m.percentage(),
+                    MirrorPolicy::new(m.percentage()),
                 ))
             })
             .collect::<Result<_, CompileError>>()?;
+        let retry = RouteRetry {
+            policy: policy::retry_policy(route.retries(), route.timeout())
+                .map_err(|e| policy_error("retries", e))?,
+            istio_default: !route.retries().is_written(),
+        };
+        let fault = match route.fault() {
+            Some(f) => policy::fault(f).map_err(|e| policy_error("fault", e))?,
+            None => None,
+        };
         Ok(CompiledRoute {
             index: i,
             name: route.name().map(Into::into),
             blocks,
             action,
             rewrite: route.rewrite().cloned(),
-            headers: route.headers().clone(),
-            timeout: route.timeout(),
-            retries: route.retries().clone(),
-            fault: route.fault().cloned(),
+            headers: RouteHeaders::from_model(route.headers()),
+            retry,
+            fault,
             mirrors,
             cors: route.cors().cloned(),
         })
     }
 
+    /// A route destination. `route_authority` is the route's authority rewrite; `weighted`
+    /// says whether the route splits (then the destination's own authority wins, as Istio
+    /// sets it on the cluster weight).
     fn dest(
         &mut self,
         ns: &str,
         d: &RouteDestination,
+        route_authority: Option<&str>,
+        weighted: bool,
     ) -> Result<(CompiledDest, u32), CompileError> {
         let dst = d.destination();
         let host = expand(dst.host(), ns);
         let dest = self.intern(&host, dst.subset())?;
+        let own = d.headers().request().authority();
+        let authority = if weighted {
+            own.or(route_authority)
+        } else {
+            route_authority.or(own)
+        };
         Ok((
             CompiledDest {
                 dest,
                 port: dst.port(),
                 weight: d.weight(),
-                headers: d.headers().clone(),
+                headers: RouteHeaders::from_model(d.headers()),
+                authority: authority.and_then(|a| HeaderValue::from_str(a).ok()),
             },
             d.weight(),
         ))
     }
 
-    /// Intern a (host, subset) pair, computing its policies and endpoints once.
+    /// Intern a (host, subset) pair, looking up and merging its DestinationRule policies once.
     fn intern(&mut self, host: &str, subset: Option<&str>) -> Result<u32, CompileError> {
         let key = (host.to_owned(), subset.map(str::to_owned));
         if let Some(&d) = self.dest_ids.get(&key) {
@@ -566,7 +550,12 @@ impl<'c> Compiler<'c> {
         }
         let index =
             u32::try_from(self.dests.len()).map_err(|_| CompileError::TooManyDestinations)?;
-        let drs = self.destination_rules(host);
+        let drs = rules::destination_rules(
+            self.config,
+            self.client,
+            self.se_namespace.get(host).map(String::as_str),
+            host,
+        );
         let subset_known = subset.is_none_or(|s| drs.iter().any(|dr| dr.subset(s).is_some()));
         let subset_labels = subset.and_then(|s| {
             drs.iter()
@@ -587,19 +576,18 @@ impl<'c> Compiler<'c> {
         }
         ports.sort_unstable();
         ports.dedup();
-        let policy = merged_policy(&drs, subset, None);
+        let merged = |port: Option<u16>| {
+            rules::merged_policy(&drs, subset, port).map_err(|message| CompileError::Policy {
+                resource: drs.first().map(|dr| id(dr.meta())).unwrap_or_default(),
+                path: "spec.trafficPolicy".to_owned(),
+                message,
+            })
+        };
+        let policy = merged(None)?;
         let port_policies = ports
             .iter()
-            .map(|&p| (p, merged_policy(&drs, subset, Some(p))))
-            .collect();
-        let endpoints = match (self.endpoints.endpoints(host), subset) {
-            (None, _) => DestEndpoints::Unregistered,
-            (Some(_), None) => DestEndpoints::All,
-            (Some(all), Some(_)) => DestEndpoints::Subset(match &subset_labels {
-                Some(labels) => select_subset(all, labels).into(),
-                None => Box::new([]),
-            }),
-        };
+            .map(|&p| Ok((p, merged(Some(p))?)))
+            .collect::<Result<_, CompileError>>()?;
         let single_port = match self.se_ports.get(host).map(Vec::as_slice) {
             Some([p]) => Some(*p),
             _ => None,
@@ -608,70 +596,13 @@ impl<'c> Compiler<'c> {
             host: host.into(),
             subset: subset.map(Into::into),
             subset_known,
+            subset_labels,
             single_port,
             policy,
             port_policies,
-            endpoints,
         });
         self.dest_ids.insert(key, index);
         Ok(index)
-    }
-
-    /// The DestinationRules that apply to `host` for this client (§3.1): the first namespace
-    /// among client, service, root that has a matching rule wins; exact host before the most
-    /// specific wildcard; several rules for the same host there are merged in order
-    /// (workload-selector rules first).
-    fn destination_rules(&self, host: &str) -> Vec<&DestinationRule> {
-        let client = self.client;
-        let service_ns = self.se_namespace.get(host).cloned().or_else(|| {
-            host.strip_suffix(CLUSTER_DOMAIN)
-                .and_then(|p| p.strip_suffix(".svc."))
-                .and_then(|p| p.split_once('.'))
-                .map(|(_, ns)| ns.to_owned())
-        });
-        let mut scopes = vec![client.namespace().to_owned()];
-        scopes.extend(service_ns);
-        scopes.push(client.root_namespace().to_owned());
-        let mut seen = Vec::new();
-        for ns in scopes {
-            if seen.contains(&ns) {
-                continue;
-            }
-            let candidates: Vec<(&DestinationRule, String)> = self
-                .config
-                .destination_rules()
-                .iter()
-                .filter(|dr| dr.meta().namespace() == ns)
-                .filter(|dr| visible(dr.export_to(), &ns, client.namespace()))
-                .filter(|dr| match dr.workload_selector() {
-                    Some(sel) => ns == client.namespace() && labels_match(sel, client.labels()),
-                    None => true,
-                })
-                .map(|dr| (dr, expand(dr.host(), &ns)))
-                .filter(|(_, h)| host_matches(h, host))
-                .collect();
-            seen.push(ns);
-            if candidates.is_empty() {
-                continue;
-            }
-            let best = if candidates.iter().any(|(_, h)| h == host) {
-                host.to_owned()
-            } else {
-                candidates
-                    .iter()
-                    .map(|(_, h)| h.clone())
-                    .max_by_key(String::len)
-                    .unwrap_or_default()
-            };
-            let mut chosen: Vec<&DestinationRule> = candidates
-                .into_iter()
-                .filter(|(_, h)| *h == best)
-                .map(|(dr, _)| dr)
-                .collect();
-            chosen.sort_by_key(|dr| dr.workload_selector().is_none());
-            return chosen;
-        }
-        Vec::new()
     }
 
     /// Known services for passthrough: ServiceEntry hosts, DestinationRule hosts, route
@@ -706,114 +637,5 @@ impl<'c> Compiler<'c> {
             }
         }
         Ok(index)
-    }
-}
-
-/// The policy of (subset, port) from the rules that apply to a host (§3.8). The first rule
-/// with a top-level policy gives the base; the first rule declaring the subset gives the
-/// subset's policy.
-fn merged_policy(
-    drs: &[&DestinationRule],
-    subset: Option<&str>,
-    port: Option<u16>,
-) -> ClusterPolicy {
-    let Some(first) = drs.first() else {
-        return ClusterPolicy::default();
-    };
-    let policy_dr = drs
-        .iter()
-        .find(|dr| dr.traffic_policy().is_some())
-        .unwrap_or(first);
-    let subset_dr = subset.and_then(|s| drs.iter().find(|dr| dr.subset(s).is_some()));
-    let base = policy_dr.effective_policy(None, port);
-    let mut out = ClusterPolicy::from_traffic_policy(&base, id(policy_dr.meta()));
-    let (Some(s), Some(sdr)) = (subset, subset_dr) else {
-        return out.resolved();
-    };
-    let Some(sp) = sdr.subset(s).and_then(|x| x.traffic_policy()) else {
-        return out.resolved();
-    };
-    out.source = Some(if std::ptr::eq(*sdr, *policy_dr) {
-        id(sdr.meta())
-    } else {
-        format!("{} + {}", id(policy_dr.meta()), id(sdr.meta()))
-    });
-    let port_entry = port.is_some_and(|p| sp.port_level().iter().any(|x| x.port() == p));
-    if port_entry {
-        // A subset port-level entry replaces all four blocks, set or not.
-        let e = sdr.effective_policy(Some(s), port);
-        out.settings = e.load_balancer().cloned();
-        out.connection_pool = e.connection_pool().cloned();
-        out.outlier_detection = e.outlier_detection().cloned();
-        out.tls = e.tls().cloned();
-    } else {
-        if let Some(x) = sp.load_balancer() {
-            out.settings = Some(x.clone());
-        }
-        if let Some(x) = sp.connection_pool() {
-            out.connection_pool = Some(x.clone());
-        }
-        if let Some(x) = sp.outlier_detection() {
-            out.outlier_detection = Some(x.clone());
-        }
-        if let Some(x) = sp.tls() {
-            out.tls = Some(x.clone());
-        }
-    }
-    if let Some(x) = sp.retry_budget() {
-        out.retry_budget = Some(x.clone());
-    }
-    out.resolved()
-}
-
-impl ClusterPolicy {
-    fn from_traffic_policy(tp: &mesh_model::TrafficPolicy, source: String) -> Self {
-        ClusterPolicy {
-            source: Some(source),
-            settings: tp.load_balancer().cloned(),
-            connection_pool: tp.connection_pool().cloned(),
-            outlier_detection: tp.outlier_detection().cloned(),
-            tls: tp.tls().cloned(),
-            retry_budget: tp.retry_budget().cloned(),
-            ..ClusterPolicy::default()
-        }
-    }
-
-    /// Resolve the algorithm and hash policy from the settings.
-    fn resolved(mut self) -> Self {
-        let (lb, hash) = match &self.settings {
-            None => (LoadBalancer::LeastRequest, None),
-            Some(mesh_model::LoadBalancer::Simple(s)) => (
-                match s {
-                    SimpleLb::LeastRequest => LoadBalancer::LeastRequest,
-                    SimpleLb::RoundRobin => LoadBalancer::RoundRobin,
-                    SimpleLb::Random => LoadBalancer::Random,
-                    SimpleLb::Passthrough => LoadBalancer::Passthrough,
-                },
-                None,
-            ),
-            Some(mesh_model::LoadBalancer::ConsistentHash { key, table }) => {
-                let lb = match *table {
-                    HashTable::RingHash { minimum_ring_size } => {
-                        LoadBalancer::RingHash { minimum_ring_size }
-                    }
-                    HashTable::Maglev { table_size } => LoadBalancer::Maglev { table_size },
-                };
-                let hash = match key {
-                    HashKey::Header(h) => http::HeaderName::from_bytes(h.as_bytes())
-                        .ok()
-                        .map(HashPolicy::Header),
-                    HashKey::Cookie { name, .. } => Some(HashPolicy::Cookie(name.as_str().into())),
-                    HashKey::SourceIp => Some(HashPolicy::SourceIp),
-                    HashKey::QueryParameter(q) => {
-                        Some(HashPolicy::QueryParameter(q.as_str().into()))
-                    }
-                };
-                (lb, hash)
-            }
-        };
-        self.load_balancer = lb;
-        self.hash = hash;
-        self
     }
 }

@@ -1,0 +1,78 @@
+//! [`ClientContext`]: the workload a table is compiled for.
+
+use crate::endpoints::Labels;
+
+/// Who is calling: the client workload the table is compiled for. Selectors
+/// (`sourceLabels`, `sourceNamespace`, `gateways`), `exportTo` visibility, the DestinationRule
+/// lookup order and the short host names a client may use all depend on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientContext {
+    namespace: String,
+    labels: Labels,
+    gateway: String,
+    root_namespace: String,
+}
+
+impl ClientContext {
+    /// A sidecar-like client (gateway `mesh`) in `namespace`, without labels, with mesh root
+    /// namespace `istio-system`.
+    pub fn new(namespace: &str) -> Self {
+        ClientContext {
+            namespace: namespace.to_owned(),
+            labels: Labels::new(),
+            gateway: "mesh".to_owned(),
+            root_namespace: "istio-system".to_owned(),
+        }
+    }
+
+    /// Add a workload label.
+    #[must_use]
+    pub fn with_label(mut self, key: &str, value: &str) -> Self {
+        self.labels.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Replace the workload labels.
+    #[must_use]
+    pub fn with_labels(mut self, labels: Labels) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// Act as gateway `namespace/name` instead of `mesh`.
+    #[must_use]
+    pub fn with_gateway(mut self, gateway: &str) -> Self {
+        self.gateway = gateway.to_owned();
+        self
+    }
+
+    /// Use another mesh root namespace than `istio-system`.
+    #[must_use]
+    pub fn with_root_namespace(mut self, ns: &str) -> Self {
+        self.root_namespace = ns.to_owned();
+        self
+    }
+
+    /// The client's namespace.
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+    /// The client's workload labels.
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+    /// The gateway the client acts as (`mesh` for a sidecar-like client).
+    pub fn gateway(&self) -> &str {
+        &self.gateway
+    }
+    /// The mesh root namespace (`istio-system`).
+    pub fn root_namespace(&self) -> &str {
+        &self.root_namespace
+    }
+}
+
+impl Default for ClientContext {
+    fn default() -> Self {
+        Self::new("default")
+    }
+}

@@ -1,0 +1,191 @@
+//! The workspace's one DestinationRule lookup (§3.1) and policy merge (§3.7, §3.8): which
+//! rules apply to a destination host for a client, and the [`ClusterPolicy`] of each
+//! (subset, port), with the resilience forms converted once.
+
+use mesh_model::{DestinationRule, HashKey, HashTable, MeshConfig, SimpleLb};
+
+use super::policy;
+use super::{expand, host_matches, id, visible};
+use crate::client::ClientContext;
+use crate::cluster::ClusterPolicy;
+use crate::endpoints::labels_match;
+use crate::host::CLUSTER_DOMAIN;
+use crate::lb::{HashPolicy, LoadBalancer};
+
+/// The DestinationRules that apply to `host` for this client (§3.1): the first namespace
+/// among client, service, root that has a matching rule wins; exact host before the most
+/// specific wildcard; several rules for the same host there are merged in order
+/// (workload-selector rules first).
+pub(crate) fn destination_rules<'c>(
+    config: &'c MeshConfig,
+    client: &ClientContext,
+    service_namespace: Option<&str>,
+    host: &str,
+) -> Vec<&'c DestinationRule> {
+    let service_ns = service_namespace.map(str::to_owned).or_else(|| {
+        host.strip_suffix(CLUSTER_DOMAIN)
+            .and_then(|p| p.strip_suffix(".svc."))
+            .and_then(|p| p.split_once('.'))
+            .map(|(_, ns)| ns.to_owned())
+    });
+    let mut scopes = vec![client.namespace().to_owned()];
+    scopes.extend(service_ns);
+    scopes.push(client.root_namespace().to_owned());
+    let mut seen = Vec::new();
+    for ns in scopes {
+        if seen.contains(&ns) {
+            continue;
+        }
+        let candidates: Vec<(&DestinationRule, String)> = config
+            .destination_rules()
+            .iter()
+            .filter(|dr| dr.meta().namespace() == ns)
+            .filter(|dr| visible(dr.export_to(), &ns, client.namespace()))
+            .filter(|dr| match dr.workload_selector() {
+                Some(sel) => ns == client.namespace() && labels_match(sel, client.labels()),
+                None => true,
+            })
+            .map(|dr| (dr, expand(dr.host(), &ns)))
+            .filter(|(_, h)| host_matches(h, host))
+            .collect();
+        seen.push(ns);
+        if candidates.is_empty() {
+            continue;
+        }
+        let best = if candidates.iter().any(|(_, h)| h == host) {
+            host.to_owned()
+        } else {
+            candidates
+                .iter()
+                .map(|(_, h)| h.clone())
+                .max_by_key(String::len)
+                .unwrap_or_default()
+        };
+        let mut chosen: Vec<&DestinationRule> = candidates
+            .into_iter()
+            .filter(|(_, h)| *h == best)
+            .map(|(dr, _)| dr)
+            .collect();
+        chosen.sort_by_key(|dr| dr.workload_selector().is_none());
+        return chosen;
+    }
+    Vec::new()
+}
+
+/// The policy of (subset, port) from the rules that apply to a host (§3.8). The first rule
+/// with a top-level policy gives the base; the first rule declaring the subset gives the
+/// subset's policy.
+pub(crate) fn merged_policy(
+    drs: &[&DestinationRule],
+    subset: Option<&str>,
+    port: Option<u16>,
+) -> Result<ClusterPolicy, String> {
+    let Some(first) = drs.first() else {
+        return ClusterPolicy::default().resolved();
+    };
+    let policy_dr = drs
+        .iter()
+        .find(|dr| dr.traffic_policy().is_some())
+        .unwrap_or(first);
+    let subset_dr = subset.and_then(|s| drs.iter().find(|dr| dr.subset(s).is_some()));
+    let base = policy_dr.effective_policy(None, port);
+    let mut out = ClusterPolicy::from_traffic_policy(&base, id(policy_dr.meta()));
+    let (Some(s), Some(sdr)) = (subset, subset_dr) else {
+        return out.resolved();
+    };
+    let Some(sp) = sdr.subset(s).and_then(|x| x.traffic_policy()) else {
+        return out.resolved();
+    };
+    out.source = Some(if std::ptr::eq(*sdr, *policy_dr) {
+        id(sdr.meta())
+    } else {
+        format!("{} + {}", id(policy_dr.meta()), id(sdr.meta()))
+    });
+    let port_entry = port.is_some_and(|p| sp.port_level().iter().any(|x| x.port() == p));
+    if port_entry {
+        // A subset port-level entry replaces all four blocks, set or not.
+        let e = sdr.effective_policy(Some(s), port);
+        out.settings = e.load_balancer().cloned();
+        out.connection_pool = e.connection_pool().cloned();
+        out.outlier_detection = e.outlier_detection().cloned();
+        out.tls = e.tls().cloned();
+    } else {
+        if let Some(x) = sp.load_balancer() {
+            out.settings = Some(x.clone());
+        }
+        if let Some(x) = sp.connection_pool() {
+            out.connection_pool = Some(x.clone());
+        }
+        if let Some(x) = sp.outlier_detection() {
+            out.outlier_detection = Some(x.clone());
+        }
+        if let Some(x) = sp.tls() {
+            out.tls = Some(x.clone());
+        }
+    }
+    if let Some(x) = sp.retry_budget() {
+        out.retry_budget = Some(x.clone());
+    }
+    out.resolved()
+}
+
+impl ClusterPolicy {
+    fn from_traffic_policy(tp: &mesh_model::TrafficPolicy, source: String) -> Self {
+        ClusterPolicy {
+            source: Some(source),
+            settings: tp.load_balancer().cloned(),
+            connection_pool: tp.connection_pool().cloned(),
+            outlier_detection: tp.outlier_detection().cloned(),
+            tls: tp.tls().cloned(),
+            retry_budget: tp.retry_budget().cloned(),
+            ..ClusterPolicy::default()
+        }
+    }
+
+    /// Resolve the algorithm and hash policy from the settings.
+    /// Resolves the algorithm and hash policy from the settings, and converts the connection
+    /// pool and outlier detection for the resilience machines.
+    fn resolved(mut self) -> Result<Self, String> {
+        let (lb, hash) = match &self.settings {
+            None => (LoadBalancer::LeastRequest, None),
+            Some(mesh_model::LoadBalancer::Simple(s)) => (
+                match s {
+                    SimpleLb::LeastRequest => LoadBalancer::LeastRequest,
+                    SimpleLb::RoundRobin => LoadBalancer::RoundRobin,
+                    SimpleLb::Random => LoadBalancer::Random,
+                    SimpleLb::Passthrough => LoadBalancer::Passthrough,
+                },
+                None,
+            ),
+            Some(mesh_model::LoadBalancer::ConsistentHash { key, table }) => {
+                let lb = match *table {
+                    HashTable::RingHash { minimum_ring_size } => {
+                        LoadBalancer::RingHash { minimum_ring_size }
+                    }
+                    HashTable::Maglev { table_size } => LoadBalancer::Maglev { table_size },
+                };
+                let hash = match key {
+                    HashKey::Header(h) => http::HeaderName::from_bytes(h.as_bytes())
+                        .ok()
+                        .map(HashPolicy::Header),
+                    HashKey::Cookie { name, .. } => Some(HashPolicy::Cookie(name.as_str().into())),
+                    HashKey::SourceIp => Some(HashPolicy::SourceIp),
+                    HashKey::QueryParameter(q) => {
+                        Some(HashPolicy::QueryParameter(q.as_str().into()))
+                    }
+                };
+                (lb, hash)
+            }
+        };
+        self.load_balancer = lb;
+        self.hash = hash;
+        self.pool_limits =
+            policy::pool_limits(self.connection_pool.as_ref(), self.retry_budget.as_ref())?;
+        self.outlier = self
+            .outlier_detection
+            .as_ref()
+            .map(policy::outlier_config)
+            .transpose()?;
+        Ok(self)
+    }
+}
