@@ -78,6 +78,15 @@ pub struct ClusterName {
 }
 
 impl ClusterName {
+    /// The cluster of `subset` of `host` on `port`.
+    pub fn new(host: &str, subset: Option<&str>, port: u16) -> Self {
+        ClusterName {
+            host: host.into(),
+            subset: subset.map(Into::into),
+            port,
+        }
+    }
+
     /// The service host (FQDN).
     pub fn host(&self) -> &str {
         &self.host

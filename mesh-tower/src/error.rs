@@ -44,7 +44,10 @@ use std::error::Error as StdError;
 use std::fmt;
 
 use bytes::Bytes;
+use http::uri::Authority;
 use http::{header, HeaderValue, Response, StatusCode};
+use mesh_resilience::headers::X_ENVOY_OVERLOADED;
+use mesh_routing::ClusterName;
 
 use crate::BoxError;
 
@@ -58,7 +61,10 @@ pub struct MeshError {
 
 struct Inner {
     kind: Kind,
-    retried: bool,
+    /// Attempts made before the error (0 when no attempt was made).
+    attempts: u32,
+    cluster: Option<ClusterName>,
+    endpoint: Option<Authority>,
     source: Option<BoxError>,
 }
 
@@ -142,7 +148,9 @@ impl MeshError {
         Self {
             inner: Box::new(Inner {
                 kind,
-                retried: false,
+                attempts: 0,
+                cluster: None,
+                endpoint: None,
                 source,
             }),
         }
@@ -183,10 +191,22 @@ impl MeshError {
         Self::new(Kind::Upstream(failure), Some(err))
     }
 
-    /// Marks the error as the last of several attempts (changes the reply text).
-    pub(crate) fn with_retried(mut self) -> Self {
-        self.inner.retried = true;
+    /// Says where the error happened: the cluster, the endpoint of the last attempt (if one
+    /// was picked) and how many attempts were made (more than one changes the reply text).
+    pub(crate) fn with_context(
+        mut self,
+        cluster: Option<&ClusterName>,
+        endpoint: Option<&Authority>,
+        attempts: u32,
+    ) -> Self {
+        self.inner.cluster = cluster.cloned();
+        self.inner.endpoint = endpoint.cloned();
+        self.inner.attempts = attempts;
         self
+    }
+
+    fn retried(&self) -> bool {
+        self.inner.attempts > 1
     }
 
     /// The classified failure, when the error came from the inner client.
@@ -240,6 +260,21 @@ impl MeshError {
         matches!(self.inner.kind, Kind::Upstream(_))
     }
 
+    /// The cluster (`outbound|port|subset|host`) the request was for, when routing chose one.
+    pub fn cluster(&self) -> Option<&ClusterName> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// The endpoint (`ip:port`) of the last attempt, when one was picked.
+    pub fn endpoint(&self) -> Option<&Authority> {
+        self.inner.endpoint.as_ref()
+    }
+
+    /// How many attempts were made (0 when the request never reached a client).
+    pub fn attempts(&self) -> u32 {
+        self.inner.attempts
+    }
+
     /// The inner client could not connect to the endpoint.
     pub fn is_connect(&self) -> bool {
         matches!(
@@ -265,7 +300,7 @@ impl MeshError {
 
     fn reply_body(&self) -> Bytes {
         let upstream = |reason: &str| {
-            let middle = if self.inner.retried {
+            let middle = if self.retried() {
                 "retried and the latest reset reason: "
             } else {
                 "reset reason: "
@@ -308,7 +343,7 @@ impl MeshError {
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         if self.is_overflow() {
-            headers.insert("x-envoy-overloaded", HeaderValue::from_static("true"));
+            headers.insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
         }
         *res.body_mut() = B::from(body);
         res
@@ -319,8 +354,12 @@ impl fmt::Debug for MeshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("MeshError");
         d.field("kind", &self.inner.kind);
-        if self.inner.retried {
-            d.field("retried", &true);
+        d.field("attempts", &self.inner.attempts);
+        if let Some(c) = &self.inner.cluster {
+            d.field("cluster", &format_args!("{c}"));
+        }
+        if let Some(e) = &self.inner.endpoint {
+            d.field("endpoint", &format_args!("{e}"));
         }
         if let Some(source) = &self.inner.source {
             d.field("source", source);
@@ -330,25 +369,42 @@ impl fmt::Debug for MeshError {
 }
 
 impl fmt::Display for MeshError {
+    /// What happened, where and why: `connect failure to 10.1.2.3:8080 in
+    /// outbound|8080|v2|api.default.svc.cluster.local after 4 attempts: connection refused`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.inner.kind {
-            Kind::RouteTimeout => f.write_str("route timeout elapsed"),
-            Kind::PerTryTimeout => f.write_str("per-try timeout elapsed"),
-            Kind::Overflow => f.write_str("connection pool overflow"),
-            Kind::NoRoute => f.write_str("no route matched the request"),
-            Kind::NoHealthyUpstream => f.write_str("no healthy upstream"),
-            Kind::UnknownCluster => f.write_str("route destination does not exist"),
-            Kind::BodyTooLargeToRetry => {
-                f.write_str("request body exceeded the replay buffer before a retry")
-            }
-            Kind::Upstream(failure) => {
-                write!(f, "upstream request failed: {}", failure.describe())?;
-                if self.inner.retried {
-                    f.write_str(" (after retries)")?;
-                }
-                Ok(())
-            }
+        let what = match self.inner.kind {
+            Kind::RouteTimeout => "route timeout elapsed",
+            Kind::PerTryTimeout => "per-try timeout elapsed",
+            Kind::Overflow => "connection pool overflow",
+            Kind::NoRoute => "no route matched the request",
+            Kind::NoHealthyUpstream => "no healthy upstream",
+            Kind::UnknownCluster => "route destination does not exist",
+            Kind::BodyTooLargeToRetry => "request body exceeded the replay buffer before a retry",
+            Kind::Upstream(failure) => failure.describe(),
+        };
+        f.write_str(what)?;
+        if let Some(e) = &self.inner.endpoint {
+            write!(f, " to {e}")?;
         }
+        if let Some(c) = &self.inner.cluster {
+            write!(f, " in {c}")?;
+        }
+        match self.inner.attempts {
+            0 | 1 => {}
+            n => write!(f, " after {n} attempts")?,
+        }
+        // The innermost cause says why (`connection refused`, `dns error`, ...).
+        let mut cause: Option<&(dyn StdError + 'static)> =
+            self.inner.source.as_deref().map(|e| e as _);
+        let mut last = None;
+        while let Some(e) = cause {
+            last = Some(e);
+            cause = e.source();
+        }
+        if let Some(e) = last {
+            write!(f, ": {e}")?;
+        }
+        Ok(())
     }
 }
 

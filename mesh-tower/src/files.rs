@@ -16,9 +16,6 @@ pub enum BuildError {
     /// The route table does not compile.
     #[error("the route table does not compile: {0}")]
     Compile(#[source] mesh_routing::CompileError),
-    /// Route policies that cannot drive the resilience machines, one line each.
-    #[error("invalid route policies:\n  {}", .0.join("\n  "))]
-    Policy(Vec<String>),
 }
 
 /// Why [`load_files`] failed.

@@ -166,27 +166,35 @@
 
 pub mod body;
 pub mod client;
+mod cluster;
+mod compiled;
+mod driver;
 pub mod error;
 mod files;
+pub mod future;
+mod handle;
 mod layer;
-mod mesh_body;
-pub(crate) mod policy;
-pub(crate) mod rng;
+mod registry;
+mod rng;
 mod service;
-mod state;
+mod shared;
+mod stage;
 pub mod stats;
-pub(crate) mod time;
+mod time;
 
+/// The configuration model (`mesh-model`), re-exported so that one dependency is enough.
+pub use mesh_model as model;
+/// The route table (`mesh-routing`), re-exported so that one dependency is enough.
+pub use mesh_routing as routing;
+
+pub use body::MeshBody;
 pub use error::MeshError;
 pub use files::{load_files, BuildError, LoadFilesError, ReloadError};
-pub use layer::{MeshBuilder, MeshHandle, MeshLayer, WatchHandle, DEFAULT_MAX_CONCURRENT_MIRRORS};
-pub use mesh_body::MeshBody;
+pub use handle::{EndpointPublisher, MeshHandle, WatchHandle};
+pub use layer::{MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS};
 pub use mesh_routing::ClientContext;
-pub use service::{Mesh, ResponseFuture};
+pub use service::Mesh;
 pub use stats::{ClusterStats, Stats};
 
 /// A type-erased error, as used by tower and hyper.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-#[cfg(test)]
-mod tests;

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use crate::state::{lock, ClusterState, Counters};
+use crate::cluster::{ClusterState, Counters};
 
 /// Counters of the whole mesh and of every cluster that has seen traffic under
 /// the current configuration, read at one moment.
@@ -15,6 +15,7 @@ pub struct Stats {
     totals: Totals,
     mirrors_sent: u64,
     mirrors_dropped: u64,
+    cluster_states: usize,
 }
 
 /// Mesh-wide totals (every cluster, plus requests that reached no cluster:
@@ -41,6 +42,7 @@ impl Stats {
         totals: &Counters,
         mirrors_sent: u64,
         mirrors_dropped: u64,
+        cluster_states: usize,
     ) -> Self {
         let clusters = states.iter().map(|s| ClusterStats::read(s)).collect();
         Self {
@@ -55,6 +57,7 @@ impl Stats {
             },
             mirrors_sent,
             mirrors_dropped,
+            cluster_states,
         }
     }
 
@@ -90,6 +93,12 @@ impl Stats {
         self.mirrors_sent
     }
 
+    /// Cluster states the mesh holds: the current configuration's, plus those of earlier
+    /// configurations that requests still in flight use (freed after their last request).
+    pub fn cluster_states(&self) -> usize {
+        self.cluster_states
+    }
+
     /// Mirror copies dropped because `max_concurrent_mirrors` were in flight
     /// (or the request body could not be replayed).
     pub fn mirrors_dropped(&self) -> u64 {
@@ -119,7 +128,7 @@ pub struct ClusterStats {
 impl ClusterStats {
     fn read(s: &ClusterState) -> Self {
         let c = &s.counters;
-        let inner = lock(&s.inner);
+        let inner = s.lock();
         let endpoints = inner
             .endpoints
             .iter()
@@ -127,16 +136,16 @@ impl ClusterStats {
             .map(|(i, e)| {
                 let ejected = inner.outlier.as_ref().is_some_and(|od| od.is_ejected(i));
                 (
-                    e.key.to_string(),
-                    inner.endpoint_requests.get(i).copied().unwrap_or(0),
+                    e.authority().to_string(),
+                    inner.sent.get(i).copied().unwrap_or(0),
                     ejected,
                 )
             })
             .collect();
         Self {
-            host: s.host.to_string(),
-            subset: s.subset.as_deref().map(str::to_owned),
-            port: s.port,
+            host: s.name.host().to_owned(),
+            subset: s.name.subset().map(str::to_owned),
+            port: s.name.port(),
             requests: c.requests.load(Relaxed),
             successes: c.successes.load(Relaxed),
             failures: c.failures.load(Relaxed),

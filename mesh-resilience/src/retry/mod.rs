@@ -461,6 +461,12 @@ impl RetryState {
         RetryDecision::Retry { after }
     }
 
+    /// Whether the request holds a cluster retry slot (from a [`Retry`](RetryDecision::Retry)
+    /// decision until the next outcome): a driver only needs [`release`](Self::release) then.
+    pub fn holds_retry_permit(&self) -> bool {
+        self.retry_permit.is_some()
+    }
+
     /// Gives back the cluster retry slot held since the last [`Retry`](RetryDecision::Retry),
     /// if any. Call it when abandoning the request between a retry decision and the next
     /// outcome (e.g. the caller's future was dropped during backoff).

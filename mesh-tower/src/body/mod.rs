@@ -66,6 +66,11 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::BoxError;
 
+mod response;
+
+pub use response::MeshBody;
+pub(crate) use response::PermitGuard;
+
 /// The default replay cap: 64 KiB, the value linkerd2-proxy uses.
 pub const DEFAULT_REPLAY_CAP: usize = 64 * 1024;
 

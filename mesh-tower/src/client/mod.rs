@@ -52,7 +52,7 @@ pub use self::hyper::{
 };
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
-pub use self::reqwest::{reqwest_client_builder, ReqwestService, ResponseFuture};
+pub use self::reqwest::{reqwest_client_builder, ReqwestFuture, ReqwestService};
 
 #[cfg(all(test, feature = "hyper-util", feature = "reqwest"))]
 mod tests;

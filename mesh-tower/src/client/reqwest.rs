@@ -90,7 +90,7 @@ where
 {
     type Response = http::Response<reqwest::Body>;
     type Error = reqwest::Error;
-    type Future = ResponseFuture;
+    type Future = ReqwestFuture;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -99,7 +99,7 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let client = self.client.clone();
         let req = req.map(reqwest::Body::wrap);
-        ResponseFuture {
+        ReqwestFuture {
             inner: Box::pin(async move {
                 let req = reqwest::Request::try_from(req)?;
                 let res = client.execute(req).await?;
@@ -110,12 +110,12 @@ where
 }
 
 /// Response future of [`ReqwestService`].
-pub struct ResponseFuture {
+pub struct ReqwestFuture {
     inner:
         Pin<Box<dyn Future<Output = Result<http::Response<reqwest::Body>, reqwest::Error>> + Send>>,
 }
 
-impl Future for ResponseFuture {
+impl Future for ReqwestFuture {
     type Output = Result<http::Response<reqwest::Body>, reqwest::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -123,8 +123,8 @@ impl Future for ResponseFuture {
     }
 }
 
-impl fmt::Debug for ResponseFuture {
+impl fmt::Debug for ReqwestFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+        f.debug_struct("ReqwestFuture").finish_non_exhaustive()
     }
 }

@@ -123,7 +123,7 @@ async fn connect_failure_replies_503_with_reset_reason() {
         "upstream connect error or disconnect/reset before headers. \
          reset reason: remote connection failure"
     );
-    let (_, _, body) = reply(&err.with_retried()).await;
+    let (_, _, body) = reply(&err.with_context(None, None, 2)).await;
     assert_eq!(
         body,
         "upstream connect error or disconnect/reset before headers. \
@@ -263,8 +263,14 @@ fn debug_and_display_name_the_failure() {
     let err = MeshError::upstream(io::Error::from(io::ErrorKind::ConnectionRefused));
     assert!(err.to_string().contains("connect failure"), "{err}");
     assert!(format!("{err:?}").contains("ConnectFailure"), "{err:?}");
-    let retried = err.with_retried();
-    assert!(retried.to_string().contains("after retries"), "{retried}");
+    let name = mesh_routing::ClusterName::new("api.default.svc.cluster.local", Some("v2"), 8080);
+    let endpoint = http::uri::Authority::from_static("10.1.2.3:8080");
+    let retried = err.with_context(Some(&name), Some(&endpoint), 4);
+    assert_eq!(
+        retried.to_string(),
+        "connect failure to 10.1.2.3:8080 in outbound|8080|v2|api.default.svc.cluster.local \
+         after 4 attempts: connection refused"
+    );
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! [`MeshBody`]: the response body of the mesh.
+//! [`MeshBody`]: the response body of the mesh, and the guard it holds.
 
 use std::fmt;
 use std::future::Future;
@@ -10,8 +10,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use mesh_resilience::RequestPermit;
 
+use crate::cluster::{ClusterState, EndpointRef};
 use crate::error::MeshError;
-use crate::state::ClusterState;
+use crate::stage::pick::Target;
 use crate::BoxError;
 
 pin_project_lite::pin_project! {
@@ -53,21 +54,44 @@ pin_project_lite::pin_project! {
 
 /// Gives the pool permit and the endpoint's in-flight slot back when dropped.
 pub(crate) struct PermitGuard {
-    pub(crate) cluster: Arc<ClusterState>,
-    pub(crate) permit: Option<RequestPermit>,
-    pub(crate) endpoint: Option<(usize, u64)>,
+    cluster: Arc<ClusterState>,
+    permit: Option<RequestPermit>,
+    endpoint: Option<EndpointRef>,
+}
+
+impl PermitGuard {
+    /// Holds `permit` of `cluster` and the in-flight slot of the endpoint `target` names.
+    pub(crate) fn new(
+        cluster: &Arc<ClusterState>,
+        permit: Option<RequestPermit>,
+        target: Option<&Target>,
+    ) -> Self {
+        let endpoint = match target {
+            Some(Target::Endpoint(e)) => Some(e.clone()),
+            _ => None,
+        };
+        PermitGuard {
+            cluster: Arc::clone(cluster),
+            permit,
+            endpoint,
+        }
+    }
 }
 
 impl Drop for PermitGuard {
     fn drop(&mut self) {
-        self.cluster.finish(self.permit.take(), self.endpoint);
+        self.cluster
+            .finish(self.permit.take(), self.endpoint.as_ref());
     }
 }
 
 impl fmt::Debug for PermitGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PermitGuard")
-            .field("endpoint", &self.endpoint)
+            .field(
+                "endpoint",
+                &self.endpoint.as_ref().map(|e| e.authority.as_str()),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -1,0 +1,254 @@
+//! [`ClusterState`]: what the mesh keeps per cluster (`outbound|port|subset|host`): the
+//! connection pool, the outlier detector, the load balancer's state, the cluster's endpoints
+//! and its counters. It lives across configuration reloads and endpoint updates (see
+//! `registry`); per-endpoint state (in-flight requests, outlier counters and ejections,
+//! requests sent) follows each endpoint by its address.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
+
+use http::uri::Authority;
+use mesh_resilience::{ConnectionPool, OutlierDetector, OutlierEvent, RequestPermit};
+use mesh_routing::endpoints::{ClusterEndpoints, Endpoint, EndpointSelector};
+use mesh_routing::lb::{LbState, LoadBalancer};
+use mesh_routing::{ClusterName, ClusterPolicy};
+use tokio::sync::Notify;
+
+/// Locks a mutex, ignoring poisoning (no invariant of ours spans a panic).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Counters of one cluster (or of the whole mesh).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) successes: AtomicU64,
+    pub(crate) failures: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    pub(crate) overflows: AtomicU64,
+    pub(crate) ejections: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn bump(c: &AtomicU64) {
+        c.fetch_add(1, Relaxed);
+    }
+}
+
+/// An endpoint an attempt was sent to: its position in the cluster's endpoints at the time,
+/// that list's generation, and its address (to find it again after an update).
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointRef {
+    pub(crate) index: usize,
+    pub(crate) generation: u64,
+    pub(crate) authority: Authority,
+}
+
+/// Mutable per-cluster state, behind the cluster's mutex (never held across an await).
+#[derive(Debug)]
+pub(crate) struct ClusterInner {
+    pub(crate) pool: ConnectionPool,
+    pub(crate) outlier: Option<OutlierDetector<Authority>>,
+    pub(crate) balancer: LoadBalancer,
+    pub(crate) lb: LbState,
+    pub(crate) selector: EndpointSelector,
+    pub(crate) endpoints: ClusterEndpoints,
+    /// Requests in flight per endpoint, indexed like `endpoints`.
+    pub(crate) in_flight: Vec<u32>,
+    /// Attempts sent per endpoint, indexed like `endpoints`.
+    pub(crate) sent: Vec<u64>,
+    /// Bumped whenever `endpoints` changes.
+    pub(crate) generation: u64,
+}
+
+impl ClusterInner {
+    /// The current position of an endpoint an attempt went to.
+    pub(crate) fn index_of(&self, e: &EndpointRef) -> Option<usize> {
+        if e.generation == self.generation {
+            return Some(e.index);
+        }
+        self.endpoints.position(e.authority.as_str())
+    }
+}
+
+/// The state of one cluster. See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct ClusterState {
+    pub(crate) name: ClusterName,
+    inner: Mutex<ClusterInner>,
+    /// Wakes requests waiting as pending when a permit frees or the limits change.
+    pub(crate) notify: Notify,
+    pub(crate) counters: Counters,
+}
+
+impl ClusterState {
+    /// A new cluster with `policy`, taking its endpoints from `host_endpoints` (its host's,
+    /// as the registry's sources publish them; `None` when no source knows the host).
+    pub(crate) fn new(
+        name: ClusterName,
+        policy: &ClusterPolicy,
+        selector: EndpointSelector,
+        host_endpoints: Option<&[Endpoint]>,
+        now: Instant,
+    ) -> Self {
+        let endpoints = selector.select(host_endpoints);
+        let n = endpoints.len();
+        let outlier = policy
+            .outlier()
+            .map(|c| OutlierDetector::new(*c, authorities(&endpoints), now));
+        ClusterState {
+            name,
+            inner: Mutex::new(ClusterInner {
+                pool: ConnectionPool::new(policy.pool_limits()),
+                outlier,
+                balancer: policy.load_balancer(),
+                lb: LbState::new(),
+                selector,
+                endpoints,
+                in_flight: vec![0; n],
+                sent: vec![0; n],
+                generation: 0,
+            }),
+            notify: Notify::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    /// The cluster's mutable state, locked.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, ClusterInner> {
+        lock(&self.inner)
+    }
+
+    /// Applies a new configuration's policy and selector, keeping pool occupancy, counters
+    /// and the state of endpoints that remain.
+    pub(crate) fn reconfigure(
+        &self,
+        policy: &ClusterPolicy,
+        selector: EndpointSelector,
+        host_endpoints: Option<&[Endpoint]>,
+        now: Instant,
+    ) {
+        let mut inner = self.lock();
+        inner.pool.set_limits(policy.pool_limits());
+        inner.balancer = policy.load_balancer();
+        inner.outlier = match (inner.outlier.take(), policy.outlier()) {
+            (Some(mut od), Some(config)) => {
+                od.set_config(*config);
+                Some(od)
+            }
+            (None, Some(config)) => Some(OutlierDetector::new(
+                *config,
+                authorities(&inner.endpoints),
+                now,
+            )),
+            (_, None) => None,
+        };
+        let changed = inner.selector != selector;
+        inner.selector = selector;
+        if changed {
+            let endpoints = inner.selector.select(host_endpoints);
+            set_endpoints(&mut inner, endpoints);
+        }
+        // The limits may have grown: let pending requests look again.
+        drop(inner);
+        self.notify.notify_waiters();
+    }
+
+    /// The host's endpoints changed: select this cluster's again. Endpoints that remain keep
+    /// their in-flight count, outlier state and counters; the balancer starts over.
+    pub(crate) fn update_endpoints(&self, host_endpoints: Option<&[Endpoint]>) {
+        let mut inner = self.lock();
+        let endpoints = inner.selector.select(host_endpoints);
+        if endpoints != inner.endpoints {
+            set_endpoints(&mut inner, endpoints);
+        }
+    }
+
+    /// Gives back a pool permit and an endpoint's in-flight slot.
+    pub(crate) fn finish(&self, permit: Option<RequestPermit>, endpoint: Option<&EndpointRef>) {
+        let mut inner = self.lock();
+        if let Some(i) = endpoint.and_then(|e| inner.index_of(e)) {
+            if let Some(n) = inner.in_flight.get_mut(i) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        let wake = permit.is_some_and(|p| inner.pool.release(p));
+        drop(inner);
+        if wake {
+            self.notify.notify_one();
+        }
+    }
+
+    /// Runs due outlier sweeps, logging returns from ejection.
+    pub(crate) fn sweep(&self, inner: &mut ClusterInner, now: Instant) {
+        let Some(od) = inner.outlier.as_mut() else {
+            return;
+        };
+        if now < od.next_sweep() {
+            return;
+        }
+        let endpoints = &inner.endpoints;
+        od.sweep(now, |event| {
+            if let OutlierEvent::Unejected { endpoint } = event {
+                let addr = endpoints.get(endpoint).map_or("?", |e| e.authority().as_str());
+                tracing::info!(cluster = %self.name, endpoint = addr, "endpoint returns from ejection");
+            }
+        });
+    }
+
+    /// Logs (and counts) what outlier detection did with an attempt's result.
+    pub(crate) fn log_outlier(&self, inner: &ClusterInner, event: Option<OutlierEvent>) {
+        let addr = |i: usize| {
+            inner
+                .endpoints
+                .get(i)
+                .map_or("?", |e| e.authority().as_str())
+        };
+        match event {
+            Some(OutlierEvent::Ejected {
+                endpoint, reason, ..
+            }) => {
+                Counters::bump(&self.counters.ejections);
+                tracing::warn!(cluster = %self.name, endpoint = addr(endpoint), %reason, "endpoint ejected");
+            }
+            Some(OutlierEvent::EjectionSkipped { endpoint, reason }) => {
+                tracing::info!(cluster = %self.name, endpoint = addr(endpoint), %reason, "ejection skipped: maxEjectionPercent reached");
+            }
+            Some(OutlierEvent::Unejected { endpoint }) => {
+                tracing::info!(cluster = %self.name, endpoint = addr(endpoint), "endpoint returns from ejection");
+            }
+            Some(_) | None => {}
+        }
+    }
+}
+
+fn authorities(endpoints: &ClusterEndpoints) -> impl Iterator<Item = Authority> + '_ {
+    endpoints.iter().map(|e| e.authority().clone())
+}
+
+/// Installs a new endpoint list, carrying per-endpoint state over by address.
+fn set_endpoints(inner: &mut ClusterInner, endpoints: ClusterEndpoints) {
+    let old_of = |inner: &ClusterInner, a: &Authority| inner.endpoints.position(a.as_str());
+    let mut in_flight = Vec::with_capacity(endpoints.len());
+    let mut sent = Vec::with_capacity(endpoints.len());
+    for e in endpoints.iter() {
+        let old = old_of(inner, e.authority());
+        in_flight.push(
+            old.and_then(|i| inner.in_flight.get(i))
+                .copied()
+                .unwrap_or(0),
+        );
+        sent.push(old.and_then(|i| inner.sent.get(i)).copied().unwrap_or(0));
+    }
+    if let Some(od) = inner.outlier.as_mut() {
+        od.update_endpoints(authorities(&endpoints));
+    }
+    inner.in_flight = in_flight;
+    inner.sent = sent;
+    inner.endpoints = endpoints;
+    inner.lb.reset();
+    inner.generation += 1;
+}

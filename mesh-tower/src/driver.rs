@@ -1,0 +1,186 @@
+//! The driver: one request through the stages (`crate::stage`), in Envoy's order.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use mesh_resilience::{DoneReason, Outcome, RetryDecision};
+use tower_service::Service;
+use tracing::field;
+
+use crate::body::{MeshBody, PermitGuard, ReplayBody};
+use crate::cluster::Counters;
+use crate::error::MeshError;
+use crate::shared::Shared;
+use crate::stage::pick::{self, Target};
+use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
+use crate::BoxError;
+
+/// The client a mesh drives: any tower service from HTTP requests with a replayable body to
+/// HTTP responses, cheap to clone.
+pub(crate) trait Client<B, RB>:
+    Service<Request<ReplayBody<B>>, Response = Response<RB>, Error: Into<BoxError>, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B, RB> Client<B, RB> for S where
+    S: Service<
+            Request<ReplayBody<B>>,
+            Response = Response<RB>,
+            Error: Into<BoxError>,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// Routes, faults, mirrors, then attempts until the retry policy is done.
+pub(crate) async fn drive<S, B, RB>(
+    shared: Arc<Shared>,
+    client: S,
+    req: Request<B>,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    S: Client<B, RB>,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let compiled = shared.compiled.load_full();
+    let mut rolls = shared.request_rolls();
+    let (parts, body) = req.into_parts();
+    let fwd = match route::route(&shared, &compiled, &parts, &mut rolls) {
+        route::Routing::Forward(fwd) => fwd,
+        route::Routing::Done(done) => return done,
+    };
+    if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
+        return Ok(abort);
+    }
+    let mut template = attempt::Template::new(parts, body, &fwd, shared.settings.replay_cap);
+    mirror::spawn_copies(&shared, &compiled, &fwd, &template, &client, &mut rolls);
+
+    let cluster = fwd.cluster.as_ref();
+    let name = cluster.map(|c| &c.name);
+    let mut now = crate::time::now().into_std();
+    let mut retry = decide::Retry::new(&fwd.retry, now, fwd.cluster.clone());
+    let route_deadline = retry
+        .state
+        .route_deadline()
+        .map(tokio::time::Instant::from_std);
+    loop {
+        let n = retry.state.attempt();
+        let span = attempt_span(n);
+        let permit = match cluster {
+            Some(cs) => match admit::admit(cs, route_deadline).await {
+                Ok(p) => Some(p),
+                Err(e) => return Err(e.with_context(name, None, n - 1)),
+            },
+            None => None,
+        };
+        let target = match cluster {
+            Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {
+                Ok(Target::Resolve(a)) => Some(Target::Resolve(pick::resolve_fallback(
+                    &a,
+                    template.requested_host(),
+                    template.authority(),
+                ))),
+                Ok(t) => Some(t),
+                Err(e) => return Err(e.with_context(name, None, n - 1)),
+            },
+            None => None,
+        };
+        let to = target.as_ref().map(Target::authority);
+        if let (Some(cs), Some(to)) = (cluster, to) {
+            Counters::bump(&cs.counters.requests);
+            if !span.is_disabled() {
+                span.record("endpoint", field::display(to));
+            }
+        }
+        let guard = cluster.map(|cs| PermitGuard::new(cs, permit, target.as_ref()));
+        let count = shared.settings.attempt_count_header.then_some(n);
+        let deadline = retry
+            .state
+            .attempt_deadline(now)
+            .map(tokio::time::Instant::from_std);
+        let (result, waited) = attempt::send(
+            client.clone(),
+            template.request(to, count),
+            deadline,
+            span.clone(),
+        )
+        .await;
+        let outcome = classify::outcome(result.as_ref());
+        let result = result.unwrap_or_else(|| {
+            Err(if deadline.is_some() && deadline == route_deadline {
+                MeshError::route_timeout()
+            } else {
+                MeshError::per_try_timeout()
+            })
+        });
+        span.record("outcome", field::debug(outcome));
+        if waited {
+            now = crate::time::now().into_std();
+        }
+        let endpoint = to.cloned();
+        match retry.decide(target.as_ref(), outcome, now, rolls.decide()) {
+            RetryDecision::Retry { after }
+                if template.replayable_at_start && template.body.is_replayable() =>
+            {
+                span.record("retry_reason", field::debug(outcome));
+                span.record("backoff_ms", after.as_millis() as u64);
+                drop((result, guard));
+                if !after.is_zero() {
+                    Box::pin(tokio::time::sleep(after)).await;
+                    now = crate::time::now().into_std();
+                }
+            }
+            RetryDecision::Retry { .. } if template.replayable_at_start => {
+                // The body outgrew the replay cap while the first attempt streamed it.
+                retry.give_back();
+                return Err(MeshError::body_too_large_to_retry().with_context(
+                    name,
+                    endpoint.as_ref(),
+                    n,
+                ));
+            }
+            RetryDecision::Done(DoneReason::RouteTimeout) => {
+                if let (Some(cs), false) = (cluster, outcome == Outcome::Timeout) {
+                    Counters::bump(&cs.counters.timeouts);
+                }
+                return Err(MeshError::route_timeout().with_context(name, endpoint.as_ref(), n));
+            }
+            // Done, or a retry of a body that could never be replayed: the attempt stands.
+            _ => {
+                return match result {
+                    Ok(res) => Ok(reply::upstream(
+                        res,
+                        guard,
+                        &fwd.decision,
+                        route_deadline,
+                        count,
+                    )),
+                    Err(e) => Err(e.with_context(name, endpoint.as_ref(), n)),
+                };
+            }
+        }
+        Counters::bump(&shared.totals.retries);
+        if let Some(cs) = cluster {
+            Counters::bump(&cs.counters.retries);
+        }
+    }
+}
+
+/// The `mesh.attempt` span (disabled unless a subscriber wants debug spans).
+fn attempt_span(attempt: u32) -> tracing::Span {
+    tracing::debug_span!(
+        "mesh.attempt",
+        attempt,
+        endpoint = field::Empty,
+        outcome = field::Empty,
+        retry_reason = field::Empty,
+        backoff_ms = field::Empty,
+    )
+}

@@ -1,0 +1,88 @@
+//! [`Shared`]: what every `Mesh<S>` of one layer shares: the compiled configuration (swapped
+//! on reload), the cluster registry, the settings, the seed of the rolls and the counters.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use mesh_model::MeshConfig;
+use mesh_resilience::rng::Rolls;
+use mesh_routing::ClientContext;
+use tokio::sync::Semaphore;
+
+use crate::cluster::{lock, Counters};
+use crate::compiled::Compiled;
+use crate::files::BuildError;
+use crate::registry::Registry;
+
+/// Settings fixed by the builder.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) replay_cap: usize,
+    pub(crate) attempt_count_header: bool,
+    pub(crate) seed: Option<u64>,
+    pub(crate) max_concurrent_mirrors: usize,
+}
+
+/// See the [module docs](self).
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) compiled: ArcSwap<Compiled>,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) client: ClientContext,
+    pub(crate) settings: Settings,
+    /// The seed every request's rolls derive from.
+    seed: u64,
+    /// Requests entered so far: the index of the next request's rolls.
+    requests: AtomicU64,
+    pub(crate) mirrors: Arc<Semaphore>,
+    pub(crate) mirrors_sent: AtomicU64,
+    pub(crate) mirrors_dropped: AtomicU64,
+    pub(crate) totals: Counters,
+    /// Serialises reloads (the swap itself is atomic).
+    reload: Mutex<()>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: &MeshConfig,
+        client: ClientContext,
+        settings: Settings,
+    ) -> Result<Self, BuildError> {
+        let registry = Arc::new(Registry::new());
+        let compiled = Compiled::build(config, &client, &registry)?;
+        let seed = settings.seed.unwrap_or_else(crate::rng::entropy_seed);
+        let mirrors = settings.max_concurrent_mirrors.min(Semaphore::MAX_PERMITS);
+        Ok(Self {
+            compiled: ArcSwap::from_pointee(compiled),
+            registry,
+            client,
+            settings,
+            seed,
+            requests: AtomicU64::new(0),
+            mirrors: Arc::new(Semaphore::new(mirrors)),
+            mirrors_sent: AtomicU64::new(0),
+            mirrors_dropped: AtomicU64::new(0),
+            totals: Counters::default(),
+            reload: Mutex::new(()),
+        })
+    }
+
+    /// The rolls of the next request (deterministic under a fixed seed and a fixed order of
+    /// requests; the same as `meshctl simulate --seed`'s).
+    pub(crate) fn request_rolls(&self) -> Rolls {
+        let index = self.requests.fetch_add(1, Relaxed);
+        Rolls::for_request(self.seed, index)
+    }
+
+    /// Compiles `config` and swaps it in. Clusters that still exist keep their state (pool
+    /// occupancy, outlier detection, balancer, counters); those that do not are freed after
+    /// the last request that uses them.
+    pub(crate) fn reload(&self, config: &MeshConfig) -> Result<(), BuildError> {
+        let _serial = lock(&self.reload);
+        let next = Compiled::build(config, &self.client, &self.registry)?;
+        self.compiled.store(Arc::new(next));
+        self.registry.prune();
+        Ok(())
+    }
+}

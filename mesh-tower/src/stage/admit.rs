@@ -1,0 +1,85 @@
+//! Admission: the cluster's connection pool (Envoy's circuit breakers) gives the attempt a
+//! permit, queues it as pending, or refuses it (overflow: 503 with `x-envoy-overloaded`,
+//! never retried, never seen by outlier detection).
+
+use std::sync::Arc;
+
+use mesh_resilience::{Admission, PendingTicket, RequestPermit};
+
+use crate::cluster::{ClusterState, Counters};
+use crate::error::MeshError;
+
+/// A permit for one attempt to `cluster`, waiting as pending until one frees or the route
+/// deadline passes. Overflow and the deadline are the request's errors.
+pub(crate) async fn admit(
+    cluster: &Arc<ClusterState>,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RequestPermit, MeshError> {
+    let admission = cluster.lock().pool.try_acquire_request();
+    let ticket = match admission {
+        Ok(Admission::Ready(permit)) => return Ok(permit),
+        Ok(Admission::Pending(ticket)) => ticket,
+        Err(_) => {
+            Counters::bump(&cluster.counters.overflows);
+            return Err(MeshError::overflow());
+        }
+    };
+    // Boxed: the rare slow path stays out of the request future's size.
+    Box::pin(wait_pending(cluster, ticket, deadline)).await
+}
+
+/// Waits as pending until promoted, refused, or the route deadline passes.
+async fn wait_pending(
+    cluster: &ClusterState,
+    ticket: PendingTicket,
+    deadline: Option<tokio::time::Instant>,
+) -> Result<RequestPermit, MeshError> {
+    let mut pending = PendingGuard {
+        cluster,
+        ticket: Some(ticket),
+    };
+    loop {
+        let notified = cluster.notify.notified();
+        let woke = match deadline {
+            Some(d) => tokio::time::timeout_at(d, notified).await.is_ok(),
+            None => {
+                notified.await;
+                true
+            }
+        };
+        if !woke {
+            Counters::bump(&cluster.counters.timeouts);
+            return Err(MeshError::route_timeout());
+        }
+        let Some(ticket) = pending.ticket.take() else {
+            Counters::bump(&cluster.counters.overflows);
+            return Err(MeshError::overflow());
+        };
+        let promoted = cluster.lock().pool.try_promote(ticket);
+        match promoted {
+            Ok(Admission::Ready(permit)) => return Ok(permit),
+            Ok(Admission::Pending(t)) => pending.ticket = Some(t),
+            Err(_) => {
+                Counters::bump(&cluster.counters.overflows);
+                return Err(MeshError::overflow());
+            }
+        }
+    }
+}
+
+/// Cancels a pending admission if the request goes away while waiting.
+struct PendingGuard<'a> {
+    cluster: &'a ClusterState,
+    ticket: Option<PendingTicket>,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(t) = self.ticket.take() {
+            let wake = self.cluster.lock().pool.cancel_pending(t);
+            if wake {
+                self.cluster.notify.notify_one();
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The upstream request: built once from the caller's request ([`Template`]), then one copy
+//! per attempt (and per mirror), each bounded by the per-try timeout until its response
+//! headers arrive ([`send`]).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use http::header::HOST;
+use http::request::Parts;
+use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
+use mesh_resilience::headers::X_ENVOY_ATTEMPT_COUNT;
+use tower::ServiceExt;
+use tower_service::Service;
+
+use crate::body::ReplayBody;
+use crate::error::MeshError;
+use crate::stage::route::Forward;
+use crate::BoxError;
+
+/// What every attempt and mirror copy of one request share: method, version, scheme, the
+/// path after rewriting, the headers after the route's operations, the `Host` to send, and
+/// the replayable body.
+pub(crate) struct Template<B> {
+    method: Method,
+    version: Version,
+    scheme: Scheme,
+    path: PathAndQuery,
+    /// The caller's authority, for requests that keep it (passthrough).
+    authority: Option<Authority>,
+    headers: HeaderMap,
+    /// The `Host` header to send when it differs from what `headers` holds.
+    host: Option<HeaderValue>,
+    /// The caller's extensions, handed to the first attempt.
+    extensions: Option<Extensions>,
+    pub(crate) body: ReplayBody<B>,
+    /// Whether the body could be replayed when the request entered (else it is sent once).
+    pub(crate) replayable_at_start: bool,
+}
+
+impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
+    /// Builds the template: request header operations applied, the path rewritten, the
+    /// `Host` chosen (the route's authority rewrite, else the caller's `Host`, else the URI's
+    /// authority), the body wrapped for replay within `replay_cap` bytes.
+    pub(crate) fn new(mut parts: Parts, body: B, fwd: &Forward<'_>, replay_cap: usize) -> Self {
+        let (body, replayable_at_start) = match ReplayBody::try_new(body, replay_cap) {
+            Ok(b) => (b, true),
+            Err(b) => (ReplayBody::unreplayable(b), false),
+        };
+        fwd.decision.apply_request_headers(&mut parts.headers);
+        let host = match fwd.decision.authority_rewrite() {
+            Some(a) => Some(a.clone()),
+            None if parts.headers.contains_key(HOST) => None,
+            None => parts
+                .uri
+                .authority()
+                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+        };
+        let path = match &fwd.path {
+            Some(p) => p.clone(),
+            None => parts
+                .uri
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        };
+        Template {
+            method: parts.method,
+            version: parts.version,
+            scheme: parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP),
+            authority: parts.uri.authority().cloned(),
+            path,
+            headers: parts.headers,
+            host,
+            extensions: Some(parts.extensions),
+            body,
+            replayable_at_start,
+        }
+    }
+
+    /// The host the caller named (URI authority or `Host` header), without a port.
+    pub(crate) fn requested_host(&self) -> Option<&str> {
+        let authority = match &self.authority {
+            Some(a) => Some(a.as_str()),
+            None => self.headers.get(HOST).and_then(|h| h.to_str().ok()),
+        }?;
+        Some(match authority.rsplit_once(':') {
+            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => authority,
+        })
+    }
+
+    /// The caller's authority.
+    pub(crate) fn authority(&self) -> Option<&Authority> {
+        self.authority.as_ref()
+    }
+
+    /// The request of one attempt to `to` (`None`: the caller's own authority). The first
+    /// attempt gets the caller's extensions. Over HTTP/1 the `Host` header carries the
+    /// service's name while the URI names the endpoint; over HTTP/2 the `:authority` is the
+    /// endpoint.
+    pub(crate) fn request(
+        &mut self,
+        to: Option<&Authority>,
+        attempt_count: Option<u32>,
+    ) -> Request<ReplayBody<B>> {
+        let mut req = self.build(to, self.host.as_ref());
+        if let Some(ext) = self.extensions.take() {
+            *req.extensions_mut() = ext;
+        }
+        if let Some(n) = attempt_count {
+            req.headers_mut()
+                .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(n));
+        }
+        req
+    }
+
+    /// A mirror copy to `to`, with the `Host` Envoy gives shadows (`api:8080` →
+    /// `api-shadow:8080`).
+    pub(crate) fn shadow(&self, to: &Authority) -> Request<ReplayBody<B>> {
+        let host = self
+            .host
+            .as_ref()
+            .or_else(|| self.headers.get(HOST))
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| HeaderValue::try_from(shadow_host(h)).ok());
+        let mut req = self.build(Some(to), host.as_ref());
+        if let Some(h) = host {
+            // Shadows always carry the shadow host, over any HTTP version.
+            req.headers_mut().insert(HOST, h);
+        }
+        req
+    }
+
+    fn build(&self, to: Option<&Authority>, host: Option<&HeaderValue>) -> Request<ReplayBody<B>> {
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(self.scheme.clone());
+        uri.authority = to.or(self.authority.as_ref()).cloned();
+        uri.path_and_query = Some(self.path.clone());
+        let uri = Uri::from_parts(uri).unwrap_or_default();
+        let mut req = Request::new(self.body.clone());
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = uri;
+        *req.version_mut() = self.version;
+        *req.headers_mut() = self.headers.clone();
+        if let Some(h) = host {
+            if self.version <= Version::HTTP_11 {
+                req.headers_mut().insert(HOST, h.clone());
+            }
+        }
+        req
+    }
+}
+
+/// `api:8080` → `api-shadow:8080`: the Host Envoy gives mirrored requests.
+pub(crate) fn shadow_host(host: &str) -> String {
+    if let Some((name, port)) = host.rsplit_once(':') {
+        let numeric = !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit());
+        if numeric && (!name.contains(':') || name.ends_with(']')) {
+            return format!("{name}-shadow:{port}");
+        }
+    }
+    format!("{host}-shadow")
+}
+
+/// Sends one attempt on `client` (a clone of the mesh's), bounded by `deadline` until the response
+/// headers arrive, inside `span`. `None` when the deadline fired first; the flag says
+/// whether the call had to wait at all (a call that answered on its first poll took no time).
+pub(crate) async fn send<S, B, RB>(
+    client: S,
+    req: Request<ReplayBody<B>>,
+    deadline: Option<tokio::time::Instant>,
+    span: tracing::Span,
+) -> (Option<Result<http::Response<RB>, MeshError>>, bool)
+where
+    S: Service<Request<ReplayBody<B>>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+{
+    Attempt {
+        call: client.oneshot(req),
+        deadline,
+        sleep: None,
+        span,
+        waited: false,
+    }
+    .await
+}
+
+pin_project_lite::pin_project! {
+    /// One attempt: the client call, bounded by the attempt deadline, inside the
+    /// `mesh.attempt` span. The timer is only armed when the call does not answer on its
+    /// first poll.
+    struct Attempt<F> {
+        #[pin]
+        call: F,
+        deadline: Option<tokio::time::Instant>,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        span: tracing::Span,
+        waited: bool,
+    }
+}
+
+impl<F, T, E> Future for Attempt<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = (Option<Result<T, MeshError>>, bool);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let _entered = this.span.enter();
+        if let Poll::Ready(r) = this.call.poll(cx) {
+            return Poll::Ready((Some(r.map_err(MeshError::upstream)), *this.waited));
+        }
+        *this.waited = true;
+        let Some(deadline) = *this.deadline else {
+            return Poll::Pending;
+        };
+        if this.sleep.is_none() {
+            this.sleep.set(Some(tokio::time::sleep_until(deadline)));
+        }
+        let fired = this
+            .sleep
+            .as_pin_mut()
+            .is_some_and(|s| s.poll(cx).is_ready());
+        if fired {
+            Poll::Ready((None, true))
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::shadow_host;
+
+    proptest! {
+        /// The shadow host inserts `-shadow` before the port, or at the end.
+        #[test]
+        fn shadow_host_keeps_the_port(name in "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,3}", port in proptest::option::of(1u16..)) {
+            let host = match port {
+                Some(p) => format!("{name}:{p}"),
+                None => name.clone(),
+            };
+            let expected = match port {
+                Some(p) => format!("{name}-shadow:{p}"),
+                None => format!("{name}-shadow"),
+            };
+            prop_assert_eq!(shadow_host(&host), expected);
+        }
+    }
+
+    #[test]
+    fn shadow_host_suffixes_the_name_before_the_port() {
+        assert_eq!(shadow_host("api:8080"), "api-shadow:8080");
+        assert_eq!(shadow_host("api"), "api-shadow");
+        assert_eq!(
+            shadow_host("api.ns.svc.cluster.local"),
+            "api.ns.svc.cluster.local-shadow"
+        );
+        assert_eq!(shadow_host("[::1]:80"), "[::1]-shadow:80");
+    }
+}

@@ -1,0 +1,115 @@
+//! Mirroring: fire-and-forget copies of the request to the route's mirror clusters, as
+//! Envoy's shadows. A copy never delays or fails the request: it is spawned on the current
+//! runtime, bounded by the route timeout, limited to
+//! [`MeshBuilder::max_concurrent_mirrors`](crate::MeshBuilder::max_concurrent_mirrors) in
+//! flight, its response dropped; one that cannot be sent is dropped and counted.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use http::{Request, Response};
+use mesh_resilience::rng::Rolls;
+use mesh_routing::endpoints::EndpointChoice;
+use tower::ServiceExt;
+use tower_service::Service;
+use tracing::Instrument;
+
+use crate::body::ReplayBody;
+use crate::cluster::Counters;
+use crate::compiled::Compiled;
+use crate::shared::Shared;
+use crate::stage::attempt::Template;
+use crate::stage::route::Forward;
+use crate::BoxError;
+
+/// Sends a copy of the request to every mirror of the route whose percentage roll passes.
+pub(crate) fn spawn_copies<S, B, RB>(
+    shared: &Shared,
+    compiled: &Compiled,
+    fwd: &Forward<'_>,
+    template: &Template<B>,
+    client: &S,
+    rolls: &mut Rolls,
+) where
+    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    RB: Send + 'static,
+{
+    let route_timeout = fwd.retry.deadlines().route();
+    for target in fwd.decision.mirrors() {
+        if !target.policy.should_mirror(rolls.decide()) {
+            continue;
+        }
+        let dropped = || shared.mirrors_dropped.fetch_add(1, Relaxed);
+        if !template.body.is_replayable() {
+            dropped();
+            continue;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // Not polled inside a tokio runtime: nowhere to run the copy.
+            dropped();
+            continue;
+        };
+        let Ok(permit) = Arc::clone(&shared.mirrors).try_acquire_owned() else {
+            dropped();
+            tracing::debug!("mirror dropped: too many mirrors in flight");
+            continue;
+        };
+        let cluster = compiled.cluster(target.cluster, &shared.registry);
+        let to = {
+            let mut guard = cluster.lock();
+            let inner = &mut *guard;
+            let outlier = inner.outlier.as_ref();
+            let ejected = |i: usize| outlier.is_some_and(|od| !od.is_available(i));
+            match inner.endpoints.pick(
+                &inner.balancer,
+                &mut inner.lb,
+                &inner.in_flight,
+                &ejected,
+                rolls.pick(),
+                None,
+            ) {
+                EndpointChoice::Endpoint { index, endpoint } => {
+                    let a = endpoint.authority().clone();
+                    if let Some(n) = inner.sent.get_mut(index) {
+                        *n += 1;
+                    }
+                    Some(a)
+                }
+                EndpointChoice::Resolve(a) => Some(a.clone()),
+                EndpointChoice::NoHealthyUpstream => None,
+            }
+        };
+        let Some(to) = to else {
+            dropped();
+            continue;
+        };
+        Counters::bump(&cluster.counters.requests);
+        let req = template.shadow(&to);
+        shared.mirrors_sent.fetch_add(1, Relaxed);
+        let client = client.clone();
+        runtime.spawn(
+            async move {
+                let _permit = permit;
+                let call = client.oneshot(req);
+                let result = match route_timeout {
+                    Some(t) => tokio::time::timeout(t, call).await.ok(),
+                    None => Some(call.await),
+                };
+                match result {
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        let e: BoxError = e.into();
+                        tracing::debug!(error = %e, "mirror request failed");
+                    }
+                    None => tracing::debug!("mirror request timed out"),
+                }
+            }
+            .instrument(tracing::debug_span!("mesh.mirror")),
+        );
+    }
+}

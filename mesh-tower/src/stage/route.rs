@@ -1,0 +1,98 @@
+//! Routing: the route table's decision for a request, and the local replies it can end in.
+
+use std::sync::Arc;
+
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::Response;
+use mesh_resilience::rng::Rolls;
+use mesh_resilience::RetryPolicy;
+use mesh_routing::{Action, RequestView, RouteDecision};
+use tracing::field;
+
+use crate::body::MeshBody;
+use crate::cluster::ClusterState;
+use crate::compiled::Compiled;
+use crate::error::MeshError;
+use crate::shared::Shared;
+use crate::stage::reply;
+
+/// What routing decided for a request that goes upstream.
+pub(crate) struct Forward<'t> {
+    pub(crate) decision: RouteDecision<'t>,
+    /// The cluster's state; `None` for a passthrough to a host no service names.
+    pub(crate) cluster: Option<Arc<ClusterState>>,
+    /// The retry policy with its deadlines.
+    pub(crate) retry: RetryPolicy,
+    /// The request's consistent-hash key, when the cluster hashes.
+    pub(crate) hash: Option<u64>,
+    /// The rewritten path and query, when the route rewrites the path.
+    pub(crate) path: Option<PathAndQuery>,
+}
+
+/// Where routing sends a request.
+pub(crate) enum Routing<'t, RB> {
+    /// Upstream.
+    Forward(Forward<'t>),
+    /// Nowhere: this local reply (or error) is the answer.
+    Done(Result<Response<MeshBody<RB>>, MeshError>),
+}
+
+/// Routes the request.
+pub(crate) fn route<'t, RB>(
+    shared: &Shared,
+    compiled: &'t Compiled,
+    parts: &Parts,
+    rolls: &mut Rolls,
+) -> Routing<'t, RB> {
+    let view = RequestView::from_parts(parts);
+    let decision = compiled.table.route(&view, rolls.route());
+    match decision.action() {
+        Action::Redirect(_) => return Routing::Done(Ok(reply::redirect(&decision, &view))),
+        Action::DirectResponse(d) => return Routing::Done(Ok(reply::direct(&decision, d))),
+        Action::NoRoute => return Routing::Done(Err(MeshError::no_route())),
+        Action::UnknownSubset(r) => {
+            let name = compiled.table.cluster_name(r.cluster());
+            let err = MeshError::unknown_cluster().with_context(Some(&name), None, 0);
+            return Routing::Done(Err(err));
+        }
+        Action::Route(_) | Action::Passthrough(_) => {}
+    }
+    record_span(compiled, &decision);
+    let path = decision.rewritten_path(&view).and_then(|p| {
+        PathAndQuery::try_from(p)
+            .inspect_err(|e| {
+                tracing::warn!(error = %e, "rewritten path is not a valid URI path; path kept");
+            })
+            .ok()
+    });
+    Routing::Forward(Forward {
+        cluster: decision
+            .cluster()
+            .map(|id| compiled.cluster(id, &shared.registry)),
+        retry: decision.retry_policy(),
+        hash: decision.hash_key(&view),
+        path,
+        decision,
+    })
+}
+
+/// Fills the `mesh.request` span's fields (when a subscriber wants them).
+fn record_span(compiled: &Compiled, decision: &RouteDecision<'_>) {
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(vs) = decision.virtual_service() {
+        span.record("virtual_service", field::display(vs));
+    }
+    if let Some(r) = decision.route() {
+        span.record("route", field::display(r));
+    }
+    if let Action::Route(r) = decision.action() {
+        span.record("destination", r.destination().host());
+    }
+    if let Some(c) = decision.cluster() {
+        span.record("cluster", field::display(compiled.table.cluster_key(c)));
+    }
+}

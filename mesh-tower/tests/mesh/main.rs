@@ -1,0 +1,16 @@
+//! The mesh service against an in-process mock client, all on tokio's paused clock: each
+//! module steps one area (retries, faults, pools, outlier detection, local replies, request
+//! rewriting, mirrors, reload, stats). Real sockets are the end-to-end suite's (`tests/`
+//! package `mesh-tests`).
+
+mod support;
+
+mod faults;
+mod mirrors;
+mod outlier;
+mod pools;
+mod reload;
+mod replies;
+mod retries;
+mod rewrite;
+mod stats;

@@ -1,0 +1,50 @@
+//! Local replies, errors.
+
+use crate::support::*;
+
+#[tokio::test(start_paused = true)]
+async fn redirect_and_direct_response_are_answered_locally() {
+    let route = vs("  - match: [{uri: {prefix: /old}}]
+    redirect: {uri: /new, authority: other.test, redirectCode: 308}
+  - match: [{uri: {exact: /down}}]
+    directResponse: {status: 503, body: {string: maintenance}}
+  - route: [{destination: {host: api.mesh.test}}]
+");
+    let mock = Mock::always(200);
+    let (mut svc, _) = mesh(&[SE, &route], &mock);
+    let res = send(&mut svc, get("/old/page?q=1")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        header(&res, "location"),
+        Some("http://other.test:8080/new?q=1")
+    );
+    let res = send(&mut svc, get("/down")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&res, "content-type"), Some("text/plain"));
+    assert_eq!(body_of(res).await, "maintenance");
+    assert_eq!(mock.count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_route_and_empty_subset_are_envoys_errors() {
+    // (An undefined subset is refused by mesh-model's validation, so the
+    // unknown-cluster reply cannot be reached from a loaded configuration.)
+    let route = vs("  - match: [{uri: {prefix: /empty}}]
+    route: [{destination: {host: api.mesh.test, subset: v3}}]
+  - match: [{uri: {prefix: /ok}}]
+    route: [{destination: {host: api.mesh.test, subset: v1}}]
+");
+    let mock = Mock::always(200);
+    let (mut svc, _) = mesh(&[SE, SUBSETS, &route], &mock);
+    let nr = send(&mut svc, get("/elsewhere")).await.unwrap_err();
+    assert!(nr.is_no_route());
+    assert_eq!(
+        nr.to_response::<Full<Bytes>>().status(),
+        StatusCode::NOT_FOUND
+    );
+    let uh = send(&mut svc, get("/empty")).await.unwrap_err();
+    assert!(uh.is_no_healthy_upstream(), "{uh:?}");
+    assert_eq!(mock.count(), 0);
+    send(&mut svc, get("/ok")).await.unwrap();
+    assert_eq!(mock.seen()[0].authority(), "10.0.0.1:8080");
+}
