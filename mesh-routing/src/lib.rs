@@ -39,7 +39,7 @@
 //!   Envoy's `roll % total` over cumulative weights.
 //! * **Subsets**: an undefined subset is not a compile error (Istio accepts it): it routes to
 //!   [`Action::UnknownSubset`] (Envoy 503 `NC`). A defined subset with no endpoint carrying its
-//!   labels gives [`EndpointChoice::NoHealthyUpstream`] (503 `UH`).
+//!   labels gives [`EndpointChoice::NoHealthyUpstream`](endpoints::EndpointChoice::NoHealthyUpstream) (503 `UH`).
 //! * **DestinationRule**: chosen by *destination* host: exact before the most specific
 //!   wildcard; client namespace, then the service's namespace, then `istio-system`. Policies
 //!   merge top level → port level → subset → subset port level, replacing whole blocks

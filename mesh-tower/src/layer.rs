@@ -73,7 +73,7 @@ pub struct MeshBuilder {
 }
 
 impl MeshBuilder {
-    /// The validated Istio configuration (see [`load_files`] and
+    /// The validated Istio configuration (see [`load_files`](crate::load_files) and
     /// `mesh_model::Loader`). Required.
     pub fn config(mut self, cfg: MeshConfig) -> Self {
         self.config = Some(cfg);
@@ -110,7 +110,7 @@ impl MeshBuilder {
     }
 
     /// Mirror copies in flight at most (default 64). Beyond it, copies are
-    /// dropped at once and counted ([`Stats::mirrors_dropped`]); the primary
+    /// dropped at once and counted ([`Stats::mirrors_dropped`](crate::Stats::mirrors_dropped)); the primary
     /// request never waits for a mirror.
     pub fn max_concurrent_mirrors(mut self, n: usize) -> Self {
         self.max_concurrent_mirrors = n;

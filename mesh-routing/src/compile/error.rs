@@ -4,7 +4,7 @@ use std::fmt;
 
 /// Why a table could not be compiled. Only config that cannot work at all is an error;
 /// everything Istio accepts and then handles at run time (an undefined subset, a duplicate
-/// host, an unreachable route) compiles, with a [`CompileNote`] where something was dropped.
+/// host, an unreachable route) compiles, with a [`CompileNote`](crate::CompileNote) where something was dropped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CompileError {
