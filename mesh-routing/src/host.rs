@@ -99,6 +99,24 @@ impl<V> HostIndex<V> {
         self.lookup_with_pattern(authority).map(|(v, _)| v)
     }
 
+    /// The entry for a request: its authority as sent and the host part of it (as
+    /// [`RequestView`](crate::RequestView) splits it once).
+    pub(crate) fn lookup_request(&self, authority: &str, host: &str) -> Option<&V> {
+        let plain = !authority.bytes().any(|b| b.is_ascii_uppercase());
+        if !plain || (self.port_entries && host.len() != authority.len()) {
+            return self.lookup(authority);
+        }
+        if let Some(v) = self.exact.get(host) {
+            return Some(v);
+        }
+        for (suffix, v) in &self.wildcards {
+            if host.len() > suffix.len() && host.ends_with(&**suffix) {
+                return Some(v);
+            }
+        }
+        self.any.as_ref()
+    }
+
     /// As [`lookup`](Self::lookup), also returning how the entry matched.
     pub fn lookup_with_pattern(&self, authority: &str) -> Option<(&V, HostMatch<'_>)> {
         let mut buf = [0u8; MAX_AUTHORITY];

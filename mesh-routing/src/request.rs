@@ -40,6 +40,10 @@ pub struct RequestView<'a> {
     method: &'a str,
     scheme: &'a str,
     authority: &'a str,
+    /// The authority without its port (split once, when the view is built).
+    host: &'a str,
+    /// The authority's port, if it has one.
+    authority_port: Option<u16>,
     target: &'a str,
     path: &'a str,
     query: Option<&'a str>,
@@ -60,15 +64,18 @@ impl<'a> RequestView<'a> {
         headers: &'a HeaderMap,
     ) -> Self {
         let (path, query) = split_path(path_and_query);
+        let (host, authority_port) = split_host_port(authority);
         RequestView {
             method,
             scheme: "http",
             authority,
+            host,
+            authority_port,
             target: path_and_query,
             path,
             query,
             headers,
-            port: port_of(authority, "http"),
+            port: authority_port.unwrap_or(80),
             source_ip: None,
         }
     }
@@ -93,15 +100,18 @@ impl<'a> RequestView<'a> {
                 .and_then(|h| h.to_str().ok())
                 .unwrap_or(""),
         };
+        let (host, authority_port) = split_host_port(authority);
         RequestView {
             method: method.as_str(),
             scheme,
             authority,
+            host,
+            authority_port,
             target: uri.path_and_query().map_or("/", |pq| pq.as_str()),
             path: uri.path(),
             query: uri.query(),
             headers,
-            port: port_of(authority, scheme),
+            port: authority_port.unwrap_or_else(|| default_port(scheme)),
             source_ip: None,
         }
     }
@@ -111,8 +121,8 @@ impl<'a> RequestView<'a> {
     #[must_use]
     pub fn with_scheme(mut self, scheme: &'a str) -> Self {
         self.scheme = scheme;
-        if split_host_port(self.authority).1.is_none() {
-            self.port = port_of(self.authority, scheme);
+        if self.authority_port.is_none() {
+            self.port = default_port(scheme);
         }
         self
     }
@@ -148,7 +158,13 @@ impl<'a> RequestView<'a> {
 
     /// The authority without its `:port` (IPv6 literals keep their brackets).
     pub fn host(&self) -> &'a str {
-        split_host_port(self.authority).0
+        self.host
+    }
+
+    /// The port written in the authority, if any (see [`port`](Self::port) for the port the
+    /// request goes to).
+    pub fn authority_port(&self) -> Option<u16> {
+        self.authority_port
     }
 
     /// The path, without the query string.
@@ -227,37 +243,41 @@ fn split_path(path_and_query: &str) -> (&str, Option<&str>) {
 }
 
 /// Split an authority into host and port. `[::1]:80` gives (`[::1]`, 80); a bare IPv6
-/// address without brackets is returned whole.
+/// address without brackets is returned whole; a port that is not a number up to 65535 is
+/// not a port. One pass from the end, no allocation (it runs for every request).
 pub(crate) fn split_host_port(authority: &str) -> (&str, Option<u16>) {
-    if let Some(rest) = authority.strip_prefix('[') {
-        return match rest.find(']') {
-            Some(end) => {
-                let host = &authority[..end + 2];
-                let port = authority[end + 2..]
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse().ok());
-                (host, port)
-            }
-            None => (authority, None),
-        };
+    let b = authority.as_bytes();
+    let mut i = b.len();
+    let mut port: u32 = 0;
+    let mut scale: u32 = 1;
+    while i > 0 && b[i - 1].is_ascii_digit() && b.len() - i < 5 {
+        port += u32::from(b[i - 1] - b'0') * scale;
+        scale *= 10;
+        i -= 1;
     }
-    match authority.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => match port.parse() {
-            Ok(p) => (host, Some(p)),
-            Err(_) => (authority, None),
-        },
-        _ => (authority, None),
+    let digits = b.len() - i;
+    if digits == 0 || i == 0 || b[i - 1] != b':' || port > 65535 {
+        return (authority, None);
     }
+    let host = &authority[..i - 1];
+    let bracketed = host.starts_with('[');
+    if bracketed && !host.ends_with(']') {
+        return (authority, None);
+    }
+    if !bracketed && host.contains(':') {
+        // An IPv6 literal without brackets: the last group is not a port.
+        return (authority, None);
+    }
+    (host, Some(port as u16))
 }
 
-fn port_of(authority: &str, scheme: &str) -> u16 {
-    split_host_port(authority)
-        .1
-        .unwrap_or(if scheme.eq_ignore_ascii_case("https") {
-            443
-        } else {
-            80
-        })
+/// The port a scheme implies: 443 for `https`, else 80.
+fn default_port(scheme: &str) -> u16 {
+    if scheme.eq_ignore_ascii_case("https") {
+        443
+    } else {
+        80
+    }
 }
 
 #[cfg(test)]

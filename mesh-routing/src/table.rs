@@ -14,7 +14,7 @@ impl RouteTable {
     /// random number the caller draws; it picks among weighted destinations (Envoy's
     /// `roll % total_weight`).
     pub fn route(&self, req: &RequestView<'_>, roll: u64) -> RouteDecision<'_> {
-        let Some(&vh) = self.hosts.lookup(req.authority()) else {
+        let Some(&vh) = self.hosts.lookup_request(req.authority(), req.host()) else {
             return self.passthrough(req);
         };
         let vhost = &self.vhosts[vh as usize];
@@ -77,7 +77,7 @@ impl RouteTable {
     }
 
     fn passthrough(&self, req: &RequestView<'_>) -> RouteDecision<'_> {
-        let (host, cluster) = match self.services.lookup(req.authority()) {
+        let (host, cluster) = match self.services.lookup_request(req.authority(), req.host()) {
             Some(&d) => {
                 let entry = &self.dests[d as usize];
                 let port = entry.single_port.unwrap_or(req.port());

@@ -59,13 +59,13 @@ where
     if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
         return Ok(abort);
     }
-    let mut template = attempt::Template::new(parts, body, &fwd, shared.settings.replay_cap);
+    let mut template = attempt::Template::new(parts, body, &fwd, &shared);
     mirror::spawn_copies(&shared, &compiled, &fwd, &template, &client, &mut rolls);
 
     let cluster = fwd.cluster.as_ref();
     let name = cluster.map(|c| &c.name);
     let mut now = crate::time::now().into_std();
-    let mut retry = decide::Retry::new(&fwd.retry, now, fwd.cluster.clone());
+    let mut retry = decide::Retry::new(&fwd.decision.retry_policy(), now, fwd.cluster.clone());
     let route_deadline = retry
         .state
         .route_deadline()

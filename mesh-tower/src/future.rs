@@ -26,9 +26,11 @@ pub struct ResponseFuture<RB> {
 }
 
 impl<RB> ResponseFuture<RB> {
+    /// The future of a request: `fut` is boxed by the caller, so that the (large) driver
+    /// future is written into its box once instead of being moved there.
     pub(crate) fn new(
         shared: Arc<Shared>,
-        fut: impl Future<Output = Result<Response<MeshBody<RB>>, MeshError>> + Send + 'static,
+        fut: Pin<Box<dyn Future<Output = Result<Response<MeshBody<RB>>, MeshError>> + Send>>,
     ) -> Self {
         let span = tracing::debug_span!(
             "mesh.request",
@@ -38,7 +40,7 @@ impl<RB> ResponseFuture<RB> {
             cluster = field::Empty,
         );
         ResponseFuture {
-            inner: Box::pin(fut),
+            inner: fut,
             shared,
             span,
         }

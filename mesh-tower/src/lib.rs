@@ -173,6 +173,7 @@ pub mod error;
 mod files;
 pub mod future;
 mod handle;
+mod host_cache;
 mod layer;
 mod registry;
 mod rng;

@@ -106,9 +106,8 @@ impl<S> Mesh<S> {
         RB: http_body::Body<Data = Bytes> + Send + 'static,
         RB::Error: Into<BoxError>,
     {
-        ResponseFuture::new(
-            Arc::clone(&self.shared),
-            crate::driver::drive(Arc::clone(&self.shared), self.inner.clone(), req),
-        )
+        let shared = Arc::clone(&self.shared);
+        let fut = Box::pin(crate::driver::drive(shared, self.inner.clone(), req));
+        ResponseFuture::new(Arc::clone(&self.shared), fut)
     }
 }

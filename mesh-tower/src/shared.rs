@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use crate::cluster::{lock, Counters};
 use crate::compiled::Compiled;
 use crate::files::BuildError;
+use crate::host_cache::HostCache;
 use crate::registry::Registry;
 
 /// Settings fixed by the builder.
@@ -39,6 +40,8 @@ pub(crate) struct Shared {
     pub(crate) mirrors_sent: AtomicU64,
     pub(crate) mirrors_dropped: AtomicU64,
     pub(crate) totals: Counters,
+    /// `Host` values of the authorities callers use.
+    pub(crate) hosts: HostCache,
     /// Serialises reloads (the swap itself is atomic).
     reload: Mutex<()>,
 }
@@ -64,6 +67,7 @@ impl Shared {
             mirrors_sent: AtomicU64::new(0),
             mirrors_dropped: AtomicU64::new(0),
             totals: Counters::default(),
+            hosts: HostCache::default(),
             reload: Mutex::new(()),
         })
     }

@@ -16,21 +16,22 @@ use tower_service::Service;
 
 use crate::body::ReplayBody;
 use crate::error::MeshError;
+use crate::shared::Shared;
 use crate::stage::route::Forward;
 use crate::BoxError;
 
 /// What every attempt and mirror copy of one request share: method, version, scheme, the
 /// path after rewriting, the headers after the route's operations, the `Host` to send, and
-/// the replayable body.
+/// the replayable body. Built once; each attempt clones it.
 pub(crate) struct Template<B> {
     method: Method,
     version: Version,
     scheme: Scheme,
     path: PathAndQuery,
-    /// The caller's authority, for requests that keep it (passthrough).
+    /// The caller's authority, for requests that keep it (passthrough, name fallback).
     authority: Option<Authority>,
     headers: HeaderMap,
-    /// The `Host` header to send when it differs from what `headers` holds.
+    /// The `Host` to add upstream when the headers do not already carry it.
     host: Option<HeaderValue>,
     /// The caller's extensions, handed to the first attempt.
     extensions: Option<Extensions>,
@@ -42,38 +43,47 @@ pub(crate) struct Template<B> {
 impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     /// Builds the template: request header operations applied, the path rewritten, the
     /// `Host` chosen (the route's authority rewrite, else the caller's `Host`, else the URI's
-    /// authority), the body wrapped for replay within `replay_cap` bytes.
-    pub(crate) fn new(mut parts: Parts, body: B, fwd: &Forward<'_>, replay_cap: usize) -> Self {
-        let (body, replayable_at_start) = match ReplayBody::try_new(body, replay_cap) {
-            Ok(b) => (b, true),
-            Err(b) => (ReplayBody::unreplayable(b), false),
-        };
-        fwd.decision.apply_request_headers(&mut parts.headers);
+    /// authority), the body wrapped for replay within the replay cap. The caller's URI is
+    /// taken apart, not copied.
+    pub(crate) fn new(parts: Parts, body: B, fwd: &Forward<'_>, shared: &Shared) -> Self {
+        let (body, replayable_at_start) =
+            match ReplayBody::try_new(body, shared.settings.replay_cap) {
+                Ok(b) => (b, true),
+                Err(b) => (ReplayBody::unreplayable(b), false),
+            };
+        let Parts {
+            method,
+            uri,
+            version,
+            mut headers,
+            extensions,
+            ..
+        } = parts;
+        let uri = uri.into_parts();
+        fwd.decision.apply_request_headers(&mut headers);
         let host = match fwd.decision.authority_rewrite() {
             Some(a) => Some(a.clone()),
-            None if parts.headers.contains_key(HOST) => None,
-            None => parts
-                .uri
-                .authority()
-                .and_then(|a| HeaderValue::from_str(a.as_str()).ok()),
+            // The caller's own `Host` is already in the headers.
+            None if headers.contains_key(HOST) => None,
+            None => uri
+                .authority
+                .as_ref()
+                .and_then(|a| shared.hosts.get(a.as_str())),
         };
-        let path = match &fwd.path {
-            Some(p) => p.clone(),
-            None => parts
-                .uri
-                .path_and_query()
-                .cloned()
-                .unwrap_or_else(|| PathAndQuery::from_static("/")),
+        let path = match (&fwd.path, uri.path_and_query) {
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => p,
+            (None, None) => PathAndQuery::from_static("/"),
         };
         Template {
-            method: parts.method,
-            version: parts.version,
-            scheme: parts.uri.scheme().cloned().unwrap_or(Scheme::HTTP),
-            authority: parts.uri.authority().cloned(),
+            method,
+            version,
+            scheme: uri.scheme.unwrap_or(Scheme::HTTP),
+            authority: uri.authority,
             path,
-            headers: parts.headers,
+            headers,
             host,
-            extensions: Some(parts.extensions),
+            extensions: Some(extensions),
             body,
             replayable_at_start,
         }
@@ -97,15 +107,13 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     }
 
     /// The request of one attempt to `to` (`None`: the caller's own authority). The first
-    /// attempt gets the caller's extensions. Over HTTP/1 the `Host` header carries the
-    /// service's name while the URI names the endpoint; over HTTP/2 the `:authority` is the
-    /// endpoint.
+    /// attempt gets the caller's extensions.
     pub(crate) fn request(
         &mut self,
         to: Option<&Authority>,
         attempt_count: Option<u32>,
     ) -> Request<ReplayBody<B>> {
-        let mut req = self.build(to, self.host.as_ref());
+        let mut req = self.build(to);
         if let Some(ext) = self.extensions.take() {
             *req.extensions_mut() = ext;
         }
@@ -117,23 +125,22 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     }
 
     /// A mirror copy to `to`, with the `Host` Envoy gives shadows (`api:8080` →
-    /// `api-shadow:8080`).
+    /// `api-shadow:8080`), over any HTTP version.
     pub(crate) fn shadow(&self, to: &Authority) -> Request<ReplayBody<B>> {
-        let host = self
+        let mut req = self.build(Some(to));
+        let shadow = self
             .host
             .as_ref()
             .or_else(|| self.headers.get(HOST))
             .and_then(|h| h.to_str().ok())
             .and_then(|h| HeaderValue::try_from(shadow_host(h)).ok());
-        let mut req = self.build(Some(to), host.as_ref());
-        if let Some(h) = host {
-            // Shadows always carry the shadow host, over any HTTP version.
+        if let Some(h) = shadow {
             req.headers_mut().insert(HOST, h);
         }
         req
     }
 
-    fn build(&self, to: Option<&Authority>, host: Option<&HeaderValue>) -> Request<ReplayBody<B>> {
+    fn build(&self, to: Option<&Authority>) -> Request<ReplayBody<B>> {
         let mut uri = http::uri::Parts::default();
         uri.scheme = Some(self.scheme.clone());
         uri.authority = to.or(self.authority.as_ref()).cloned();
@@ -144,7 +151,9 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         *req.uri_mut() = uri;
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
-        if let Some(h) = host {
+        // Over HTTP/1 the `Host` header names the service while the URI names the endpoint;
+        // over HTTP/2 the `:authority` is the endpoint.
+        if let Some(h) = &self.host {
             if self.version <= Version::HTTP_11 {
                 req.headers_mut().insert(HOST, h.clone());
             }
@@ -167,12 +176,12 @@ pub(crate) fn shadow_host(host: &str) -> String {
 /// Sends one attempt on `client` (a clone of the mesh's), bounded by `deadline` until the response
 /// headers arrive, inside `span`. `None` when the deadline fired first; the flag says
 /// whether the call had to wait at all (a call that answered on its first poll took no time).
-pub(crate) async fn send<S, B, RB>(
+pub(crate) fn send<S, B, RB>(
     client: S,
     req: Request<ReplayBody<B>>,
     deadline: Option<tokio::time::Instant>,
     span: tracing::Span,
-) -> (Option<Result<http::Response<RB>, MeshError>>, bool)
+) -> impl Future<Output = (Option<Result<http::Response<RB>, MeshError>>, bool)>
 where
     S: Service<Request<ReplayBody<B>>, Response = http::Response<RB>>,
     S::Error: Into<BoxError>,
@@ -184,7 +193,6 @@ where
         span,
         waited: false,
     }
-    .await
 }
 
 pin_project_lite::pin_project! {

@@ -39,7 +39,7 @@ pub(crate) fn spawn_copies<S, B, RB>(
     B::Error: Into<BoxError>,
     RB: Send + 'static,
 {
-    let route_timeout = fwd.retry.deadlines().route();
+    let route_timeout = fwd.decision.timeout();
     for target in fwd.decision.mirrors() {
         if !target.policy.should_mirror(rolls.decide()) {
             continue;

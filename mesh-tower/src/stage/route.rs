@@ -6,7 +6,6 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::Response;
 use mesh_resilience::rng::Rolls;
-use mesh_resilience::RetryPolicy;
 use mesh_routing::{Action, RequestView, RouteDecision};
 use tracing::field;
 
@@ -22,8 +21,6 @@ pub(crate) struct Forward<'t> {
     pub(crate) decision: RouteDecision<'t>,
     /// The cluster's state; `None` for a passthrough to a host no service names.
     pub(crate) cluster: Option<Arc<ClusterState>>,
-    /// The retry policy with its deadlines.
-    pub(crate) retry: RetryPolicy,
     /// The request's consistent-hash key, when the cluster hashes.
     pub(crate) hash: Option<u64>,
     /// The rewritten path and query, when the route rewrites the path.
@@ -70,7 +67,6 @@ pub(crate) fn route<'t, RB>(
         cluster: decision
             .cluster()
             .map(|id| compiled.cluster(id, &shared.registry)),
-        retry: decision.retry_policy(),
         hash: decision.hash_key(&view),
         path,
         decision,

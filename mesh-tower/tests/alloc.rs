@@ -1,0 +1,104 @@
+//! Heap allocations per request: the same request, sent bare to an in-process client and
+//! through the mesh (the seed's canary: a 90/10 split with retries and timeouts, pool
+//! limits, outlier detection, four endpoints), counted by a global allocator. The difference
+//! is what the mesh itself allocates.
+//!
+//! This test runs without the libtest harness (`harness = false`): the allocator counts every
+//! thread, and the harness's own threads would add noise.
+
+use std::alloc::System;
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use mesh_tower::body::ReplayBody;
+use mesh_tower::{BoxError, MeshLayer};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use tower::{service_fn, Layer, ServiceExt};
+
+#[path = "../benches/support/seed_canary.rs"]
+mod seed_canary;
+
+/// Counts every allocation of the process (single-threaded here: no test harness).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+fn allocations_during(f: impl FnOnce()) -> usize {
+    let region = Region::new(GLOBAL);
+    f();
+    let change = region.change();
+    change.allocations + change.reallocations
+}
+
+fn run<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+fn drain<B: Body + Unpin>(mut body: B) {
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
+}
+
+/// The mesh's own allocations per request, beyond the inner client's and the body's.
+const MESH_ALLOCATIONS_PER_REQUEST: usize = 3;
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let bare = service_fn(|_req: Request<ReplayBody<Full<Bytes>>>| async {
+        Ok::<_, BoxError>(Response::new(Full::new(Bytes::from_static(b"ok"))))
+    });
+    let layer = MeshLayer::builder()
+        .config(seed_canary::config())
+        .seed(1)
+        .build()
+        .expect("builds");
+    let mesh = layer.layer(bare);
+    let request = || {
+        Request::get("http://api:8080/items/1")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let send_bare = || {
+        let (parts, body) = request().into_parts();
+        let body = ReplayBody::try_new(body, 1024).unwrap();
+        let res = run(bare.oneshot(Request::from_parts(parts, body))).unwrap();
+        drain(res.into_body());
+    };
+    let send_mesh = || {
+        let res = run(mesh.clone().oneshot(request())).unwrap();
+        assert_eq!(res.status(), 200);
+        drain(res.into_body());
+    };
+    // Warm up: first uses size the balancers and promote shared bytes.
+    for _ in 0..100 {
+        send_bare();
+        send_mesh();
+    }
+    const N: usize = 1000;
+    let bare_n = allocations_during(|| (0..N).for_each(|_| send_bare()));
+    let mesh_n = allocations_during(|| (0..N).for_each(|_| send_mesh()));
+    assert_eq!(bare_n % N, 0, "bare: {bare_n} allocations for {N} requests");
+    assert_eq!(mesh_n % N, 0, "mesh: {mesh_n} allocations for {N} requests");
+    let (bare_per, mesh_per) = (bare_n / N, mesh_n / N);
+    println!("allocations per request: bare {bare_per}, through the mesh {mesh_per}");
+    assert!(
+        mesh_per - bare_per <= MESH_ALLOCATIONS_PER_REQUEST,
+        "the mesh allocates {} times per request (at most {MESH_ALLOCATIONS_PER_REQUEST} expected)",
+        mesh_per - bare_per
+    );
+    println!("test mesh_allocations_per_request ... ok");
+}
