@@ -127,6 +127,10 @@ pub mod retry;
 pub mod rng;
 pub mod timeout;
 
+/// The vocabulary this crate shares with `mesh-model`, which owns it (re-exported so that a
+/// driver needs one import).
+pub use mesh_model::{GrpcStatus, Percentage, RetryCondition, RetryOn, StatusCodeSet};
+
 pub use fault::{
     AbortKind, FaultAbort, FaultAction, FaultDelay, FaultInjection, InvalidFault, FAULT_ABORT_BODY,
 };

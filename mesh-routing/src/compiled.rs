@@ -64,6 +64,8 @@ pub(crate) struct CompiledRoute {
     pub(crate) action: CompiledAction,
     pub(crate) rewrite: Option<Rewrite>,
     pub(crate) headers: RouteHeaders,
+    /// Whether the route or any of its destinations has header operations.
+    pub(crate) any_header_ops: bool,
     pub(crate) retry: RouteRetry,
     pub(crate) fault: Option<FaultInjection>,
     pub(crate) mirrors: Vec<(CompiledDest, MirrorPolicy)>,

@@ -309,8 +309,16 @@ impl<'t> RouteDecision<'t> {
         first.into_iter().chain(second).filter(|h| !h.is_empty())
     }
 
+    /// Whether the route (or its destinations) has any header operation.
+    fn has_header_ops(&self) -> bool {
+        self.route.is_some_and(|(r, _)| r.any_header_ops)
+    }
+
     /// Applies the request header operations to `headers`, in Istio's order.
     pub fn apply_request_headers(&self, headers: &mut http::HeaderMap) {
+        if !self.has_header_ops() {
+            return;
+        }
         for ops in self.header_operations() {
             ops.request().apply(headers);
         }
@@ -318,6 +326,9 @@ impl<'t> RouteDecision<'t> {
 
     /// Applies the response header operations to `headers`, in Istio's order.
     pub fn apply_response_headers(&self, headers: &mut http::HeaderMap) {
+        if !self.has_header_ops() {
+            return;
+        }
         for ops in self.header_operations() {
             ops.response().apply(headers);
         }

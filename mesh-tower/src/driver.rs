@@ -73,12 +73,17 @@ where
     loop {
         let n = retry.state.attempt();
         let span = attempt_span(n);
-        let permit = match cluster {
-            Some(cs) => match admit::admit(cs, route_deadline).await {
-                Ok(p) => Some(p),
+        let permit = match cluster.map(|cs| (cs, admit::try_admit(cs))) {
+            None => None,
+            Some((_, Ok(Ok(p)))) => Some(p),
+            Some((cs, Ok(Err(ticket)))) => match admit::wait(cs, ticket, route_deadline).await {
+                Ok(p) => {
+                    now = crate::time::now().into_std();
+                    Some(p)
+                }
                 Err(e) => return Err(e.with_context(name, None, n - 1)),
             },
-            None => None,
+            Some((_, Err(e))) => return Err(e.with_context(name, None, n - 1)),
         };
         let target = match cluster {
             Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {

@@ -497,13 +497,20 @@ impl<'c> Compiler<'c> {
             Some(f) => policy::fault(f).map_err(|e| policy_error("fault", e))?,
             None => None,
         };
+        let headers = RouteHeaders::from_model(route.headers());
+        let any_header_ops = !headers.is_empty()
+            || match &action {
+                CompiledAction::Route(split) => split.iter().any(|(d, _)| !d.headers.is_empty()),
+                _ => false,
+            };
         Ok(CompiledRoute {
             index: i,
             name: route.name().map(Into::into),
             blocks,
             action,
             rewrite: route.rewrite().cloned(),
-            headers: RouteHeaders::from_model(route.headers()),
+            headers,
+            any_header_ops,
             retry,
             fault,
             mirrors,

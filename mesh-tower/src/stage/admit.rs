@@ -9,23 +9,30 @@ use mesh_resilience::{Admission, PendingTicket, RequestPermit};
 use crate::cluster::{ClusterState, Counters};
 use crate::error::MeshError;
 
-/// A permit for one attempt to `cluster`, waiting as pending until one frees or the route
-/// deadline passes. Overflow and the deadline are the request's errors.
-pub(crate) async fn admit(
-    cluster: &Arc<ClusterState>,
-    deadline: Option<tokio::time::Instant>,
-) -> Result<RequestPermit, MeshError> {
+/// Asks `cluster`'s pool for a permit for one attempt: `Ok(Ok(permit))` at once,
+/// `Ok(Err(ticket))` when the attempt must wait as pending ([`wait`]), `Err` on overflow.
+pub(crate) fn try_admit(
+    cluster: &ClusterState,
+) -> Result<Result<RequestPermit, PendingTicket>, MeshError> {
     let admission = cluster.lock().pool.try_acquire_request();
-    let ticket = match admission {
-        Ok(Admission::Ready(permit)) => return Ok(permit),
-        Ok(Admission::Pending(ticket)) => ticket,
+    match admission {
+        Ok(Admission::Ready(permit)) => Ok(Ok(permit)),
+        Ok(Admission::Pending(ticket)) => Ok(Err(ticket)),
         Err(_) => {
             Counters::bump(&cluster.counters.overflows);
-            return Err(MeshError::overflow());
+            Err(MeshError::overflow())
         }
-    };
-    // Boxed: the rare slow path stays out of the request future's size.
-    Box::pin(wait_pending(cluster, ticket, deadline)).await
+    }
+}
+
+/// Waits as pending until promoted, refused, or the route deadline passes (boxed: the rare
+/// slow path stays out of the request future).
+pub(crate) fn wait(
+    cluster: &Arc<ClusterState>,
+    ticket: PendingTicket,
+    deadline: Option<tokio::time::Instant>,
+) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<RequestPermit, MeshError>> + '_>> {
+    Box::pin(wait_pending(cluster, ticket, deadline))
 }
 
 /// Waits as pending until promoted, refused, or the route deadline passes.

@@ -2,9 +2,8 @@
 //! detection share ([`Outcome`]).
 
 use http::Response;
-use mesh_model::GrpcStatus;
 use mesh_resilience::headers::{GRPC_STATUS, X_ENVOY_RATELIMITED};
-use mesh_resilience::Outcome;
+use mesh_resilience::{GrpcStatus, Outcome};
 
 use crate::error::{MeshError, UpstreamFailure};
 

@@ -75,6 +75,9 @@ pub(crate) fn route<'t, RB>(
 
 /// Fills the `mesh.request` span's fields (when a subscriber wants them).
 fn record_span(compiled: &Compiled, decision: &RouteDecision<'_>) {
+    if !tracing::enabled!(tracing::Level::DEBUG) {
+        return;
+    }
     let span = tracing::Span::current();
     if span.is_disabled() {
         return;
