@@ -412,12 +412,16 @@ impl Maglev {
             };
         }
         let max_w = u64::from(set.iter().map(|e| e.weight()).max().unwrap_or(1).max(1));
-        let perms: Vec<(u64, u64)> = set
+        // Endpoints take their turns in address order, so the table does not depend on the
+        // order discovery lists them in (as Envoy sorts its hosts before building).
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| set[a].authority().as_str().cmp(set[b].authority().as_str()));
+        let perms: Vec<(u64, u64)> = order
             .iter()
-            .map(|e| {
-                let offset = XxHash64::oneshot(0, e.authority().as_str().as_bytes()) % m;
-                let skip =
-                    XxHash64::oneshot(1, e.authority().as_str().as_bytes()) % (m - 1).max(1) + 1;
+            .map(|&i| {
+                let key = set[i].authority().as_str().as_bytes();
+                let offset = XxHash64::oneshot(0, key) % m;
+                let skip = XxHash64::oneshot(1, key) % (m - 1).max(1) + 1;
                 (offset, skip)
             })
             .collect();
@@ -427,18 +431,18 @@ impl Maglev {
         let mut filled = 0u64;
         let mut iteration = 1u64;
         while filled < m {
-            for i in 0..n {
-                let w = u64::from(set.get(i).map_or(1, |e| e.weight()));
+            for (turn, &i) in order.iter().enumerate() {
+                let w = u64::from(set[i].weight());
                 // Endpoint i may take a slot while it holds fewer than iteration * w / max_w.
-                if filled_by[i] * max_w >= iteration * w {
+                if filled_by[turn] * max_w >= iteration * w {
                     continue;
                 }
-                let (offset, skip) = perms[i];
+                let (offset, skip) = perms[turn];
                 let mut slot = None;
                 // With a prime size the permutation reaches every slot within m steps.
                 for _ in 0..m {
-                    let s = ((offset + next[i] * skip) % m) as usize;
-                    next[i] += 1;
+                    let s = ((offset + next[turn] * skip) % m) as usize;
+                    next[turn] += 1;
                     if table[s] == u32::MAX {
                         slot = Some(s);
                         break;
@@ -448,7 +452,7 @@ impl Maglev {
                 let slot = slot.or_else(|| table.iter().position(|&t| t == u32::MAX));
                 if let Some(s) = slot {
                     table[s] = i as u32;
-                    filled_by[i] += 1;
+                    filled_by[turn] += 1;
                     filled += 1;
                 }
                 if filled == m {

@@ -136,15 +136,42 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     #[test]
-    fn consistent_hash_is_stable_per_key(key in any::<u64>(), n in 1usize..20) {
+    fn consistent_hash_does_not_depend_on_endpoint_order(key in any::<u64>(), n in 1usize..20, rotate in 0usize..20) {
+        // A key goes to the same endpoint (by address) whatever order discovery lists the
+        // endpoints in: two clients, or one client after an update, agree.
         let eps = endpoints(&vec![1; n]);
-        let set: &[_] = &eps;
-        let ring = RingHash::build(set, 0);
-        let maglev = Maglev::build(set, 4099);
-        prop_assert_eq!(ring.pick(key, &NoneEjected), ring.pick(key, &NoneEjected));
-        prop_assert_eq!(maglev.pick(key, &NoneEjected), maglev.pick(key, &NoneEjected));
-        // A rebuilt ring from the same endpoints gives the same answer.
-        prop_assert_eq!(RingHash::build(set, 0).pick(key, &NoneEjected), ring.pick(key, &NoneEjected));
+        let mut shuffled = eps.clone();
+        shuffled.rotate_left(rotate % n);
+        shuffled.reverse();
+        let addr = |set: &[ClusterEndpoint], i: Option<usize>| i.map(|i| set[i].authority().to_string());
+        let (a, b) = (RingHash::build(&eps, 0), RingHash::build(&shuffled, 0));
+        prop_assert_eq!(addr(&eps, a.pick(key, &NoneEjected)), addr(&shuffled, b.pick(key, &NoneEjected)));
+        let (a, b) = (Maglev::build(&eps, 4099), Maglev::build(&shuffled, 4099));
+        prop_assert_eq!(addr(&eps, a.pick(key, &NoneEjected)), addr(&shuffled, b.pick(key, &NoneEjected)));
+    }
+}
+
+#[test]
+fn consistent_hash_spreads_keys_over_every_endpoint() {
+    // 2,000 keys over 8 equal endpoints: each gets its share within a factor of two (a
+    // balancer answering one endpoint for every key fails this).
+    let eps = endpoints(&[1; 8]);
+    let ring = RingHash::build(&eps, 0);
+    let maglev = Maglev::build(&eps, 65537);
+    for pick in [
+        &|k: u64| ring.pick(k, &NoneEjected) as Option<usize>,
+        &|k: u64| maglev.pick(k, &NoneEjected),
+    ] as [&dyn Fn(u64) -> Option<usize>; 2]
+    {
+        let mut counts = [0u32; 8];
+        let mut rolls = Rolls(mesh_resilience::rng::Rng::with_seed(3));
+        for _ in 0..2_000 {
+            counts[pick(rolls.next()).unwrap()] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (125..500).contains(&c)),
+            "{counts:?}"
+        );
     }
 }
 
@@ -309,5 +336,25 @@ fn ejected_keys_move_to_a_live_endpoint_and_others_stay() {
         } else {
             assert_eq!(with_ejection, healthy);
         }
+    }
+}
+
+#[test]
+fn maglev_table_does_not_depend_on_endpoint_order() {
+    // Every slot, not a sample: the table built from the endpoints in another order owns the
+    // same slots per endpoint address.
+    let eps = endpoints(&[1, 2, 1, 3, 1]);
+    let mut shuffled = eps.clone();
+    shuffled.reverse();
+    let a = Maglev::build(&eps, 4099);
+    let b = Maglev::build(&shuffled, 4099);
+    for k in 0..4099u64 {
+        let x = eps[a.pick(k, &NoneEjected).unwrap()]
+            .authority()
+            .to_string();
+        let y = shuffled[b.pick(k, &NoneEjected).unwrap()]
+            .authority()
+            .to_string();
+        assert_eq!(x, y, "slot {k}");
     }
 }

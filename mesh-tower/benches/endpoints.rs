@@ -56,21 +56,28 @@ fn endpoints(shift: u8) -> Vec<Endpoint> {
 }
 
 fn bench(c: &mut Criterion) {
-    let layer = MeshLayer::builder().config(config()).seed(1).build().expect("builds");
+    let layer = MeshLayer::builder()
+        .config(config())
+        .seed(1)
+        .build()
+        .expect("builds");
     let handle = layer.handle();
     assert!(handle.stats().clusters().len() >= 2 * SERVICES);
     let source = handle.endpoint_source();
     let sets = [endpoints(1), endpoints(2)];
     let mut k = 0usize;
-    c.bench_function("endpoints/update one host of 5,000 (10,000 clusters)", |b| {
-        b.iter(|| {
-            k += 1;
-            source.publish(
-                "svc-2500.default.svc.cluster.local",
-                black_box(sets[k % 2].clone()),
-            );
-        });
-    });
+    c.bench_function(
+        "endpoints/update one host of 5,000 (10,000 clusters)",
+        |b| {
+            b.iter(|| {
+                k += 1;
+                source.publish(
+                    "svc-2500.default.svc.cluster.local",
+                    black_box(sets[k % 2].clone()),
+                );
+            });
+        },
+    );
     let stats = handle.stats();
     let v1 = stats
         .cluster("svc-2500.default.svc.cluster.local", Some("v1"))

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
-use mesh_resilience::{DoneReason, Outcome, RetryDecision};
+use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
 use tower_service::Service;
 use tracing::field;
 
@@ -104,6 +104,7 @@ where
                 span.record("endpoint", field::display(to));
             }
         }
+        let close = permit.as_ref().is_some_and(RequestPermit::close_connection);
         let guard = cluster.map(|cs| PermitGuard::new(cs, permit, target.as_ref()));
         let count = shared.settings.attempt_count_header.then_some(n);
         let deadline = retry
@@ -112,7 +113,7 @@ where
             .map(tokio::time::Instant::from_std);
         let (result, waited) = attempt::send(
             client.clone(),
-            template.request(to, count),
+            template.request(to, count, close),
             deadline,
             span.clone(),
         )

@@ -2,6 +2,7 @@
 //!
 //! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
 
+mod connections;
 mod exactly;
 mod hostile;
 mod load;

@@ -16,7 +16,7 @@ use mesh_model::{
     HttpMatch, HttpRoute, MeshConfig, Resolution, RouteAction, RouteDestination, ServiceEntry,
     StringMatch, VirtualService,
 };
-use mesh_resilience::{MirrorPolicy, RetryPolicy};
+use mesh_resilience::{MirrorPolicy, Protocol, RetryPolicy};
 
 pub use error::CompileError;
 
@@ -39,6 +39,15 @@ fn id(meta: &mesh_model::Meta) -> String {
 /// Expand a short name (no dot) with `namespace`, as mesh-model (and Istio) do.
 fn expand(host: &str, namespace: &str) -> String {
     mesh_model::resolve_short_name(host, namespace)
+}
+
+/// Whether a port protocol is HTTP/2 to Istio (`IsHTTP2`: `HTTP2`, `GRPC`, `GRPC-WEB`).
+fn is_http2(protocol: Option<&str>) -> bool {
+    protocol.is_some_and(|p| {
+        ["HTTP2", "GRPC", "GRPC-WEB"]
+            .iter()
+            .any(|h| p.eq_ignore_ascii_case(h))
+    })
 }
 
 /// Whether a resource in `ns` with `export_to` is visible to a client in `client_ns`
@@ -79,8 +88,9 @@ struct Compiler<'c> {
     dest_ids: HashMap<(String, Option<String>), u32>,
     notes: Vec<CompileNote>,
     endpoints: StaticEndpoints,
-    /// Ports of ServiceEntry hosts.
-    se_ports: HashMap<String, Vec<u16>>,
+    /// Ports of ServiceEntry hosts, each with whether its protocol is HTTP/2 (`HTTP2`,
+    /// `GRPC`, `GRPC-WEB`: Istio gives such clusters HTTP/2 upstream options).
+    se_ports: HashMap<String, Vec<(u16, bool)>>,
     /// Namespace of ServiceEntry hosts.
     se_namespace: HashMap<String, String>,
 }
@@ -151,10 +161,11 @@ impl<'c> Compiler<'c> {
         let ns = se.meta().namespace();
         for host in se.hosts() {
             let host = host.to_ascii_lowercase();
-            self.se_ports
-                .entry(host.clone())
-                .or_default()
-                .extend(se.ports().iter().map(|p| p.number()));
+            self.se_ports.entry(host.clone()).or_default().extend(
+                se.ports()
+                    .iter()
+                    .map(|p| (p.number(), is_http2(p.protocol()))),
+            );
             self.se_namespace
                 .entry(host.clone())
                 .or_insert_with(|| ns.to_owned());
@@ -581,14 +592,33 @@ impl<'c> Compiler<'c> {
                 ports.extend(tp.port_level().iter().map(|p| p.port()));
             }
         }
+        let h2_ports: Vec<u16> = self
+            .se_ports
+            .get(host)
+            .into_iter()
+            .flatten()
+            .filter(|(_, h2)| *h2)
+            .map(|(p, _)| *p)
+            .collect();
+        ports.extend(&h2_ports);
         ports.sort_unstable();
         ports.dedup();
         let merged = |port: Option<u16>| {
-            rules::merged_policy(&drs, subset, port).map_err(|message| CompileError::Policy {
-                resource: drs.first().map(|dr| id(dr.meta())).unwrap_or_default(),
-                path: "spec.trafficPolicy".to_owned(),
-                message,
-            })
+            let mut policy = rules::merged_policy(&drs, subset, port).map_err(|message| {
+                CompileError::Policy {
+                    resource: drs.first().map(|dr| id(dr.meta())).unwrap_or_default(),
+                    path: "spec.trafficPolicy".to_owned(),
+                    message,
+                }
+            })?;
+            if port.is_some_and(|p| h2_ports.contains(&p)) {
+                // Requests multiplex over HTTP/2 connections: `maxConnections` counts
+                // connections of many streams each.
+                policy.pool_limits = policy.pool_limits.with_protocol(Protocol::Http2 {
+                    max_concurrent_streams: 0,
+                });
+            }
+            Ok::<_, CompileError>(policy)
         };
         let policy = merged(None)?;
         let port_policies = ports
@@ -596,7 +626,7 @@ impl<'c> Compiler<'c> {
             .map(|&p| Ok((p, merged(Some(p))?)))
             .collect::<Result<_, CompileError>>()?;
         let single_port = match self.se_ports.get(host).map(Vec::as_slice) {
-            Some([p]) => Some(*p),
+            Some([(p, _)]) => Some(*p),
             _ => None,
         };
         self.dests.push(DestEntry {

@@ -241,3 +241,39 @@ spec:
         with_decision("/", |d| assert!(d.fault().is_none()));
     }
 }
+
+#[cfg(test)]
+mod protocol_tests {
+    use mesh_resilience::Protocol;
+
+    use crate::{ClientContext, RequestView, RouteTable};
+
+    #[test]
+    fn http2_and_grpc_ports_multiplex_in_the_pool() {
+        let yaml = "apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api}
+spec:
+  hosts: [api.example.com]
+  resolution: STATIC
+  ports:
+  - {number: 80, name: http, protocol: HTTP}
+  - {number: 81, name: h2, protocol: HTTP2}
+  - {number: 82, name: rpc, protocol: GRPC}
+  endpoints: [{address: 10.0.0.1}]
+";
+        let config = mesh_model::load_str("p.yaml", yaml).into_result().unwrap();
+        let table = RouteTable::compile(&config, &ClientContext::new("default")).unwrap();
+        let h = http::HeaderMap::new();
+        let protocol = |authority: &str| {
+            let d = table.route(&RequestView::new("GET", authority, "/", &h), 0);
+            table.policy(d.cluster().unwrap()).pool_limits().protocol()
+        };
+        assert_eq!(protocol("api.example.com:80"), Protocol::Http1);
+        let h2 = Protocol::Http2 {
+            max_concurrent_streams: 0,
+        };
+        assert_eq!(protocol("api.example.com:81"), h2);
+        assert_eq!(protocol("api.example.com:82"), h2);
+    }
+}

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use http::header::HOST;
+use http::header::{CONNECTION, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
@@ -107,13 +107,19 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     }
 
     /// The request of one attempt to `to` (`None`: the caller's own authority). The first
-    /// attempt gets the caller's extensions.
+    /// attempt gets the caller's extensions. `close` (the pool's `maxRequestsPerConnection:
+    /// 1`) asks an HTTP/1 client to close the connection after it (`connection: close`).
     pub(crate) fn request(
         &mut self,
         to: Option<&Authority>,
         attempt_count: Option<u32>,
+        close: bool,
     ) -> Request<ReplayBody<B>> {
         let mut req = self.build(to);
+        if close && self.version <= Version::HTTP_11 {
+            req.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Some(ext) = self.extensions.take() {
             *req.extensions_mut() = ext;
         }

@@ -269,10 +269,12 @@ spec:
 ";
     let mock = Mock::always(200);
     let (mut svc, _) = mesh(&[SE, dr], &mock);
-    for user in ["alice", "bob", "carol", "dave"] {
+    let mut chosen = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let user = format!("user-{i}");
         for _ in 0..5 {
             let req = Request::get("http://api.mesh.test:8080/")
-                .header("x-user", user)
+                .header("x-user", user.as_str())
                 .body(Full::default())
                 .unwrap();
             send(&mut svc, req).await.unwrap();
@@ -283,7 +285,11 @@ spec:
             .map(|s| s.authority().to_owned())
             .collect();
         assert!(last5.iter().all(|a| *a == last5[0]), "{user}: {last5:?}");
+        chosen.insert(last5[0].clone());
     }
+    // Keys spread: a balancer sending every key to one endpoint fails here (40 keys, two
+    // endpoints: both are used).
+    assert_eq!(chosen.len(), 2, "{chosen:?}");
 }
 
 #[tokio::test(start_paused = true)]
