@@ -115,3 +115,27 @@ pub(crate) fn expand(path: &Path) -> Result<Vec<PathBuf>, LoadFilesError> {
     files.sort();
     Ok(files)
 }
+
+/// Validates Istio YAML given as text (`source` names it in diagnostics), as [`load_files`]
+/// does for files: warnings are accepted; any error fails with every error diagnostic.
+///
+/// ```
+/// let yaml = "apiVersion: networking.istio.io/v1
+/// kind: VirtualService
+/// metadata: {name: api}
+/// spec:
+///   hosts: [api]
+///   http: [{route: [{destination: {host: api}}]}]
+/// ";
+/// let config = mesh_tower::load_str("api.yaml", yaml)?;
+/// assert_eq!(config.virtual_services().len(), 1);
+/// assert!(mesh_tower::load_str("bad.yaml", "kind: VirtualService\nspec: 7\n").is_err());
+/// # Ok::<(), mesh_tower::LoadFilesError>(())
+/// ```
+pub fn load_str(source: &str, text: &str) -> Result<MeshConfig, LoadFilesError> {
+    let mut loader = Loader::new();
+    loader.add_str(source, text);
+    loader.finish().into_result().map_err(|diags| {
+        LoadFilesError::Invalid(diags.into_iter().filter(Diagnostic::is_error).collect())
+    })
+}

@@ -190,7 +190,7 @@ pub use mesh_routing as routing;
 
 pub use body::MeshBody;
 pub use error::MeshError;
-pub use files::{load_files, BuildError, LoadFilesError, ReloadError};
+pub use files::{load_files, load_str, BuildError, LoadFilesError, ReloadError};
 pub use handle::{EndpointPublisher, MeshHandle, WatchHandle};
 pub use layer::{MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS};
 pub use mesh_routing::ClientContext;
