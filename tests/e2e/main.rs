@@ -7,6 +7,7 @@ mod exactly;
 mod hostile;
 mod load;
 mod mesh;
+mod mirror_bodies;
 mod rel;
 mod reload_storm;
 mod retry_after_ejection;

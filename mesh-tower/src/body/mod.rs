@@ -101,6 +101,9 @@ struct Ready {
 
 struct Streaming<B> {
     shared: Arc<Mutex<Shared<B>>>,
+    /// A follower never reads ahead of the other clones: it replays what they read and waits
+    /// for them (while any is alive), so it can never push the buffer past the cap.
+    follower: bool,
     /// How many chunks of the stream this clone has yielded.
     cursor: usize,
     /// How many bytes this clone has yielded.
@@ -128,6 +131,8 @@ struct Shared<B> {
     pending_error: Option<BoxError>,
     /// Clones waiting at the end of the buffer for the original body.
     waiters: Vec<Waker>,
+    /// Clones alive that may read from the original body (every clone but followers).
+    leaders: usize,
 }
 
 /// Why a clone of a [`ReplayBody`] could not be replayed.
@@ -291,10 +296,12 @@ where
             failed: false,
             pending_error,
             waiters: Vec::new(),
+            leaders: 1,
         };
         Ok(Self {
             state: State::Streaming(Streaming {
                 shared: Arc::new(Mutex::new(shared)),
+                follower: false,
                 cursor: 0,
                 consumed: 0,
                 trailers_sent: false,
@@ -319,10 +326,12 @@ impl<B> ReplayBody<B> {
             failed: false,
             pending_error: None,
             waiters: Vec::new(),
+            leaders: 1,
         };
         Self {
             state: State::Streaming(Streaming {
                 shared: Arc::new(Mutex::new(shared)),
+                follower: false,
                 cursor: 0,
                 consumed: 0,
                 trailers_sent: false,
@@ -387,8 +396,21 @@ impl<B> ReplayBody<B> {
     }
 }
 
-impl<B> Clone for ReplayBody<B> {
-    fn clone(&self) -> Self {
+impl<B> ReplayBody<B> {
+    /// A clone that follows the others: it replays what they have read and waits for them
+    /// instead of reading the original body itself (until no other clone is left). A mirror
+    /// copy reads through one, so it can never push the shared buffer past the cap and fail
+    /// the request it copies; if it falls further behind than the cap, it fails instead
+    /// ([`ReplayError::is_capped`]).
+    pub(crate) fn follower(&self) -> Self {
+        let mut body = self.fresh_clone(true);
+        if let State::Streaming(s) = &mut body.state {
+            s.follower = true;
+        }
+        body
+    }
+
+    fn fresh_clone(&self, follower: bool) -> Self {
         let state = match &self.state {
             State::Ready(r) => State::Ready(Ready {
                 data: r.data.clone(),
@@ -397,14 +419,26 @@ impl<B> Clone for ReplayBody<B> {
                 trailers_sent: false,
                 replayable: r.replayable,
             }),
-            State::Streaming(s) => State::Streaming(Streaming {
-                shared: Arc::clone(&s.shared),
-                cursor: 0,
-                consumed: 0,
-                trailers_sent: false,
-            }),
+            State::Streaming(s) => {
+                if !follower {
+                    lock(&s.shared).leaders += 1;
+                }
+                State::Streaming(Streaming {
+                    shared: Arc::clone(&s.shared),
+                    follower,
+                    cursor: 0,
+                    consumed: 0,
+                    trailers_sent: false,
+                })
+            }
         };
         Self { state }
+    }
+}
+
+impl<B> Clone for ReplayBody<B> {
+    fn clone(&self) -> Self {
+        self.fresh_clone(false)
     }
 }
 
@@ -526,6 +560,11 @@ where
             self.consumed += chunk.len() as u64;
             return Poll::Ready(Some(Ok(Frame::data(chunk))));
         }
+        if self.follower && sh.leaders > 0 && sh.body.is_some() {
+            // Wait for another clone to read the next chunk.
+            sh.register(cx.waker());
+            return Poll::Pending;
+        }
         if let Some(err) = sh.pending_error.take() {
             sh.failed = true;
             sh.body = None;
@@ -614,8 +653,12 @@ where
 impl<B> Drop for Streaming<B> {
     fn drop(&mut self) {
         // This clone may be the one whose waker the original body holds: let
-        // the others poll again so one of them registers.
+        // the others poll again so one of them registers (a follower left alone reads
+        // the original body itself).
         let mut sh = lock(&self.shared);
+        if !self.follower {
+            sh.leaders = sh.leaders.saturating_sub(1);
+        }
         for w in sh.waiters.drain(..) {
             w.wake();
         }

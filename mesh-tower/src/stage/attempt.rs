@@ -134,6 +134,9 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     /// `api-shadow:8080`), over any HTTP version.
     pub(crate) fn shadow(&self, to: &Authority) -> Request<ReplayBody<B>> {
         let mut req = self.build(Some(to));
+        // A mirror copy follows the attempts: it never reads the caller's body ahead of
+        // them, so it cannot push the replay buffer past its cap and fail the request.
+        *req.body_mut() = self.body.follower();
         let shadow = self
             .host
             .as_ref()
