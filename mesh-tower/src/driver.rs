@@ -107,10 +107,17 @@ where
         let close = permit.as_ref().is_some_and(RequestPermit::close_connection);
         let guard = cluster.map(|cs| PermitGuard::new(cs, permit, target.as_ref()));
         let count = shared.settings.attempt_count_header.then_some(n);
-        let deadline = retry
+        let attempt_deadline = retry
             .state
             .attempt_deadline(now)
             .map(tokio::time::Instant::from_std);
+        // The stream idle timeout bounds a wait with no deadline, or a longer one.
+        let idle_deadline = shared
+            .settings
+            .stream_idle_timeout
+            .map(|d| tokio::time::Instant::from_std(now) + d)
+            .filter(|i| attempt_deadline.is_none_or(|a| *i < a));
+        let deadline = idle_deadline.or(attempt_deadline);
         let (result, waited) = attempt::send(
             client.clone(),
             template.request(to, count, close),
@@ -119,8 +126,11 @@ where
         )
         .await;
         let outcome = classify::outcome(result.as_ref());
+        let idle_fired = result.is_none() && idle_deadline.is_some();
         let result = result.unwrap_or_else(|| {
-            Err(if deadline.is_some() && deadline == route_deadline {
+            Err(if idle_deadline.is_some() {
+                MeshError::stream_idle_timeout()
+            } else if deadline.is_some() && deadline == route_deadline {
                 MeshError::route_timeout()
             } else {
                 MeshError::per_try_timeout()
@@ -131,7 +141,12 @@ where
             now = crate::time::now().into_std();
         }
         let endpoint = to.cloned();
-        match retry.decide(target.as_ref(), outcome, now, rolls.decide()) {
+        let decision = retry.decide(target.as_ref(), outcome, now, rolls.decide());
+        if idle_fired {
+            // Nothing came back for the stream idle timeout: the request ends, not retried.
+            return Err(MeshError::stream_idle_timeout().with_context(name, endpoint.as_ref(), n));
+        }
+        match decision {
             RetryDecision::Retry { after }
                 if template.replayable_at_start && template.body.is_replayable() =>
             {
@@ -166,6 +181,7 @@ where
                         guard,
                         &fwd.decision,
                         route_deadline,
+                        shared.settings.stream_idle_timeout,
                         count,
                     )),
                     Err(e) => Err(e.with_context(name, endpoint.as_ref(), n)),

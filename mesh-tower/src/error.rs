@@ -13,6 +13,7 @@
 //! | Error | Status | Body | Headers |
 //! |---|---|---|---|
 //! | route or per-try timeout ([`is_timeout`](MeshError::is_timeout)) | 504 | `upstream request timeout` | |
+//! | stream idle timeout ([`is_timeout`](MeshError::is_timeout); nothing from the upstream for [`MeshBuilder::stream_idle_timeout`](crate::MeshBuilder::stream_idle_timeout)) | 408 | `stream timeout` | |
 //! | connection-pool overflow ([`is_overflow`](MeshError::is_overflow)) | 503 | `upstream connect error or disconnect/reset before headers. reset reason: overflow` | `x-envoy-overloaded: true` |
 //! | no route matched ([`is_no_route`](MeshError::is_no_route)) | 404 | empty | |
 //! | no healthy endpoint ([`is_no_healthy_upstream`](MeshError::is_no_healthy_upstream)) | 503 | `no healthy upstream` | |
@@ -72,6 +73,7 @@ struct Inner {
 enum Kind {
     RouteTimeout,
     PerTryTimeout,
+    StreamIdleTimeout,
     Overflow,
     NoRoute,
     NoHealthyUpstream,
@@ -160,6 +162,10 @@ impl MeshError {
         Self::new(Kind::RouteTimeout, None)
     }
 
+    pub(crate) fn stream_idle_timeout() -> Self {
+        Self::new(Kind::StreamIdleTimeout, None)
+    }
+
     pub(crate) fn per_try_timeout() -> Self {
         Self::new(Kind::PerTryTimeout, None)
     }
@@ -225,6 +231,7 @@ impl MeshError {
             self.inner.kind,
             Kind::RouteTimeout
                 | Kind::PerTryTimeout
+                | Kind::StreamIdleTimeout
                 | Kind::Upstream(UpstreamFailure::Timeout | UpstreamFailure::ConnectTimeout)
         )
     }
@@ -290,6 +297,7 @@ impl MeshError {
                 StatusCode::GATEWAY_TIMEOUT
             }
             Kind::NoRoute => StatusCode::NOT_FOUND,
+            Kind::StreamIdleTimeout => StatusCode::REQUEST_TIMEOUT,
             Kind::BodyTooLargeToRetry => StatusCode::INSUFFICIENT_STORAGE,
             Kind::Upstream(UpstreamFailure::Protocol) => StatusCode::BAD_GATEWAY,
             Kind::Overflow | Kind::NoHealthyUpstream | Kind::UnknownCluster | Kind::Upstream(_) => {
@@ -312,6 +320,7 @@ impl MeshError {
                 Bytes::from_static(b"upstream request timeout")
             }
             Kind::NoRoute | Kind::UnknownCluster => Bytes::new(),
+            Kind::StreamIdleTimeout => Bytes::from_static(b"stream timeout"),
             Kind::NoHealthyUpstream => Bytes::from_static(b"no healthy upstream"),
             Kind::BodyTooLargeToRetry => {
                 Bytes::from_static(b"exceeded request buffer limit while retrying upstream")
@@ -374,6 +383,7 @@ impl fmt::Display for MeshError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let what = match self.inner.kind {
             Kind::RouteTimeout => "route timeout elapsed",
+            Kind::StreamIdleTimeout => "stream idle timeout elapsed",
             Kind::PerTryTimeout => "per-try timeout elapsed",
             Kind::Overflow => "connection pool overflow",
             Kind::NoRoute => "no route matched the request",

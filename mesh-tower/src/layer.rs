@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use mesh_model::MeshConfig;
 use mesh_routing::ClientContext;
@@ -14,6 +15,9 @@ use crate::shared::{Settings, Shared};
 
 /// Default of [`MeshBuilder::max_concurrent_mirrors`].
 pub const DEFAULT_MAX_CONCURRENT_MIRRORS: usize = 64;
+
+/// Default of [`MeshBuilder::stream_idle_timeout`]: Envoy's `stream_idle_timeout`, 5 minutes.
+pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// A [`tower::Layer`] that puts the mesh in front of a client.
 ///
@@ -34,7 +38,7 @@ impl fmt::Debug for MeshLayer {
 impl MeshLayer {
     /// A builder with the defaults: no configuration yet, client namespace
     /// `default`, 64 KiB replay cap, random seed, no attempt-count header, 64
-    /// concurrent mirrors.
+    /// concurrent mirrors, a 5-minute stream idle timeout.
     pub fn builder() -> MeshBuilder {
         MeshBuilder {
             config: None,
@@ -43,6 +47,7 @@ impl MeshLayer {
             seed: None,
             attempt_count_header: false,
             max_concurrent_mirrors: DEFAULT_MAX_CONCURRENT_MIRRORS,
+            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
         }
     }
 
@@ -70,6 +75,7 @@ pub struct MeshBuilder {
     seed: Option<u64>,
     attempt_count_header: bool,
     max_concurrent_mirrors: usize,
+    stream_idle_timeout: Option<Duration>,
 }
 
 impl MeshBuilder {
@@ -117,6 +123,16 @@ impl MeshBuilder {
         self
     }
 
+    /// How long a request may wait with nothing from the upstream (no response headers, then
+    /// no body frame) before the mesh ends it, as a sidecar's `stream_idle_timeout` does:
+    /// 408 `stream timeout` before headers ([`MeshError::is_timeout`](crate::MeshError::is_timeout)),
+    /// a body error after. Mirror copies without a route timeout end after it too. Default
+    /// [`DEFAULT_STREAM_IDLE_TIMEOUT`] (Envoy's 5 minutes); `None` waits forever.
+    pub fn stream_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.stream_idle_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+
     /// Compiles the route table (every route's and cluster's policies converted once) and
     /// publishes the configuration's ServiceEntry `STATIC` endpoints.
     pub fn build(self) -> Result<MeshLayer, BuildError> {
@@ -126,6 +142,7 @@ impl MeshBuilder {
             attempt_count_header: self.attempt_count_header,
             seed: self.seed,
             max_concurrent_mirrors: self.max_concurrent_mirrors,
+            stream_idle_timeout: self.stream_idle_timeout,
         };
         let shared = Shared::new(&config, self.client, settings)?;
         Ok(MeshLayer {

@@ -192,7 +192,9 @@ pub use body::MeshBody;
 pub use error::MeshError;
 pub use files::{load_files, load_str, BuildError, LoadFilesError, ReloadError};
 pub use handle::{EndpointPublisher, MeshHandle, WatchHandle};
-pub use layer::{MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS};
+pub use layer::{
+    MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS, DEFAULT_STREAM_IDLE_TIMEOUT,
+};
 pub use mesh_routing::ClientContext;
 pub use service::Mesh;
 pub use stats::{ClusterStats, Stats};

@@ -23,6 +23,7 @@ pub(crate) struct Settings {
     pub(crate) attempt_count_header: bool,
     pub(crate) seed: Option<u64>,
     pub(crate) max_concurrent_mirrors: usize,
+    pub(crate) stream_idle_timeout: Option<std::time::Duration>,
 }
 
 /// See the [module docs](self).

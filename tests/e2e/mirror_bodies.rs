@@ -11,8 +11,8 @@ use tokio::io::AsyncReadExt;
 use tower::ServiceExt;
 
 use crate::rel::{
-    destination_rule, drain, full, load, mesh, read_head, service_entry, streamed,
-    virtual_service, RawServer,
+    destination_rule, drain, full, load, mesh, read_head, service_entry, streamed, virtual_service,
+    RawServer,
 };
 
 fn pattern(len: usize) -> Vec<u8> {
@@ -82,10 +82,11 @@ async fn a_mirror_never_fails_the_request_it_copies() {
                         streamed(&path, &data, 16 * 1024)
                     };
                     let what = format!("{target:?} mirror, {size} bytes, sized {sized}, #{i}");
-                    let res = tokio::time::timeout(Duration::from_secs(20), svc.clone().oneshot(req))
-                        .await
-                        .unwrap_or_else(|_| panic!("{what}: the primary hung"))
-                        .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    let res =
+                        tokio::time::timeout(Duration::from_secs(20), svc.clone().oneshot(req))
+                            .await
+                            .unwrap_or_else(|_| panic!("{what}: the primary hung"))
+                            .unwrap_or_else(|e| panic!("{what}: {e}"));
                     assert_eq!(res.status(), StatusCode::OK, "{what}");
                     drain(res.into_body()).await.unwrap();
                 }

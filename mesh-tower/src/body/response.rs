@@ -25,8 +25,10 @@ pin_project_lite::pin_project! {
     ///
     /// The route timeout covers the whole response, as in Envoy: if it passes
     /// while the body is still streaming, the body yields a [`MeshError`]
-    /// (`is_timeout()`, boxed) and ends. (The per-try timeout, as in Envoy,
-    /// no longer applies once response headers have arrived.)
+    /// (`is_timeout()`, boxed) and ends. So does a body that sends nothing for the
+    /// stream idle timeout ([`MeshBuilder::stream_idle_timeout`](crate::MeshBuilder::stream_idle_timeout)).
+    /// (The per-try timeout, as in Envoy, no longer applies once response headers
+    /// have arrived.)
     pub struct MeshBody<RB> {
         #[pin]
         kind: Kind<RB>,
@@ -41,9 +43,14 @@ pin_project_lite::pin_project! {
             body: RB,
             guard: Option<PermitGuard>,
             deadline: Option<tokio::time::Instant>,
+            idle: Option<std::time::Duration>,
             // Armed only when the body makes the reader wait; boxed so that
             // `MeshBody<RB>` is `Unpin` whenever `RB` is.
             sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+            // Whether a frame arrived since the timer was armed (the idle timer restarts).
+            active: bool,
+            // Whether the armed timer is the route deadline (else the idle deadline).
+            route_timer: bool,
             timed_out: bool,
         },
         Local {
@@ -101,6 +108,7 @@ impl<RB> MeshBody<RB> {
         body: RB,
         guard: Option<PermitGuard>,
         deadline: Option<tokio::time::Instant>,
+        idle: Option<std::time::Duration>,
     ) -> Self
     where
         RB: Body,
@@ -112,7 +120,10 @@ impl<RB> MeshBody<RB> {
                 body,
                 guard,
                 deadline,
+                idle,
                 sleep: None,
+                active: false,
+                route_timer: false,
                 timed_out: false,
             },
         }
@@ -150,25 +161,52 @@ where
                 mut body,
                 guard,
                 deadline,
+                idle,
                 sleep,
+                active,
+                route_timer,
                 timed_out,
             } => {
                 if *timed_out {
                     return Poll::Ready(None);
                 }
                 let Poll::Ready(res) = body.as_mut().poll_frame(cx) else {
-                    let Some(deadline) = *deadline else {
-                        return Poll::Pending;
-                    };
-                    let timer =
-                        sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                    if timer.as_mut().poll(cx).is_ready() {
+                    if sleep.is_none() || (*active && idle.is_some()) {
+                        // (Re)arm: the earlier of the route deadline and, counted from the
+                        // last frame, the idle timeout. The clock is read only here.
+                        let idle_deadline = idle.map(|d| crate::time::now() + d);
+                        let next = match (*deadline, idle_deadline) {
+                            (Some(r), Some(i)) => Some(if r <= i { (r, true) } else { (i, false) }),
+                            (Some(r), None) => Some((r, true)),
+                            (None, Some(i)) => Some((i, false)),
+                            (None, None) => None,
+                        };
+                        *active = false;
+                        let Some((at, is_route)) = next else {
+                            return Poll::Pending;
+                        };
+                        *route_timer = is_route;
+                        match sleep.as_mut() {
+                            Some(s) => s.as_mut().reset(at),
+                            None => *sleep = Some(Box::pin(tokio::time::sleep_until(at))),
+                        }
+                    }
+                    let fired = sleep
+                        .as_mut()
+                        .is_some_and(|timer| timer.as_mut().poll(cx).is_ready());
+                    if fired {
                         *timed_out = true;
                         guard.take();
-                        return Poll::Ready(Some(Err(Box::new(MeshError::route_timeout()))));
+                        let err = if *route_timer {
+                            MeshError::route_timeout()
+                        } else {
+                            MeshError::stream_idle_timeout()
+                        };
+                        return Poll::Ready(Some(Err(Box::new(err))));
                     }
                     return Poll::Pending;
                 };
+                *active = true;
                 match res {
                     Some(Ok(frame)) => {
                         if body.is_end_stream() {

@@ -39,7 +39,12 @@ pub(crate) fn spawn_copies<S, B, RB>(
     B::Error: Into<BoxError>,
     RB: Send + 'static,
 {
-    let route_timeout = fwd.decision.timeout();
+    // Copies end with the route timeout, as Envoy's shadows do; without one, after the stream
+    // idle timeout, so a target that never answers cannot hold mirror slots for good.
+    let route_timeout = fwd
+        .decision
+        .timeout()
+        .or(shared.settings.stream_idle_timeout);
     for target in fwd.decision.mirrors() {
         if !target.policy.should_mirror(rolls.decide()) {
             continue;

@@ -79,9 +79,10 @@ pub(crate) fn upstream<RB: http_body::Body>(
     guard: Option<PermitGuard>,
     decision: &RouteDecision<'_>,
     route_deadline: Option<tokio::time::Instant>,
+    idle: Option<std::time::Duration>,
     attempt_count: Option<u32>,
 ) -> Response<MeshBody<RB>> {
-    let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline));
+    let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline, idle));
     decision.apply_response_headers(res.headers_mut());
     if let Some(n) = attempt_count {
         res.headers_mut()

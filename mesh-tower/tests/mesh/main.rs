@@ -10,6 +10,7 @@
 mod support;
 
 mod faults;
+mod idle;
 mod mirrors;
 mod outlier;
 mod pools;

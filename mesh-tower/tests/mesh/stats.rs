@@ -395,32 +395,6 @@ async fn an_explicit_host_header_is_sent_as_it_was() {
     assert!(s.authority().starts_with("10.0.0."));
 }
 
-/// A response body that yields one chunk every `every`, `chunks` times.
-struct Trickle {
-    every: Duration,
-    chunks: usize,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl http_body::Body for Trickle {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
-        if self.chunks == 0 {
-            return Poll::Ready(None);
-        }
-        std::task::ready!(self.sleep.as_mut().poll(cx));
-        self.chunks -= 1;
-        let next = tokio::time::Instant::now() + self.every;
-        self.sleep.as_mut().reset(next);
-        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b".")))))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn the_route_timeout_covers_the_response_body() {
     let route = vs("  - timeout: 1s
@@ -434,11 +408,7 @@ async fn the_route_timeout_covers_the_response_body() {
     let client = tower::service_fn(
         |_req: Request<mesh_tower::body::ReplayBody<Full<Bytes>>>| async {
             let every = Duration::from_millis(300);
-            let body = Trickle {
-                every,
-                chunks: 10,
-                sleep: Box::pin(tokio::time::sleep(every)),
-            };
+            let body = Trickle::new(every, 10);
             Ok::<_, BoxError>(Response::new(body))
         },
     );

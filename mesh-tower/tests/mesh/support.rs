@@ -220,3 +220,52 @@ pub(crate) fn header<'a>(
 ) -> Option<&'a str> {
     res.headers().get(name).and_then(|v| v.to_str().ok())
 }
+
+/// A response body that yields one chunk every `every`, `chunks` times, then ends (or, with
+/// [`then_stall`](Self::then_stall), never ends).
+pub(crate) struct Trickle {
+    every: Duration,
+    chunks: usize,
+    stall: bool,
+    sleep: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    pub(crate) fn new(every: Duration, chunks: usize) -> Self {
+        Trickle {
+            every,
+            chunks,
+            stall: false,
+            sleep: Box::pin(tokio::time::sleep(every)),
+        }
+    }
+
+    /// After the last chunk, wait forever instead of ending.
+    pub(crate) fn then_stall(mut self) -> Self {
+        self.stall = true;
+        self
+    }
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        if self.chunks == 0 {
+            return if self.stall {
+                Poll::Pending
+            } else {
+                Poll::Ready(None)
+            };
+        }
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        self.chunks -= 1;
+        let next = tokio::time::Instant::now() + self.every;
+        self.sleep.as_mut().reset(next);
+        Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b".")))))
+    }
+}
