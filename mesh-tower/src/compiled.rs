@@ -15,6 +15,8 @@ use crate::registry::{Registry, CONFIG_SOURCE};
 #[derive(Debug)]
 pub(crate) struct Compiled {
     pub(crate) table: RouteTable,
+    /// VirtualServices, DestinationRules and ServiceEntries of the configuration.
+    pub(crate) resources: usize,
     /// The clusters whose port is known at compile time, created with the table.
     known: FxHashMap<ClusterId, Arc<ClusterState>>,
     /// Clusters whose port comes from requests, created on first use.
@@ -53,6 +55,9 @@ impl Compiled {
             .collect();
         Ok(Compiled {
             table,
+            resources: config.virtual_services().len()
+                + config.destination_rules().len()
+                + config.service_entries().len(),
             known,
             dynamic: RwLock::new(FxHashMap::default()),
         })

@@ -67,6 +67,11 @@ pub enum ReloadError {
     /// The configuration is valid but does not build.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// The files hold no resource while the configuration serving now has some: a deleted,
+    /// truncated or half-written file, most likely. Refused unless
+    /// [`WatchOptions::allow_empty`](crate::WatchOptions::allow_empty).
+    #[error("the configuration files hold no VirtualService, DestinationRule or ServiceEntry while {0} are serving; refused (a deleted or half-written file?)")]
+    Empty(usize),
 }
 
 /// Reads Istio YAML from files and directories (every `*.yaml` / `*.yml` file

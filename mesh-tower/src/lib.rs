@@ -182,6 +182,7 @@ mod shared;
 mod stage;
 pub mod stats;
 mod time;
+pub mod watch;
 
 /// The configuration model (`mesh-model`), re-exported so that one dependency is enough.
 pub use mesh_model as model;
@@ -191,13 +192,14 @@ pub use mesh_routing as routing;
 pub use body::MeshBody;
 pub use error::MeshError;
 pub use files::{load_files, load_str, BuildError, LoadFilesError, ReloadError};
-pub use handle::{EndpointPublisher, MeshHandle, WatchHandle};
+pub use handle::{EndpointPublisher, MeshHandle};
 pub use layer::{
     MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS, DEFAULT_STREAM_IDLE_TIMEOUT,
 };
 pub use mesh_routing::ClientContext;
 pub use service::Mesh;
 pub use stats::{ClusterStats, Stats};
+pub use watch::{WatchHandle, WatchOptions};
 
 /// A type-erased error, as used by tower and hyper.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

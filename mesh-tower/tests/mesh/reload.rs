@@ -113,3 +113,156 @@ async fn watch_reloads_on_change_and_reports_failures() {
     drop(watch);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A directory for one test's files, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("mesh-tower-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A mesh watching `dir`, starting from the config in it, with the errors it reports.
+async fn watched(
+    dir: &std::path::Path,
+    options: mesh_tower::WatchOptions,
+) -> (
+    Mesh<Mock>,
+    Mock,
+    MeshHandle,
+    mesh_tower::WatchHandle,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let layer = MeshLayer::builder()
+        .config(mesh_tower::load_files(&[dir]).unwrap())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mock = Mock::always(200);
+    let svc = layer.layer(mock.clone());
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let f = Arc::clone(&failures);
+    let watch = handle.watch_with(vec![dir.to_path_buf()], options, move |e| {
+        f.lock().unwrap().push(e.to_string());
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    (svc, mock, handle, watch, failures)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_file_rewritten_after_a_truncation_is_applied_whole() {
+    let dir = TempDir::new("truncate");
+    let file = dir.0.join("mesh.yaml");
+    std::fs::write(&file, format!("{SE}---\n{SUBSETS}---\n{}", split(100, 0))).unwrap();
+    let options = mesh_tower::WatchOptions::default()
+        .interval(Duration::from_millis(100))
+        .settle(Duration::from_millis(250));
+    let (mut svc, mock, handle, _watch, failures) = watched(&dir.0, options).await;
+    let before = handle.resources();
+    // An editor truncates, then writes the new content 100 ms later; the watcher looks in
+    // between.
+    std::fs::write(&file, "").unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        handle.resources(),
+        before,
+        "the empty file was never applied"
+    );
+    std::fs::write(&file, format!("{SE}---\n{SUBSETS}---\n{}  ", split(0, 100))).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        failures.lock().unwrap().is_empty(),
+        "{:?}",
+        failures.lock().unwrap()
+    );
+    send(&mut svc, get("/")).await.unwrap();
+    assert_eq!(
+        mock.seen()[0].authority(),
+        "10.0.0.2:8080",
+        "the new config, whole"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn deleting_the_files_of_a_watched_directory_keeps_the_config() {
+    let dir = TempDir::new("delete");
+    let file = dir.0.join("mesh.yaml");
+    std::fs::write(&file, format!("{SE}---\n{SUBSETS}---\n{}", split(100, 0))).unwrap();
+    let options = mesh_tower::WatchOptions::default().interval(Duration::from_millis(100));
+    let (mut svc, mock, handle, _watch, failures) = watched(&dir.0, options).await;
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(handle.resources(), 3);
+    let errors = failures.lock().unwrap().clone();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("hold no VirtualService"), "{errors:?}");
+    send(&mut svc, get("/")).await.unwrap();
+    assert_eq!(
+        mock.seen()[0].authority(),
+        "10.0.0.1:8080",
+        "the old config serves"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_directory_replaces_the_config_when_allowed() {
+    let dir = TempDir::new("allow-empty");
+    let file = dir.0.join("mesh.yaml");
+    std::fs::write(&file, format!("{SE}---\n{SUBSETS}---\n{}", split(100, 0))).unwrap();
+    let options = mesh_tower::WatchOptions::default()
+        .interval(Duration::from_millis(100))
+        .allow_empty(true);
+    let (_svc, _mock, handle, _watch, failures) = watched(&dir.0, options).await;
+    std::fs::remove_file(&file).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(failures.lock().unwrap().is_empty());
+    assert_eq!(handle.resources(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clusters_of_retired_configurations_are_freed() {
+    // Each reload names a new subset: the cluster states of the old ones go away after their
+    // last request instead of piling up.
+    let config_with = |subset: usize| {
+        config(&[
+            SE,
+            &format!(
+                "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: api, namespace: default}}
+spec:
+  host: api.mesh.test
+  subsets: [{{name: s{subset}, labels: {{version: v1}}}}]
+"
+            ),
+            &vs(&format!(
+                "  - route: [{{destination: {{host: api.mesh.test, subset: s{subset}}}}}]\n"
+            )),
+        ])
+    };
+    let mock = Mock::always(200);
+    let layer = MeshLayer::builder().config(config_with(0)).build().unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(mock.clone());
+    for i in 1..=200 {
+        handle.reload(config_with(i)).unwrap();
+        send(&mut svc, get("/")).await.unwrap();
+    }
+    assert_eq!(mock.count(), 200);
+    let stats = handle.stats();
+    assert!(
+        stats.cluster_states() <= 3,
+        "{} cluster states kept after 200 reloads",
+        stats.cluster_states()
+    );
+}
