@@ -310,6 +310,27 @@ impl RetryOn {
         Ok(self)
     }
 
+    /// This set plus `codes` as retriable status codes, **without** turning
+    /// `retriable-status-codes` on (Envoy's `x-envoy-retriable-status-codes` header adds codes
+    /// that only count when the condition is on).
+    #[must_use]
+    pub fn with_status_codes(mut self, codes: &StatusCodeSet) -> Self {
+        for (a, b) in self.codes.bits.iter_mut().zip(codes.bits) {
+            *a |= b;
+        }
+        self
+    }
+
+    /// Both sets: every condition and status code of either.
+    #[must_use]
+    pub fn union(mut self, other: RetryOn) -> Self {
+        self.bits |= other.bits;
+        for (a, b) in self.codes.bits.iter_mut().zip(other.codes.bits) {
+            *a |= b;
+        }
+        self
+    }
+
     /// Whether `condition` is on.
     #[inline]
     pub fn contains(&self, condition: RetryCondition) -> bool {

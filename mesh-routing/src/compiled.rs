@@ -21,6 +21,8 @@ pub(crate) struct VirtualHost {
     pub(crate) namespace: Box<str>,
     pub(crate) name: Box<str>,
     pub(crate) routes: Vec<CompiledRoute>,
+    /// How many `queryParams` entries the routes test in all (a request may meet each once).
+    pub(crate) query_tests: usize,
 }
 
 /// How `rewrite.uri` replaces the path when a block matched: what Envoy's `prefix_rewrite`

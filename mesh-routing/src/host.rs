@@ -102,19 +102,10 @@ impl<V> HostIndex<V> {
     /// The entry for a request: its authority as sent and the host part of it (as
     /// [`RequestView`](crate::RequestView) splits it once).
     pub(crate) fn lookup_request(&self, authority: &str, host: &str) -> Option<&V> {
-        let plain = !authority.bytes().any(|b| b.is_ascii_uppercase());
-        if !plain || (self.port_entries && host.len() != authority.len()) {
+        if authority.bytes().any(|b| b.is_ascii_uppercase()) {
             return self.lookup(authority);
         }
-        if let Some(v) = self.exact.get(host) {
-            return Some(v);
-        }
-        for (suffix, v) in &self.wildcards {
-            if host.len() > suffix.len() && host.ends_with(&**suffix) {
-                return Some(v);
-            }
-        }
-        self.any.as_ref()
+        self.resolve(host, authority).map(|(v, _)| v)
     }
 
     /// As [`lookup`](Self::lookup), also returning how the entry matched.
@@ -133,16 +124,46 @@ impl<V> HostIndex<V> {
             authority
         };
         let host = split_host_port(lowered).0;
-        if self.port_entries && host.len() != lowered.len() {
-            if let Some((k, v)) = self.exact.get_key_value(lowered) {
-                return Some((v, HostMatch::Exact(k)));
+        self.resolve(host, lowered)
+    }
+
+    /// The lookup proper, on a lowercase `host` and the `full` authority it was split from.
+    /// A fully qualified name with its root dot (`reviews.default.svc.cluster.local.`) finds
+    /// the entry of the name without it, as current istiod's virtual hosts do (they list each
+    /// service's fully qualified name with the root dot as well); an entry written with the
+    /// dot wins over one without.
+    fn resolve<'s>(&'s self, host: &str, full: &str) -> Option<(&'s V, HostMatch<'s>)> {
+        let exact = |key: &str| {
+            self.exact
+                .get_key_value(key)
+                .map(|(k, v)| (v, HostMatch::Exact(k)))
+        };
+        let port = &full[host.len()..];
+        if self.port_entries && !port.is_empty() {
+            if let Some(hit) = exact(full) {
+                return Some(hit);
             }
         }
-        if let Some((k, v)) = self.exact.get_key_value(host) {
-            return Some((v, HostMatch::Exact(k)));
+        if let Some(hit) = exact(host) {
+            return Some(hit);
+        }
+        let bare = without_root_dot(host);
+        if bare.len() != host.len() {
+            if self.port_entries && !port.is_empty() && full.len() <= MAX_AUTHORITY {
+                let mut buf = [0u8; MAX_AUTHORITY];
+                let n = bare.len() + port.len();
+                buf[..bare.len()].copy_from_slice(bare.as_bytes());
+                buf[bare.len()..n].copy_from_slice(port.as_bytes());
+                if let Some(hit) = std::str::from_utf8(&buf[..n]).ok().and_then(exact) {
+                    return Some(hit);
+                }
+            }
+            if let Some(hit) = exact(bare) {
+                return Some(hit);
+            }
         }
         for (suffix, v) in &self.wildcards {
-            if host.len() > suffix.len() && host.ends_with(&**suffix) {
+            if bare.len() > suffix.len() && bare.ends_with(&**suffix) {
                 return Some((v, HostMatch::Suffix(suffix)));
             }
         }
@@ -157,6 +178,14 @@ impl<V> HostIndex<V> {
     /// Whether the index is empty.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// `name.` → `name`: one root dot removed (`.` alone and `a..` are left as they are).
+fn without_root_dot(host: &str) -> &str {
+    match host.strip_suffix('.') {
+        Some(bare) if !bare.is_empty() && !bare.ends_with('.') => bare,
+        _ => host,
     }
 }
 
@@ -201,6 +230,36 @@ pub fn kube_alternative_names(fqdn: &str, client_namespace: &str) -> Vec<String>
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_root_dot_finds_the_name_without_it() {
+        let mut index = HostIndex::new();
+        index.insert("api.example.com", 1);
+        index.insert("*.example.com", 2);
+        index.insert("dotted.example.com.", 3);
+        index.insert("dotted.example.com", 4);
+        index.insert("ported.example.com:8080", 5);
+        assert_eq!(index.lookup("api.example.com."), Some(&1));
+        assert_eq!(index.lookup("API.example.com.:9080"), Some(&1));
+        assert_eq!(index.lookup("other.example.com."), Some(&2));
+        assert_eq!(
+            index.lookup("dotted.example.com."),
+            Some(&3),
+            "written with the dot"
+        );
+        assert_eq!(index.lookup("dotted.example.com"), Some(&4));
+        assert_eq!(index.lookup("ported.example.com.:8080"), Some(&5));
+        assert_eq!(index.lookup("api.example.com.."), None, "one root dot only");
+        assert_eq!(index.lookup("."), None);
+        assert_eq!(
+            index.lookup_request("api.example.com.", "api.example.com."),
+            Some(&1)
+        );
+        assert_eq!(
+            index.lookup_request("ported.example.com.:8080", "ported.example.com."),
+            Some(&5)
+        );
+    }
+
     use super::*;
 
     #[test]

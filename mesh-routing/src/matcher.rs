@@ -498,6 +498,11 @@ impl MatchBlock {
             && self.port.is_none()
     }
 
+    /// How many `queryParams` entries the block tests.
+    pub(crate) fn query_len(&self) -> usize {
+        self.query.len()
+    }
+
     /// Whether every condition holds for `req`.
     #[inline]
     pub fn matches(&self, req: &RequestView<'_>) -> bool {

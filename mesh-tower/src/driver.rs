@@ -4,6 +4,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Request, Response};
+use mesh_resilience::headers::{
+    self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+};
+use mesh_resilience::retry::EnvoyOverrides;
 use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
 use tower_service::Service;
 use tracing::field;
@@ -51,7 +55,15 @@ where
 {
     let compiled = shared.compiled.load_full();
     let mut rolls = shared.request_rolls();
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    // An Istio sidecar removes its application's `x-envoy-*` control headers before routing;
+    // a trusting mesh reads them instead.
+    let overrides = if shared.settings.trust_envoy_headers {
+        trusted_overrides(&mut parts.headers)
+    } else {
+        headers::remove_external(&mut parts.headers);
+        None
+    };
     let fwd = match route::route(&shared, &compiled, &parts, &mut rolls) {
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
@@ -65,7 +77,11 @@ where
     let cluster = fwd.cluster.as_ref();
     let name = cluster.map(|c| &c.name);
     let mut now = crate::time::now().into_std();
-    let mut retry = decide::Retry::new(&fwd.decision.retry_policy(), now, fwd.cluster.clone());
+    let policy = match overrides {
+        Some(o) => o.apply(fwd.decision.retry_policy()),
+        None => fwd.decision.retry_policy(),
+    };
+    let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
     let route_deadline = retry
         .state
         .route_deadline()
@@ -205,4 +221,16 @@ fn attempt_span(attempt: u32) -> tracing::Span {
         retry_reason = field::Empty,
         backoff_ms = field::Empty,
     )
+}
+
+/// A trusted caller's `x-envoy-*` overrides, if it sent any; the two timeout headers are
+/// consumed, as Envoy's router removes them before forwarding.
+fn trusted_overrides(headers: &mut http::HeaderMap) -> Option<EnvoyOverrides> {
+    if !headers.keys().any(|k| k.as_str().starts_with("x-envoy-")) {
+        return None;
+    }
+    let overrides = EnvoyOverrides::from_headers(headers);
+    headers.remove(X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS);
+    headers.remove(X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS);
+    (!overrides.is_empty()).then_some(overrides)
 }

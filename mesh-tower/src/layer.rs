@@ -16,8 +16,15 @@ use crate::shared::{Settings, Shared};
 /// Default of [`MeshBuilder::max_concurrent_mirrors`].
 pub const DEFAULT_MAX_CONCURRENT_MIRRORS: usize = 64;
 
-/// Default of [`MeshBuilder::stream_idle_timeout`]: Envoy's `stream_idle_timeout`, 5 minutes.
-pub const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+/// Envoy's own default `stream_idle_timeout`, 5 minutes: a value for
+/// [`MeshBuilder::stream_idle_timeout`]. An Istio sidecar turns the timeout off, and so does
+/// the mesh by default.
+pub const ENVOY_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How long a mirror copy may wait for its answer when neither the route timeout nor
+/// [`MeshBuilder::stream_idle_timeout`] bounds it: 5 minutes, so a mirror target that never
+/// answers cannot hold the mirror slots for good.
+pub const MIRROR_TIMEOUT_FALLBACK: Duration = Duration::from_secs(300);
 
 /// A [`tower::Layer`] that puts the mesh in front of a client.
 ///
@@ -38,7 +45,8 @@ impl fmt::Debug for MeshLayer {
 impl MeshLayer {
     /// A builder with the defaults: no configuration yet, client namespace
     /// `default`, 64 KiB replay cap, random seed, no attempt-count header, 64
-    /// concurrent mirrors, a 5-minute stream idle timeout.
+    /// concurrent mirrors, no stream idle timeout (as an Istio sidecar), `x-envoy-*` request
+    /// headers removed unread.
     pub fn builder() -> MeshBuilder {
         MeshBuilder {
             config: None,
@@ -47,7 +55,8 @@ impl MeshLayer {
             seed: None,
             attempt_count_header: false,
             max_concurrent_mirrors: DEFAULT_MAX_CONCURRENT_MIRRORS,
-            stream_idle_timeout: Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+            stream_idle_timeout: None,
+            trust_envoy_headers: false,
         }
     }
 
@@ -76,6 +85,7 @@ pub struct MeshBuilder {
     attempt_count_header: bool,
     max_concurrent_mirrors: usize,
     stream_idle_timeout: Option<Duration>,
+    trust_envoy_headers: bool,
 }
 
 impl MeshBuilder {
@@ -124,12 +134,33 @@ impl MeshBuilder {
     }
 
     /// How long a request may wait with nothing from the upstream (no response headers, then
-    /// no body frame) before the mesh ends it, as a sidecar's `stream_idle_timeout` does:
-    /// 408 `stream timeout` before headers ([`MeshError::is_timeout`](crate::MeshError::is_timeout)),
-    /// a body error after. Mirror copies without a route timeout end after it too. Default
-    /// [`DEFAULT_STREAM_IDLE_TIMEOUT`] (Envoy's 5 minutes); `None` waits forever.
+    /// no body frame) before the mesh ends it, as Envoy's `stream_idle_timeout` does: 408
+    /// `stream timeout` before headers ([`MeshError::is_timeout`](crate::MeshError::is_timeout)),
+    /// a body error after. Mirror copies without a route timeout end after it too.
+    ///
+    /// Default `None`, as an Istio sidecar (istiod writes `stream_idle_timeout: 0s` into every
+    /// sidecar's connection manager): with no route timeout, a silent upstream holds the
+    /// request, its pool permit and its connection until the caller gives up. Set
+    /// [`ENVOY_STREAM_IDLE_TIMEOUT`] (plain Envoy's 5 minutes) or your own bound to end such
+    /// requests; `Some(ZERO)` is `None`.
     pub fn stream_idle_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.stream_idle_timeout = timeout.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Whether the caller's `x-envoy-*` request headers are honoured. Default `false`, as an
+    /// Istio sidecar treats its application's requests: the headers Envoy keeps for internal
+    /// requests ([`REMOVED_FROM_EXTERNAL`](mesh_resilience::headers::REMOVED_FROM_EXTERNAL):
+    /// `x-envoy-retry-on`, `x-envoy-max-retries`, `x-envoy-upstream-rq-timeout-ms`,
+    /// `x-envoy-internal`...) are removed before routing and never reach the upstream.
+    ///
+    /// With `true` (for callers you trust, inside your own process), they stay and change the
+    /// request's policy as Envoy's router applies them to internal requests
+    /// ([`EnvoyOverrides`](mesh_resilience::retry::EnvoyOverrides)): extra retry conditions and
+    /// codes, the number of retries, the route and per-try timeouts. The two timeout headers
+    /// are consumed (not sent upstream), as Envoy's router removes them.
+    pub fn trust_envoy_headers(mut self, trust: bool) -> Self {
+        self.trust_envoy_headers = trust;
         self
     }
 
@@ -143,6 +174,7 @@ impl MeshBuilder {
             seed: self.seed,
             max_concurrent_mirrors: self.max_concurrent_mirrors,
             stream_idle_timeout: self.stream_idle_timeout,
+            trust_envoy_headers: self.trust_envoy_headers,
         };
         let shared = Shared::new(&config, self.client, settings)?;
         Ok(MeshLayer {

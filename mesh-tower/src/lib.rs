@@ -18,6 +18,19 @@
 //!
 //! # What happens to a request, in order
 //!
+//! 0. **Request hygiene**, as an Istio sidecar does for requests from its own
+//!    application. The caller's `x-envoy-*` control headers
+//!    ([`REMOVED_FROM_EXTERNAL`](mesh_resilience::headers::REMOVED_FROM_EXTERNAL):
+//!    `x-envoy-retry-on`, `x-envoy-max-retries`, `x-envoy-upstream-rq-timeout-ms`,
+//!    `x-envoy-internal`, `x-envoy-attempt-count`...) are removed unread, unless
+//!    [`MeshBuilder::trust_envoy_headers`] says to honour them. The authority that
+//!    routes is the `Host` header when there is one, else the URI's (Envoy routes by
+//!    `Host`/`:authority`); that same `Host` goes upstream. Userinfo
+//!    (`http://user:pw@host/`) is never part of it: it is neither routed by nor sent, in
+//!    `Host` or in the upstream URI. A fully qualified name with its root dot
+//!    (`reviews.default.svc.cluster.local.`) is served by the VirtualService of the name
+//!    without it, as current istiod's virtual hosts list both; the `Host` is sent as
+//!    written.
 //! 1. **Route** ([`mesh_routing::RouteTable::route`]). A redirect or a direct
 //!    response is answered locally. A VirtualService host with no matching
 //!    route fails with [`MeshError::is_no_route`] (404 `NR`). A host no
@@ -34,6 +47,8 @@
 //!    route timeout, as Envoy's shadows are; at most
 //!    [`MeshBuilder::max_concurrent_mirrors`] are in flight (further ones are
 //!    dropped and counted); a body that cannot be replayed is not mirrored.
+//!    With neither a route timeout nor [`MeshBuilder::stream_idle_timeout`], a copy ends
+//!    after [`MIRROR_TIMEOUT_FALLBACK`].
 //! 4. **Route timeout** (VirtualService `timeout`): starts after the fault
 //!    delay and spans every attempt, pool wait and backoff, and the response
 //!    body. Expiry before response headers: [`MeshError::is_timeout`], 504
@@ -106,6 +121,16 @@
 //!   `mesh_resilience::pool`); the pool is driven as HTTP/1.1.
 //! - Counters of a cluster appear in [`Stats`] once it has seen a request.
 //! - Over HTTP/2 the upstream `:authority` is the endpoint address.
+//! - Mirror copies with no route timeout and no stream idle timeout end after
+//!   [`MIRROR_TIMEOUT_FALLBACK`] (Envoy's shadows wait as long as the upstream), and
+//!   at most [`MeshBuilder::max_concurrent_mirrors`] are in flight.
+//! - A short name with a root dot (`reviews.`) finds the short name's virtual host too;
+//!   istiod adds the dotted form of fully qualified names only. No client resolves such a
+//!   name, so no request should tell the difference.
+//! - Opt-in: [`MeshBuilder::trust_envoy_headers`] (a sidecar never trusts its
+//!   application's `x-envoy-*` headers unless `PILOT_SIDECAR_USE_REMOTE_ADDRESS` and
+//!   internal networks are configured); [`MeshBuilder::stream_idle_timeout`] (istiod turns
+//!   Envoy's stream idle timeout off for sidecars).
 //!
 //! # Example
 //!
@@ -194,7 +219,8 @@ pub use error::MeshError;
 pub use files::{load_files, load_str, BuildError, LoadFilesError, ReloadError};
 pub use handle::{EndpointPublisher, MeshHandle};
 pub use layer::{
-    MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS, DEFAULT_STREAM_IDLE_TIMEOUT,
+    MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS, ENVOY_STREAM_IDLE_TIMEOUT,
+    MIRROR_TIMEOUT_FALLBACK,
 };
 pub use mesh_routing::ClientContext;
 pub use service::Mesh;

@@ -24,6 +24,7 @@ pub(crate) struct Settings {
     pub(crate) seed: Option<u64>,
     pub(crate) max_concurrent_mirrors: usize,
     pub(crate) stream_idle_timeout: Option<std::time::Duration>,
+    pub(crate) trust_envoy_headers: bool,
 }
 
 /// See the [module docs](self).

@@ -62,6 +62,7 @@
 mod backoff;
 mod hosts;
 mod on;
+mod overrides;
 
 use std::fmt;
 use std::time::{Duration, Instant};
@@ -69,6 +70,7 @@ use std::time::{Duration, Instant};
 pub use backoff::{Backoff, InvalidBackoff};
 pub use hosts::{TriedEndpoints, TRIED_ENDPOINTS_CAPACITY};
 pub use on::would_retry;
+pub use overrides::EnvoyOverrides;
 
 use mesh_model::RetryOn;
 
@@ -140,6 +142,20 @@ impl RetryPolicy {
     /// [`with_deadlines`](Self::with_deadlines).
     pub fn disabled() -> Self {
         Self::new(0, RetryOn::empty())
+    }
+
+    /// Sets the retry conditions.
+    #[must_use]
+    pub fn with_retry_on(mut self, retry_on: RetryOn) -> Self {
+        self.retry_on = retry_on;
+        self
+    }
+
+    /// Sets the number of retries (Istio `attempts`).
+    #[must_use]
+    pub fn with_num_retries(mut self, n: u32) -> Self {
+        self.num_retries = n;
+        self
     }
 
     /// Sets the backoff (Istio `backoff` sets the base only: see [`Backoff::new`]).

@@ -260,10 +260,16 @@ impl<'c> Compiler<'c> {
                 continue;
             }
             let routes = self.routes(vs)?;
+            let query_tests = routes
+                .iter()
+                .flat_map(|r| &r.blocks)
+                .map(|b| b.block.query_len())
+                .sum();
             vhosts.push(VirtualHost {
                 namespace: ns.into(),
                 name: vs.meta().name().into(),
                 routes,
+                query_tests,
             });
         }
         // Short forms after every real name, so a real name always wins.

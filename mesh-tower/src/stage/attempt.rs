@@ -59,7 +59,14 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
             extensions,
             ..
         } = parts;
-        let uri = uri.into_parts();
+        let mut uri = uri.into_parts();
+        // Credentials in the URI (`http://user:pw@host/`) are not part of the authority: they
+        // are neither routed by nor sent, in `Host` or in the upstream URI.
+        if let Some(a) = &uri.authority {
+            if let Some((_, bare)) = a.as_str().rsplit_once('@') {
+                uri.authority = Authority::try_from(bare).ok();
+            }
+        }
         fwd.decision.apply_request_headers(&mut headers);
         let host = match fwd.decision.authority_rewrite() {
             Some(a) => Some(a.clone()),
@@ -89,7 +96,8 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         }
     }
 
-    /// The host the caller named (URI authority or `Host` header), without a port.
+    /// The host the caller connects to (the URI's authority, else the `Host` header), without
+    /// a port: where a request to a cluster without endpoints is resolved by name.
     pub(crate) fn requested_host(&self) -> Option<&str> {
         let authority = match &self.authority {
             Some(a) => Some(a.as_str()),

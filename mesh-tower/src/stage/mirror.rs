@@ -40,11 +40,13 @@ pub(crate) fn spawn_copies<S, B, RB>(
     RB: Send + 'static,
 {
     // Copies end with the route timeout, as Envoy's shadows do; without one, after the stream
-    // idle timeout, so a target that never answers cannot hold mirror slots for good.
+    // idle timeout or the fallback, so a target that never answers cannot hold mirror slots
+    // for good.
     let route_timeout = fwd
         .decision
         .timeout()
-        .or(shared.settings.stream_idle_timeout);
+        .or(shared.settings.stream_idle_timeout)
+        .unwrap_or(crate::MIRROR_TIMEOUT_FALLBACK);
     for target in fwd.decision.mirrors() {
         if !target.policy.should_mirror(rolls.decide()) {
             continue;
@@ -101,17 +103,13 @@ pub(crate) fn spawn_copies<S, B, RB>(
             async move {
                 let _permit = permit;
                 let call = client.oneshot(req);
-                let result = match route_timeout {
-                    Some(t) => tokio::time::timeout(t, call).await.ok(),
-                    None => Some(call.await),
-                };
-                match result {
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
+                match tokio::time::timeout(route_timeout, call).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => {
                         let e: BoxError = e.into();
                         tracing::debug!(error = %e, "mirror request failed");
                     }
-                    None => tracing::debug!("mirror request timed out"),
+                    Err(_) => tracing::debug!("mirror request timed out"),
                 }
             }
             .instrument(tracing::debug_span!("mesh.mirror")),

@@ -1,5 +1,6 @@
-//! The stream idle timeout: a request that hears nothing from the upstream ends, as a
-//! sidecar's `stream_idle_timeout` (5 minutes) ends it, when the route sets no timeout.
+//! The stream idle timeout: when it is set, a request that hears nothing from the upstream
+//! ends, as Envoy's `stream_idle_timeout` ends it; by default (as an Istio sidecar, which
+//! turns it off) such a request waits for the caller.
 
 use std::time::Duration;
 
@@ -30,12 +31,13 @@ fn plain_route() -> String {
 async fn a_silent_upstream_ends_after_the_stream_idle_timeout() {
     let layer = MeshLayer::builder()
         .config(config(&[SE, &plain_route()]))
+        .stream_idle_timeout(Some(mesh_tower::ENVOY_STREAM_IDLE_TIMEOUT))
         .build()
         .unwrap();
     let svc = layer.layer(silent());
     let started = tokio::time::Instant::now();
     let err = svc.oneshot(get("/")).await.unwrap_err();
-    assert_eq!(started.elapsed(), mesh_tower::DEFAULT_STREAM_IDLE_TIMEOUT);
+    assert_eq!(started.elapsed(), mesh_tower::ENVOY_STREAM_IDLE_TIMEOUT);
     assert!(err.is_timeout(), "{err}");
     assert_eq!(err.status(), StatusCode::REQUEST_TIMEOUT);
     assert_eq!(err.attempts(), 1, "not retried: {err}");
@@ -47,10 +49,9 @@ async fn a_silent_upstream_ends_after_the_stream_idle_timeout() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn without_an_idle_timeout_a_silent_upstream_is_waited_for() {
+async fn by_default_a_silent_upstream_is_waited_for_as_under_istio() {
     let layer = MeshLayer::builder()
         .config(config(&[SE, &plain_route()]))
-        .stream_idle_timeout(None)
         .build()
         .unwrap();
     let svc = layer.layer(silent());
@@ -110,15 +111,32 @@ async fn a_stalled_response_body_ends_after_the_idle_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn hung_mirror_copies_without_a_route_timeout_free_their_slots() {
-    let route = vs(
-        "  - mirror: {host: api.mesh.test}\n    route: [{destination: {host: api.mesh.test}}]\n",
-    );
     let layer = MeshLayer::builder()
-        .config(config(&[SE, &route]))
+        .config(config(&[SE, &mirror_route()]))
         .max_concurrent_mirrors(2)
         .stream_idle_timeout(Some(Duration::from_secs(60)))
         .build()
         .unwrap();
+    hung_mirrors_free_their_slots_after(layer, Duration::from_secs(60)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn hung_mirror_copies_free_their_slots_with_no_timeout_set_at_all() {
+    let layer = MeshLayer::builder()
+        .config(config(&[SE, &mirror_route()]))
+        .max_concurrent_mirrors(2)
+        .build()
+        .unwrap();
+    hung_mirrors_free_their_slots_after(layer, mesh_tower::MIRROR_TIMEOUT_FALLBACK).await;
+}
+
+fn mirror_route() -> String {
+    vs("  - mirror: {host: api.mesh.test}\n    route: [{destination: {host: api.mesh.test}}]\n")
+}
+
+/// Two mirror slots, taken by copies whose target never answers: a third copy is dropped;
+/// once `free_after` has passed, the slots are free again.
+async fn hung_mirrors_free_their_slots_after(layer: MeshLayer, free_after: Duration) {
     let handle = layer.handle();
     // The primary answers; mirror copies (Host ending in -shadow) never do.
     let client = tower::service_fn(
@@ -140,12 +158,19 @@ async fn hung_mirror_copies_without_a_route_timeout_free_their_slots() {
     }
     svc.clone().oneshot(get("/")).await.unwrap();
     assert_eq!(handle.stats().mirrors_dropped(), 1, "two slots, both held");
-    tokio::time::sleep(Duration::from_secs(61)).await;
+    tokio::time::sleep(free_after - Duration::from_secs(1)).await;
+    svc.clone().oneshot(get("/")).await.unwrap();
+    assert_eq!(
+        handle.stats().mirrors_dropped(),
+        2,
+        "still held just before"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
     svc.clone().oneshot(get("/")).await.unwrap();
     let stats = handle.stats();
     assert_eq!(
         (stats.mirrors_sent(), stats.mirrors_dropped()),
-        (3, 1),
-        "the hung copies gave their slots back after the idle timeout"
+        (3, 2),
+        "the hung copies gave their slots back"
     );
 }

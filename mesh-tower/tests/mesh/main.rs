@@ -10,6 +10,7 @@
 mod support;
 
 mod faults;
+mod hygiene;
 mod idle;
 mod mirrors;
 mod outlier;
