@@ -8,9 +8,9 @@ use mesh_routing::lb::{LbState, NoneEjected};
 use mesh_routing::{Action, ClusterId, RequestView, RouteTable};
 use serde_json::{json, Value};
 
-use crate::report::{action_name, destination_clusters, lb_name, share};
 use crate::request::{self, Request};
 use crate::rng;
+use crate::route::{action_name, destination_clusters, lb_name, share};
 use crate::{exit, sources, Failure, SimulateArgs};
 use mesh_resilience::rng::Rolls;
 
@@ -395,7 +395,7 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
     let req = Request::parse(&args.request)?;
     let client = request::client(&args.request)?;
     let config = sources::load_for_routing(&args.config.files, args.config.quiet)?;
-    let table = crate::report::compile(&config, &client)?;
+    let table = crate::route::compile(&config, &client)?;
     let view = req.view();
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
     let tally = simulate(&table, &view, args.requests, seed);
@@ -505,7 +505,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             prop_assume!(weights.iter().any(|w| *w > 0));
-            let loaded = mesh_model::load_str("p.yaml", &crate::report::tests::split_config(&weights));
+            let loaded = mesh_model::load_str("p.yaml", &crate::route::tests::split_config(&weights));
             prop_assume!(!loaded.has_errors());
             let config = loaded.into_config();
             let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();
