@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{envoy, simulate};
+use crate::simulate;
 
 const LONG_ABOUT: &str = "\
 meshctl reads Istio traffic configuration (VirtualService, DestinationRule, ServiceEntry; \
@@ -173,11 +173,19 @@ Examples:
 Translates the configuration the way istiod does for an outbound sidecar and prints a static \
 Envoy bootstrap: one listener (--listen) with the HTTP connection manager and the router (and \
 the fault filter when a route injects faults), one virtual host per service host and port, one \
-route per match of every VirtualService route that applies to this client (sourceLabels and \
-sourceNamespace are resolved here, as istiod does per proxy), and one cluster \
+route per match of every VirtualService route that applies to this client, and one cluster \
 `outbound|PORT|SUBSET|FQDN` per destination with STATIC endpoints from the ServiceEntry, \
 circuit breakers from the connection pool (2^32-1 when unset), outlier detection, load \
 balancer and panic threshold from the DestinationRule. The admin interface listens on --admin.
+
+Every decision comes from the route table the mesh compiles for this client (--namespace, \
+--source-label), as `route` and `simulate` use it: which VirtualService wins a host, which \
+routes and match blocks apply (sourceLabels and sourceNamespace resolved here, as istiod does \
+per proxy; routes after a catch-all left out), each destination's cluster, and each cluster's \
+DestinationRule (exportTo, workload selectors, the client's, the service's and the root \
+namespace, in that order) and merged policy. A route to a subset no DestinationRule visible \
+to the client declares names a cluster that is left out: Envoy answers 503 (NC), as the mesh \
+does (a warning on stderr).
 
 Hosts need a ServiceEntry with resolution STATIC and IP endpoints. `tls` settings are left out \
 (a warning on stderr).
@@ -213,8 +221,8 @@ pub(crate) struct EnvoyArgs {
     #[arg(long, value_name = "NS", default_value = "default")]
     pub(crate) namespace: String,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = envoy::EnvoyFormat::Yaml)]
-    pub(crate) format: envoy::EnvoyFormat,
+    #[arg(long, value_enum, default_value_t = EnvoyFormat::Yaml)]
+    pub(crate) format: EnvoyFormat,
     /// Write the bootstrap to FILE instead of stdout, only when it was generated: through a
     /// temporary file in FILE's directory renamed over FILE, so a failed run leaves FILE as it
     /// was (unlike `> FILE`, which empties it first).
@@ -226,6 +234,15 @@ pub(crate) struct EnvoyArgs {
     /// flag it gets none, as under Istio (only `max_retries`).
     #[arg(long)]
     pub(crate) istio_exact: bool,
+}
+
+/// Output format of `meshctl envoy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum EnvoyFormat {
+    /// YAML (what `envoy -c file.yaml` reads).
+    Yaml,
+    /// JSON (`envoy -c file.json`).
+    Json,
 }
 
 /// `validate` options.
