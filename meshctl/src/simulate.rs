@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 
 use crate::request::{self, Request};
 use crate::rng;
-use crate::route::{action_name, destination_clusters, lb_name, share};
+use crate::route::{action_name, lb_name, share};
 use crate::{exit, sources, Failure, SimulateArgs};
 use mesh_resilience::rng::Rolls;
 
@@ -80,18 +80,13 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
     t.route = first.route().map(|r| r.to_string());
     match first.action() {
         Action::Route(r) | Action::UnknownSubset(r) => {
-            let clusters = destination_clusters(table, view, r);
-            for (i, d) in r.destinations().enumerate() {
-                let key = clusters
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(|c| table.cluster_key(c));
+            for d in r.destinations() {
+                let key = table.cluster_key(d.cluster_on(view.port()));
                 t.destinations.push(DestRow {
                     host: d.host().to_owned(),
                     subset: d.subset().map(str::to_owned),
-                    port: key.map(|k| k.port).or(d.port()),
-                    cluster: key.map(|k| k.to_string()),
+                    port: Some(key.port),
+                    cluster: Some(key.to_string()),
                     weight: d.weight(),
                     count: 0,
                 });

@@ -9,25 +9,26 @@ use mesh_routing::{
 };
 use serde_json::{json, Value};
 
-use super::{action_name, destination_clusters, endpoint_list, fmt_duration, lb_name, share};
+use super::{action_name, endpoint_list, fmt_duration, lb_name, share};
 
 fn destination_json(
     table: &RouteTable,
     d: &DestinationRef<'_>,
-    cluster: Option<ClusterId>,
+    cluster: ClusterId,
     total: u64,
 ) -> Value {
-    let key = cluster.map(|c| table.cluster_key(c));
+    let key = table.cluster_key(cluster);
     json!({
         "host": d.host(),
         "subset": d.subset(),
-        "port": key.map(|k| k.port).or(d.port()),
+        "port": key.port,
         "weight": d.weight(),
         "share": share(u64::from(d.weight()), total),
-        "cluster": key.map(|k| k.to_string()),
+        "cluster": key.to_string(),
         "unknownSubset": d.is_unknown_subset(),
     })
 }
+
 fn policy_json(policy: &ClusterPolicy) -> Value {
     let pool = policy.connection_pool().map(|p| {
         json!({
@@ -183,16 +184,11 @@ pub(super) fn decision_json(
     match action {
         Action::Route(r) | Action::UnknownSubset(r) => {
             let total: u64 = r.destinations().map(|d| u64::from(d.weight())).sum();
-            let clusters = destination_clusters(table, view, r);
-            for (i, d) in r.destinations().enumerate() {
-                let cluster = if i == r.chosen_index() {
-                    Some(r.cluster())
-                } else {
-                    clusters.get(i).copied().flatten()
-                };
+            for d in r.destinations() {
+                let cluster = d.cluster_on(view.port());
                 destinations.push(destination_json(table, &d, cluster, total));
             }
-            let mut c = destination_json(table, &r.destination(), Some(r.cluster()), total);
+            let mut c = destination_json(table, &r.destination(), r.cluster(), total);
             c["index"] = json!(r.chosen_index());
             c["endpoints"] = json!(endpoint_list(table, r.cluster()));
             chosen = c;

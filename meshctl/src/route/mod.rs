@@ -5,7 +5,7 @@ mod json;
 mod text;
 
 use mesh_routing::lb::LoadBalancer;
-use mesh_routing::{Action, ClusterId, RequestView, RouteTable, Routed};
+use mesh_routing::{Action, ClusterId, RouteTable};
 use serde_json::{json, Value};
 
 use crate::request::{self, Request};
@@ -77,34 +77,6 @@ pub(crate) fn action_name(action: &Action<'_>) -> &'static str {
     }
 }
 
-/// The cluster of every weighted destination of a route, in order.
-///
-/// `mesh-routing` exposes the cluster of the chosen destination only, so each destination is
-/// chosen in turn by routing again with the roll that lands on it (`roll % total` over
-/// cumulative weights: the destination's first cumulative value). `None` if that roll did not
-/// pick it (it then reports the written port).
-pub(crate) fn destination_clusters(
-    table: &RouteTable,
-    view: &RequestView<'_>,
-    routed: &Routed<'_>,
-) -> Vec<Option<ClusterId>> {
-    let mut start = 0u64;
-    routed
-        .destinations()
-        .enumerate()
-        .map(|(i, d)| {
-            let roll = start;
-            start += u64::from(d.weight());
-            match table.route(view, roll).action() {
-                Action::Route(r) | Action::UnknownSubset(r) if r.chosen_index() == i => {
-                    Some(r.cluster())
-                }
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 /// `part / total` in percent, rounded to 0.01.
 pub(crate) fn share(part: u64, total: u64) -> f64 {
     if total == 0 {
@@ -159,6 +131,7 @@ pub(crate) fn fmt_duration(d: std::time::Duration) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use mesh_routing::RequestView;
 
     #[test]
     fn durations_in_istio_notation() {
@@ -218,12 +191,20 @@ pub(crate) mod tests {
             let kept: Vec<String> = weights.iter().enumerate()
                 .filter(|(_, w)| **w > 0).map(|(i, _)| format!("s{i}")).collect();
             prop_assert_eq!(r.destination_count(), kept.len());
-            let clusters = destination_clusters(&table, &view, r);
-            for (i, c) in clusters.iter().enumerate() {
-                let c = c.expect("each destination is reachable by a roll");
-                let key = table.cluster_key(c);
+            // Each destination's cluster is the one the router picks with the roll that lands
+            // on it (`roll % total` over cumulative weights: its first cumulative value).
+            let mut start = 0u64;
+            for (i, dest) in r.destinations().enumerate() {
+                let key = table.cluster_key(dest.cluster_on(view.port()));
                 prop_assert_eq!(key.subset, Some(kept[i].as_str()));
                 prop_assert_eq!(key.port, 9080);
+                let picked = table.route(&view, start);
+                let (Action::Route(p) | Action::UnknownSubset(p)) = picked.action() else {
+                    panic!("not routed: {picked}");
+                };
+                prop_assert_eq!(p.chosen_index(), i);
+                prop_assert_eq!(p.cluster(), dest.cluster_on(view.port()));
+                start += u64::from(dest.weight());
             }
         }
 

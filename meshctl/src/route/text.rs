@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use mesh_resilience::AbortKind;
 use mesh_routing::{Action, ClusterId, RequestView, RouteDecision, RouteTable, Trace};
 
-use super::{destination_clusters, endpoint_list, fmt_duration, lb_name, share};
+use super::{endpoint_list, fmt_duration, lb_name, share};
 
 /// The decision for humans.
 pub(super) fn decision_text(
@@ -54,16 +54,8 @@ pub(super) fn decision_text(
         Action::Route(r) | Action::UnknownSubset(r) => {
             let _ = writeln!(out, "action:   route (roll {roll})");
             let total: u64 = r.destinations().map(|d| u64::from(d.weight())).sum();
-            let clusters = destination_clusters(table, view, r);
             for (i, d) in r.destinations().enumerate() {
-                let name = clusters
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(|c| table.cluster_key(c).to_string())
-                    .unwrap_or_else(|| {
-                        format!("{} subset {}", d.host(), d.subset().unwrap_or("-"))
-                    });
+                let name = table.cluster_key(d.cluster_on(view.port()));
                 let _ = writeln!(
                     out,
                     "  {} {name} weight {} ({:.1}%){}",
