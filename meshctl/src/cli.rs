@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 
 use crate::simulate;
 
@@ -22,6 +22,9 @@ and translates it for comparison:
 
 Other kinds of documents (Gateway, Service, Deployment, ...) are skipped, so a whole manifest \
 directory can be given. Directories are read recursively (*.yaml and *.yml, in sorted order).
+
+Every command takes --format text|json: text for people (the default, except for route, which \
+prints JSON by default), json for programs.
 
 Exit codes:
   0  success (for validate: no errors; warnings are allowed unless --strict)
@@ -157,17 +160,17 @@ has endpoints registered by a ServiceEntry, each request also picks an endpoint 
 cluster's load balancer (ROUND_ROBIN, LEAST_REQUEST, RANDOM, consistent hash), as the data \
 plane would with nothing in flight and nothing ejected.
 
-Text tables by default, --json for one JSON object.
+Text tables by default, --format json for one JSON object.
 
 Exit code: 0, or 3 when no request was routed anywhere (every one got noRoute).",
         after_help = "\
 Examples:
   meshctl simulate -f istio/ -n 10000 GET http://api:8080/
-  meshctl simulate -f istio/ -n 10000 --seed 1 --json GET http://api/ | jq .destinations"
+  meshctl simulate -f istio/ -n 10000 --seed 1 --format json GET http://api/ | jq .destinations"
     )]
     Simulate(SimulateArgs),
 
-    /// Print the Envoy bootstrap istiod would give this client's sidecar (YAML or JSON).
+    /// Print the Envoy bootstrap istiod would give this client's sidecar (YAML, or JSON).
     #[command(
         long_about = "\
 Translates the configuration the way istiod does for an outbound sidecar and prints a static \
@@ -220,9 +223,19 @@ pub(crate) struct EnvoyArgs {
     /// Namespace of the calling workload.
     #[arg(long, value_name = "NS", default_value = "default")]
     pub(crate) namespace: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = EnvoyFormat::Yaml)]
-    pub(crate) format: EnvoyFormat,
+    /// Output format (`yaml`, the spelling before every subcommand took `text|json`, is
+    /// still read as `text`).
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        value_parser = format(
+            "YAML (what `envoy -c file.yaml` reads)",
+            "JSON (`envoy -c file.json`)",
+            &["yaml"],
+        )
+    )]
+    pub(crate) format: Format,
     /// Write the bootstrap to FILE instead of stdout, only when it was generated: through a
     /// temporary file in FILE's directory renamed over FILE, so a failed run leaves FILE as it
     /// was (unlike `> FILE`, which empties it first).
@@ -234,15 +247,6 @@ pub(crate) struct EnvoyArgs {
     /// flag it gets none, as under Istio (only `max_retries`).
     #[arg(long)]
     pub(crate) istio_exact: bool,
-}
-
-/// Output format of `meshctl envoy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum EnvoyFormat {
-    /// YAML (what `envoy -c file.yaml` reads).
-    Yaml,
-    /// JSON (`envoy -c file.json`).
-    Json,
 }
 
 /// `validate` options.
@@ -258,19 +262,22 @@ pub(crate) struct ValidateArgs {
     #[arg(short, long)]
     pub(crate) verbose: bool,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
-    pub(crate) format: ValidateFormat,
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        value_parser = format(
+            "One line per diagnostic, `FILE:LINE: SEVERITY: KIND/NAME: PATH: MESSAGE` (notes \
+             only with --verbose), and a summary on stderr",
+            "One JSON object: every diagnostic, notes included, and the counts",
+            &[],
+        )
+    )]
+    pub(crate) format: Format,
 }
 
-/// How `validate` prints its diagnostics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ValidateFormat {
-    /// One line per diagnostic, `FILE:LINE: SEVERITY: KIND/NAME: PATH: MESSAGE` (notes only
-    /// with --verbose), and a summary on stderr.
-    Text,
-    /// One JSON object: every diagnostic, notes included, and the counts.
-    Json,
-}
+/// How `validate` prints its diagnostics: the format every subcommand takes.
+pub(crate) type ValidateFormat = Format;
 
 /// Where the configuration comes from.
 #[derive(Debug, Args)]
@@ -311,13 +318,34 @@ pub(crate) struct RequestArgs {
     pub(crate) url: String,
 }
 
-/// How `route` prints its decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+/// How a subcommand prints its result. `--format text|json` means the same for every
+/// subcommand: `text` for people (the default, except for `route`), `json` for programs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Format {
-    /// One JSON object.
-    Json,
-    /// A human-readable explanation.
+    /// For people.
     Text,
+    /// For programs: one JSON object (`envoy`: the bootstrap as JSON).
+    Json,
+}
+
+/// The parser of a subcommand's `--format`: `text` and `json`, each with what it prints for
+/// that subcommand, and `hidden` spellings older versions took, read as `text`.
+fn format(
+    text: &'static str,
+    json: &'static str,
+    hidden: &'static [&'static str],
+) -> impl clap::builder::TypedValueParser<Value = Format> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser as _};
+    let values = [
+        PossibleValue::new("text").help(text),
+        PossibleValue::new("json").help(json),
+    ]
+    .into_iter()
+    .chain(hidden.iter().map(|h| PossibleValue::new(h).hide(true)));
+    PossibleValuesParser::new(values).map(|s| match s.as_str() {
+        "json" => Format::Json,
+        _ => Format::Text,
+    })
 }
 
 /// `route` options.
@@ -330,7 +358,12 @@ pub(crate) struct RouteArgs {
     #[arg(long, value_name = "N")]
     pub(crate) roll: Option<u64>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "json",
+        value_parser = format("A human-readable explanation", "One JSON object", &[])
+    )]
     pub(crate) format: Format,
     #[command(flatten)]
     pub(crate) request: RequestArgs,
@@ -353,11 +386,34 @@ pub(crate) struct SimulateArgs {
     /// Seed of the random generator (default: from the clock; the seed used is printed).
     #[arg(long, value_name = "SEED")]
     pub(crate) seed: Option<u64>,
-    /// Print one JSON object instead of tables.
-    #[arg(long)]
+    /// Output format.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        value_parser = format(
+            "Tables: per outcome, destination, subset and endpoint",
+            "One JSON object",
+            &[],
+        )
+    )]
+    pub(crate) format: Format,
+    /// `--format json`, as it was spelt before every subcommand took `--format`.
+    #[arg(long, hide = true, conflicts_with = "format")]
     pub(crate) json: bool,
     #[command(flatten)]
     pub(crate) request: RequestArgs,
+}
+
+impl SimulateArgs {
+    /// The output format, `--json` included.
+    pub(crate) fn format(&self) -> Format {
+        if self.json {
+            Format::Json
+        } else {
+            self.format
+        }
+    }
 }
 
 #[cfg(test)]
@@ -390,6 +446,25 @@ mod tests {
         assert_eq!(a.request.method, "GET");
         assert_eq!(a.request.url, "http://x/");
         assert_eq!(a.format, Format::Json);
+    }
+
+    #[test]
+    fn simulate_json_flag_is_format_json() {
+        let parse = |extra: &[&str]| {
+            let args = [
+                &["meshctl", "simulate", "-f", "a"][..],
+                extra,
+                &["GET", "http://x/"][..],
+            ]
+            .concat();
+            let Command::Simulate(a) = Cli::try_parse_from(args).unwrap().command else {
+                panic!("not simulate")
+            };
+            a.format()
+        };
+        assert_eq!(parse(&[]), Format::Text);
+        assert_eq!(parse(&["--json"]), Format::Json);
+        assert_eq!(parse(&["--format", "json"]), Format::Json);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use crate::request::{self, Request};
 use crate::rng;
 use crate::route::{action_name, lb_name, share};
-use crate::{exit, sources, Failure, SimulateArgs};
+use crate::{exit, sources, Failure, Format, SimulateArgs};
 use mesh_resilience::rng::Rolls;
 
 /// Most requests one run routes (`-n`); 10^8 decisions take well under a minute.
@@ -394,22 +394,20 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
     let view = req.view();
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
     let tally = simulate(&table, &view, args.requests, seed);
-    if args.json {
-        let mut v = tally.to_json();
-        v["seed"] = json!(seed);
-        v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
-        let mut text = serde_json::to_string_pretty(&v)
-            .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-        text.push('\n');
-        crate::out(&text)?;
-    } else {
-        crate::out(&format!(
+    match args.format() {
+        Format::Json => {
+            let mut v = tally.to_json();
+            v["seed"] = json!(seed);
+            v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
+            crate::out(&crate::output::json_text(&v)?)?;
+        }
+        Format::Text => crate::out(&format!(
             "{} requests {} {} (seed {seed}; repeat with --seed {seed})\n{}",
             args.requests,
             req.method(),
             req.url(),
             tally.to_text()
-        ))?;
+        ))?,
     }
     Ok(if tally.nothing_routed() {
         exit::NO_ROUTE

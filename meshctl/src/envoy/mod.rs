@@ -34,8 +34,7 @@ use mesh_model::{MeshConfig, Percentage, VirtualService};
 use mesh_routing::{ClientContext, ClusterId, RouteTable, VirtualServiceId};
 use serde_json::{json, Value};
 
-use crate::cli::EnvoyFormat;
-use crate::{EnvoyArgs, Failure};
+use crate::{EnvoyArgs, Failure, Format};
 
 /// Where Envoy listens.
 #[derive(Debug, Clone, Copy)]
@@ -86,14 +85,9 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
         }
     }
     let text = match a.format {
-        EnvoyFormat::Yaml => serde_yaml::to_string(&boot.value)
+        Format::Text => serde_yaml::to_string(&boot.value)
             .map_err(|e| Failure::usage(format!("cannot write YAML: {e}")))?,
-        EnvoyFormat::Json => {
-            let mut s = serde_json::to_string_pretty(&boot.value)
-                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-            s.push('\n');
-            s
-        }
+        Format::Json => crate::output::json_text(&boot.value)?,
     };
     match &a.output {
         Some(path) => {

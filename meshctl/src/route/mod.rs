@@ -52,10 +52,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
                 map.insert("client".to_owned(), json::client_json(table.client()));
                 map.insert("roll".to_owned(), json!(roll));
             }
-            let mut text = serde_json::to_string_pretty(&v)
-                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-            text.push('\n');
-            crate::out(&text)?;
+            crate::out(&crate::output::json_text(&v)?)?;
         }
         Format::Text => crate::out(&text::decision_text(&table, &decision, &view, &trace, roll))?,
     }
