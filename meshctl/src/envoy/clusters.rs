@@ -52,9 +52,12 @@ impl<'a> Services<'a> {
         self.hosts.get(host).map(|s| &s.ports[..])
     }
 
-    /// Every host with its ports, by name.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, &[u16])> + '_ {
-        self.hosts.iter().map(|(h, s)| (h.as_str(), &s.ports[..]))
+    /// Every host with its ports, by name (a copy, to read while the translation goes on).
+    pub(super) fn list(&self) -> Vec<(String, Vec<u16>)> {
+        self.hosts
+            .iter()
+            .map(|(h, s)| (h.clone(), s.ports.clone()))
+            .collect()
     }
 }
 
@@ -71,12 +74,7 @@ fn exported_to(export_to: &[String], ns: &str, client_ns: &str) -> bool {
 /// host, subset and port.
 pub(super) fn clusters(t: &mut Translation<'_>, budget: BudgetMode) -> Result<Vec<Value>, String> {
     let table = t.table;
-    let services: Vec<(String, Vec<u16>)> = t
-        .services
-        .iter()
-        .map(|(h, p)| (h.to_owned(), p.to_vec()))
-        .collect();
-    for (host, ports) in services {
+    for (host, ports) in t.services.list() {
         for port in ports {
             let key = ClusterKey {
                 host: &host,
@@ -116,10 +114,8 @@ fn cluster(t: &mut Translation<'_>, c: ClusterId, budget: BudgetMode) -> Result<
     cluster.insert("name".into(), json!(name));
     cluster.insert("type".into(), json!("STATIC"));
     cluster.insert("connect_timeout".into(), json!(dur(pool.connect_timeout())));
-    let lb_name = match policy.load_balancer() {
-        LoadBalancer::LeastRequest => "LEAST_REQUEST",
-        LoadBalancer::RoundRobin => "ROUND_ROBIN",
-        LoadBalancer::Random => "RANDOM",
+    let lb = policy.load_balancer();
+    match lb {
         LoadBalancer::Passthrough => {
             return Err(format!(
                 "cluster {name}: loadBalancer PASSTHROUGH needs an ORIGINAL_DST cluster, \
@@ -131,14 +127,14 @@ fn cluster(t: &mut Translation<'_>, c: ClusterId, budget: BudgetMode) -> Result<
                 "ring_hash_lb_config".into(),
                 json!({"minimum_ring_size": minimum_ring_size}),
             );
-            "RING_HASH"
         }
         LoadBalancer::Maglev { table_size } => {
             cluster.insert("maglev_lb_config".into(), json!({"table_size": table_size}));
-            "MAGLEV"
         }
-    };
-    cluster.insert("lb_policy".into(), json!(lb_name));
+        LoadBalancer::LeastRequest | LoadBalancer::RoundRobin | LoadBalancer::Random => {}
+    }
+    // Envoy's names are Istio's.
+    cluster.insert("lb_policy".into(), json!(crate::route::lb_name(lb)));
     cluster.insert(
         "load_assignment".into(),
         json!({"cluster_name": name, "endpoints": [{"lb_endpoints": lb_endpoints}]}),

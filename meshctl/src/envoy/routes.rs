@@ -42,12 +42,7 @@ pub(super) fn virtual_hosts(t: &mut Translation<'_>) -> Result<Vec<Value>, Strin
             }
         }
     }
-    let services: Vec<(String, Vec<u16>)> = t
-        .services
-        .iter()
-        .map(|(host, ports)| (host.to_owned(), ports.to_vec()))
-        .collect();
-    for (fqdn, ports) in services {
+    for (fqdn, ports) in t.services.list() {
         if table.virtual_host_for(&fqdn).is_some() {
             // A VirtualService covers the host (through a wildcard, maybe): the mesh routes
             // with it, and so does Envoy.

@@ -184,7 +184,13 @@ fn the_bootstrap_follows_the_mesh_where_the_old_destination_rule_lookup_did_not(
         .collect();
     let find = |name: &str| clusters.iter().find(|c| c["name"] == name);
     // exportTo: the DestinationRule in `shop` is not visible from `default`. Subset v1 is
-    // undefined for this client: the mesh answers 503 NC, and Envoy finds no cluster.
+    // undefined for this client: the mesh answers 503 NC, and Envoy finds no cluster (it
+    // accepts a route to a missing cluster only without cluster validation, as istiod writes).
+    assert_eq!(
+        value["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+            ["route_config"]["validate_clusters"],
+        false
+    );
     assert!(
         !names.contains(&"outbound|80|v1|cart.shop.svc.cluster.local"),
         "{names:?}"
