@@ -131,6 +131,7 @@ pub mod endpoints;
 mod explain;
 pub mod headers;
 pub mod host;
+mod inspect;
 pub mod lb;
 pub mod matcher;
 mod request;
@@ -149,4 +150,5 @@ pub use explain::{
     Trace, TraceBlock, TraceDestination, TraceOutcome, TraceRoute, TraceRouteResult,
     TraceVirtualService,
 };
+pub use inspect::{ActionView, MirrorView, RouteView, SplitView, VirtualHostView};
 pub use request::RequestView;

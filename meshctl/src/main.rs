@@ -9,19 +9,22 @@
 //!
 //! Exit codes: 0 success, 1 configuration errors, 2 usage or I/O errors, 3 no route.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::Parser as _;
 
+mod cli;
 mod envoy;
 mod output;
-mod report;
 mod request;
 mod rng;
+mod route;
 mod simulate;
 mod sources;
 mod validate;
+
+use cli::{Cli, Command};
+pub(crate) use cli::{EnvoyArgs, Format, RequestArgs, RouteArgs, SimulateArgs, ValidateFormat};
 
 /// Process exit codes, as documented in `--help`.
 pub(crate) mod exit {
@@ -86,341 +89,6 @@ impl Failure {
     }
 }
 
-const LONG_ABOUT: &str = "\
-meshctl reads Istio traffic configuration (VirtualService, DestinationRule, ServiceEntry; \
-networking.istio.io v1, v1beta1 and v1alpha3) from YAML files and answers three questions \
-without touching a cluster:
-
-  validate   Is this configuration valid, as istiod would judge it?
-  route      Where would this one request go, and why?
-  simulate   How does a weighted split spread many requests over destinations,
-             subsets and endpoints?
-
-and translates it for comparison:
-
-  envoy      The Envoy bootstrap istiod would give this client's sidecar.
-
-Other kinds of documents (Gateway, Service, Deployment, ...) are skipped, so a whole manifest \
-directory can be given. Directories are read recursively (*.yaml and *.yml, in sorted order).
-
-Exit codes:
-  0  success (for validate: no errors; warnings are allowed unless --strict)
-  1  the configuration has errors (or cannot be compiled into a route table)
-  2  usage error, unreadable path, or no YAML file found
-  3  route/simulate: a virtual service covers the host but no route matches";
-
-const EXAMPLES: &str = "\
-Examples:
-  # Check a directory of manifests; one line per problem, a summary on stderr
-  meshctl validate deploy/istio/
-
-  # Where does a request from the frontend go? (JSON)
-  meshctl route -f deploy/istio/ --source-label app=frontend GET http://api:8080/users
-
-  # The same, explained for humans, with a header the routes match on
-  meshctl route -f vs.yaml -f dr.yaml -H 'end-user: jason' --format text GET http://reviews/
-
-  # Does the 90/10 canary really split 90/10? Which endpoints get the traffic?
-  meshctl simulate -f deploy/istio/ -n 10000 --seed 1 GET http://api:8080/
-
-Run `meshctl <COMMAND> --help` for the options of each command.";
-
-/// Validate Istio traffic configuration and explain how requests are routed.
-#[derive(Debug, Parser)]
-#[command(
-    name = "meshctl",
-    version,
-    about = "Validate Istio traffic configuration and explain how requests are routed",
-    long_about = LONG_ABOUT,
-    after_help = EXAMPLES,
-    propagate_version = true
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Check YAML files for errors, the way istiod would (and a little more).
-    #[command(
-        long_about = "\
-Loads every file into ONE configuration, so the cross-resource checks see everything (a \
-subset a route names but no DestinationRule declares, two virtual services for one host, ...), \
-then prints one line per diagnostic on stdout:
-
-  FILE:LINE: SEVERITY: KIND/NAME: FIELD.PATH: MESSAGE
-
-LINE is 0 when the line is unknown; a document that does not get as far as naming a resource \
-shows `document N` instead of KIND/NAME. SEVERITY is error (istiod would reject the resource), \
-warning (accepted, but probably not what you meant) or note (for information; printed only \
-with --verbose, always counted). A summary `N errors, M warnings, K notes in F files` goes \
-to stderr.
-
-With --format json, stdout is one object: {files, diagnostics: [{file, line, severity, \
-kind, namespace, name, document, path, message}], errors, warnings, notes, strict}.
-
-Exit code: 0 when there is no error, 1 when there is an error (or, with --strict, a \
-warning), 2 when a path cannot be read or no YAML file is found.",
-        after_help = "\
-Examples:
-  meshctl validate istio/                     # every *.yaml / *.yml below istio/
-  meshctl validate --strict vs.yaml dr.yaml   # CI: unknown fields and warnings fail
-  meshctl validate -v istio/ 2>/dev/null      # also print notes; hide the summary
-  meshctl validate --format json istio/ | jq '.diagnostics[] | select(.severity == \"error\")'"
-    )]
-    Validate(ValidateArgs),
-
-    /// Show where one request goes, and why, as one JSON object (or text).
-    #[command(
-        long_about = "\
-Loads the configuration (any error: diagnostics on stderr, exit 1), compiles the route table \
-for the calling workload (--namespace, --source-label), routes the request METHOD URL and \
-prints the decision.
-
-The JSON object has these keys:
-  request, client       what was routed, for whom
-  host                  the host the request was addressed to (URL authority, no port)
-  roll                  the random number that chose among weighted destinations
-                        (repeat a decision with --roll)
-  virtualService        \"namespace/name\", or null when none covers the host
-  route                 {index, name, matchIndex, matchName} of the http[] route, or null
-  action                route | redirect | directResponse | noRoute | passthrough
-  error                 \"unknownSubset\" when the chosen destination names a subset no
-                        DestinationRule declares: Envoy answers 503 (flag NC); else null
-  status                the status the client gets without reaching a backend
-                        (404 noRoute, 503 unknownSubset, the redirect or direct-response
-                        code), else null
-  destinations          every weighted destination of the route
-                        [{host, subset, port, weight, share, cluster, unknownSubset}]
-                        (one entry for passthrough, empty otherwise)
-  chosen                the picked destination, with its index and registered endpoints
-                        (endpoints null: the host name is resolved by DNS)
-  policy                the DestinationRule policy of the chosen cluster (load balancer,
-                        connection pool, outlier detection), or null
-  rewrite               {path, uri, uriRegexRewrite, authority}: path is the path and
-                        query sent upstream
-  authorityRewrite      the authority sent upstream when the route rewrites it, else null
-  headers               header operations in the order they apply: [{request, response}],
-                        each {set, add, remove}
-  redirect              {code, location}
-  directResponse        {status, body}
-  timeout               an Istio duration such as \"5s\", or null (disabled: Istio's default)
-  retries               {attempts, perTryTimeout, retryOn, istioDefault}; Istio's default
-                        (2 retries on connect-failure,refused-stream,
-                        retriable-status-codes,cancelled,unavailable) when the route sets
-                        none; attempts is Istio's field: the number of retries after the
-                        first try
-  fault, mirrors        fault injection and mirror targets of the route
-  trace                 every virtual-service route considered and why each match failed
-
-Exit code: 0, or 3 when a virtual service covers the host but no route matches (noRoute). \
-An unknown subset still exits 0: the decision is reported, with error \"unknownSubset\".",
-        after_help = "\
-Examples:
-  meshctl route -f istio/ --source-label app=frontend GET http://api:8080/
-  meshctl route -f istio/ -H 'end-user: jason' -H 'x-debug: 1' GET 'http://reviews/r/1?x=2'
-  meshctl route -f istio/ --roll 95 --format text GET http://api/
-  meshctl route -f istio/ GET http://api/ | jq .chosen.cluster"
-    )]
-    Route(RouteArgs),
-
-    /// Route many requests with random rolls and show how they spread.
-    #[command(
-        long_about = "\
-Routes the same request N times, each time with a fresh random roll from a small seeded \
-generator (SplitMix64; the seed is printed, repeat a run with --seed), and counts where the \
-requests went: per destination cluster, per subset, and per endpoint. When the destination \
-has endpoints registered by a ServiceEntry, each request also picks an endpoint with the \
-cluster's load balancer (ROUND_ROBIN, LEAST_REQUEST, RANDOM, consistent hash), as the data \
-plane would with nothing in flight and nothing ejected.
-
-Text tables by default, --json for one JSON object.
-
-Exit code: 0, or 3 when no request was routed anywhere (every one got noRoute).",
-        after_help = "\
-Examples:
-  meshctl simulate -f istio/ -n 10000 GET http://api:8080/
-  meshctl simulate -f istio/ -n 10000 --seed 1 --json GET http://api/ | jq .destinations"
-    )]
-    Simulate(SimulateArgs),
-
-    /// Print the Envoy bootstrap istiod would give this client's sidecar (YAML or JSON).
-    #[command(
-        long_about = "\
-Translates the configuration the way istiod does for an outbound sidecar and prints a static \
-Envoy bootstrap: one listener (--listen) with the HTTP connection manager and the router (and \
-the fault filter when a route injects faults), one virtual host per service host and port, one \
-route per match of every VirtualService route that applies to this client (sourceLabels and \
-sourceNamespace are resolved here, as istiod does per proxy), and one cluster \
-`outbound|PORT|SUBSET|FQDN` per destination with STATIC endpoints from the ServiceEntry, \
-circuit breakers from the connection pool (2^32-1 when unset), outlier detection, load \
-balancer and panic threshold from the DestinationRule. The admin interface listens on --admin.
-
-Hosts need a ServiceEntry with resolution STATIC and IP endpoints. `tls` settings are left out \
-(a warning on stderr).
-
-With -o FILE the bootstrap goes to FILE, written only when the whole bootstrap was generated.
-
-Exit code: 0, 1 when the configuration has errors or cannot be translated, 2 on usage errors \
-(and when FILE cannot be written).",
-        after_help = "\
-Examples:
-  meshctl envoy -f istio/ -o envoy.yaml && envoy --mode validate -c envoy.yaml
-  meshctl envoy -f istio/ --listen 127.0.0.1:15001 --admin 127.0.0.1:15000 --format json"
-    )]
-    Envoy(EnvoyArgs),
-}
-
-/// `envoy` options.
-#[derive(Debug, Args)]
-pub(crate) struct EnvoyArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArgs,
-    /// Address of the outbound listener.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15001")]
-    pub(crate) listen: std::net::SocketAddr,
-    /// Address of Envoy's admin interface.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:15000")]
-    pub(crate) admin: std::net::SocketAddr,
-    /// A label of the calling workload, `KEY=VALUE` (for `sourceLabels` matches); repeat for
-    /// more.
-    #[arg(long = "source-label", value_name = "KEY=VALUE")]
-    pub(crate) source_labels: Vec<String>,
-    /// Namespace of the calling workload.
-    #[arg(long, value_name = "NS", default_value = "default")]
-    pub(crate) namespace: String,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = envoy::EnvoyFormat::Yaml)]
-    pub(crate) format: envoy::EnvoyFormat,
-    /// Write the bootstrap to FILE instead of stdout, only when it was generated: through a
-    /// temporary file in FILE's directory renamed over FILE, so a failed run leaves FILE as it
-    /// was (unlike `> FILE`, which empties it first).
-    #[arg(short, long, value_name = "FILE")]
-    pub(crate) output: Option<PathBuf>,
-    /// Write exactly what istiod writes. By default a cluster whose DestinationRule sets no
-    /// `retryBudget` still gets the retry budget the mesh applies by default (20% of active
-    /// requests, at least 3), so that Envoy runs the same effective policy as the mesh; with this
-    /// flag it gets none, as under Istio (only `max_retries`).
-    #[arg(long)]
-    pub(crate) istio_exact: bool,
-}
-
-/// `validate` options.
-#[derive(Debug, Args)]
-struct ValidateArgs {
-    /// Files or directories (read recursively: *.yaml and *.yml, in sorted order).
-    #[arg(required = true, value_name = "PATH")]
-    paths: Vec<PathBuf>,
-    /// Unknown fields become errors, and warnings fail the run (exit 1).
-    #[arg(long)]
-    strict: bool,
-    /// Also print notes (they are always counted in the summary).
-    #[arg(short, long)]
-    verbose: bool,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
-    format: ValidateFormat,
-}
-
-/// How `validate` prints its diagnostics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum ValidateFormat {
-    /// One line per diagnostic, `FILE:LINE: SEVERITY: KIND/NAME: PATH: MESSAGE` (notes only
-    /// with --verbose), and a summary on stderr.
-    Text,
-    /// One JSON object: every diagnostic, notes included, and the counts.
-    Json,
-}
-
-/// Where the configuration comes from.
-#[derive(Debug, Args)]
-pub(crate) struct ConfigArgs {
-    /// A configuration file or directory; repeat for more (`-f a.yaml -f dir/`).
-    #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
-    pub(crate) files: Vec<PathBuf>,
-    /// Do not print configuration warnings on stderr.
-    #[arg(short, long)]
-    pub(crate) quiet: bool,
-}
-
-/// The request and the client that sends it.
-#[derive(Debug, Args)]
-pub(crate) struct RequestArgs {
-    /// A request header, `NAME: VALUE`; repeat for more.
-    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
-    pub(crate) headers: Vec<String>,
-    /// A label of the calling workload, `KEY=VALUE` (for `sourceLabels` matches); repeat for
-    /// more.
-    #[arg(long = "source-label", value_name = "KEY=VALUE")]
-    pub(crate) source_labels: Vec<String>,
-    /// Namespace of the calling workload (for `sourceNamespace`, `exportTo`, short host names).
-    #[arg(long, value_name = "NS", default_value = "default")]
-    pub(crate) namespace: String,
-    /// Act as this gateway (`namespace/name`) instead of a sidecar (`mesh`).
-    #[arg(long, value_name = "NS/NAME")]
-    pub(crate) gateway: Option<String>,
-    /// The destination (service) port, when it is not the URL's (default: the URL's port,
-    /// else 80 for http and 443 for https).
-    #[arg(long, value_name = "PORT")]
-    pub(crate) port: Option<u16>,
-    /// The request method, e.g. GET (sent as written: methods are case-sensitive).
-    #[arg(value_name = "METHOD")]
-    pub(crate) method: String,
-    /// The request URL, e.g. http://api:8080/users?id=1 (`http://` is assumed when missing).
-    #[arg(value_name = "URL")]
-    pub(crate) url: String,
-}
-
-/// How `route` prints its decision.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(crate) enum Format {
-    /// One JSON object.
-    Json,
-    /// A human-readable explanation.
-    Text,
-}
-
-/// `route` options.
-#[derive(Debug, Args)]
-pub(crate) struct RouteArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArgs,
-    /// The roll that picks among weighted destinations (`roll % total weight`); random when
-    /// not given. The JSON output reports the roll used.
-    #[arg(long, value_name = "N")]
-    pub(crate) roll: Option<u64>,
-    /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Json)]
-    pub(crate) format: Format,
-    #[command(flatten)]
-    pub(crate) request: RequestArgs,
-}
-
-/// `simulate` options.
-#[derive(Debug, Args)]
-pub(crate) struct SimulateArgs {
-    #[command(flatten)]
-    pub(crate) config: ConfigArgs,
-    /// How many requests to route (at most 100,000,000).
-    #[arg(
-        short = 'n',
-        long = "requests",
-        value_name = "N",
-        default_value_t = 1000,
-        value_parser = clap::value_parser!(u64).range(1..=simulate::MAX_REQUESTS)
-    )]
-    pub(crate) requests: u64,
-    /// Seed of the random generator (default: from the clock; the seed used is printed).
-    #[arg(long, value_name = "SEED")]
-    pub(crate) seed: Option<u64>,
-    /// Print one JSON object instead of tables.
-    #[arg(long)]
-    pub(crate) json: bool,
-    #[command(flatten)]
-    pub(crate) request: RequestArgs,
-}
-
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -437,7 +105,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose, a.format),
-        Command::Route(a) => report::run(&a),
+        Command::Route(a) => route::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Envoy(a) => envoy::run(&a),
     };
@@ -448,57 +116,6 @@ fn main() -> ExitCode {
                 err_line(&format!("meshctl: {}", f.message));
             }
             ExitCode::from(f.code)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use clap::CommandFactory;
-
-    #[test]
-    fn cli_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    #[test]
-    fn file_flag_does_not_swallow_the_method() {
-        let cli = Cli::try_parse_from([
-            "meshctl",
-            "route",
-            "-f",
-            "a.yaml",
-            "-f",
-            "dir",
-            "GET",
-            "http://x/",
-        ])
-        .unwrap();
-        let Command::Route(a) = cli.command else {
-            panic!("not route")
-        };
-        assert_eq!(a.config.files.len(), 2);
-        assert_eq!(a.request.method, "GET");
-        assert_eq!(a.request.url, "http://x/");
-        assert_eq!(a.format, Format::Json);
-    }
-
-    #[test]
-    fn simulate_request_count_is_bounded() {
-        let too_many = (simulate::MAX_REQUESTS + 1).to_string();
-        for n in ["0", too_many.as_str()] {
-            assert!(Cli::try_parse_from([
-                "meshctl",
-                "simulate",
-                "-f",
-                "a",
-                "-n",
-                n,
-                "GET",
-                "http://x/"
-            ])
-            .is_err());
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Writing a command's result to a file (`--output`), all or nothing.
+//! Writing a command's result: as pretty JSON ([`json_text`]), and to a file (`--output`),
+//! all or nothing ([`write_atomically`]).
 //!
 //! `meshctl envoy ... > envoy.yaml` truncates `envoy.yaml` before meshctl even starts, so a
 //! failed run leaves an empty file that a later `envoy -c envoy.yaml` happily reads. With
@@ -10,6 +11,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
+
+/// `value` as pretty-printed JSON with a final newline, as `--format json` prints it.
+pub(crate) fn json_text(value: &serde_json::Value) -> Result<String, crate::Failure> {
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| crate::Failure::usage(format!("cannot write JSON: {e}")))?;
+    text.push('\n');
+    Ok(text)
+}
 
 /// Writes `text` to `path` atomically: a temporary file next to it, then a rename.
 ///

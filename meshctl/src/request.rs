@@ -107,11 +107,25 @@ fn parse_header(h: &str) -> Result<(HeaderName, HeaderValue), Failure> {
 
 /// The calling workload from `--namespace`, `--source-label` and `--gateway`.
 pub(crate) fn client(args: &RequestArgs) -> Result<ClientContext, Failure> {
-    if args.namespace.is_empty() {
+    client_context(
+        &args.namespace,
+        &args.source_labels,
+        args.gateway.as_deref(),
+    )
+}
+
+/// The calling workload: its namespace, `KEY=VALUE` labels and the gateway it acts as (a
+/// sidecar, `mesh`, when `None`).
+pub(crate) fn client_context(
+    namespace: &str,
+    labels: &[String],
+    gateway: Option<&str>,
+) -> Result<ClientContext, Failure> {
+    if namespace.is_empty() {
         return Err(Failure::usage("--namespace must not be empty"));
     }
-    let mut client = ClientContext::new(&args.namespace);
-    for l in &args.source_labels {
+    let mut client = ClientContext::new(namespace);
+    for l in labels {
         let Some((k, v)) = l.split_once('=') else {
             return Err(Failure::usage(format!(
                 "source label {l:?} has no `=`; write it as --source-label key=value"
@@ -124,7 +138,7 @@ pub(crate) fn client(args: &RequestArgs) -> Result<ClientContext, Failure> {
         }
         client = client.with_label(k, v);
     }
-    if let Some(g) = &args.gateway {
+    if let Some(g) = gateway {
         if !g.contains('/') && g != "mesh" {
             return Err(Failure::usage(format!(
                 "--gateway {g:?}: write the gateway as namespace/name (or `mesh`)"

@@ -8,10 +8,10 @@ use mesh_routing::lb::{LbState, NoneEjected};
 use mesh_routing::{Action, ClusterId, RequestView, RouteTable};
 use serde_json::{json, Value};
 
-use crate::report::{action_name, destination_clusters, lb_name, share};
 use crate::request::{self, Request};
 use crate::rng;
-use crate::{exit, sources, Failure, SimulateArgs};
+use crate::route::{action_name, lb_name, share};
+use crate::{exit, sources, Failure, Format, SimulateArgs};
 use mesh_resilience::rng::Rolls;
 
 /// Most requests one run routes (`-n`); 10^8 decisions take well under a minute.
@@ -80,18 +80,13 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
     t.route = first.route().map(|r| r.to_string());
     match first.action() {
         Action::Route(r) | Action::UnknownSubset(r) => {
-            let clusters = destination_clusters(table, view, r);
-            for (i, d) in r.destinations().enumerate() {
-                let key = clusters
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(|c| table.cluster_key(c));
+            for d in r.destinations() {
+                let key = table.cluster_key(d.cluster_on(view.port()));
                 t.destinations.push(DestRow {
                     host: d.host().to_owned(),
                     subset: d.subset().map(str::to_owned),
-                    port: key.map(|k| k.port).or(d.port()),
-                    cluster: key.map(|k| k.to_string()),
+                    port: Some(key.port),
+                    cluster: Some(key.to_string()),
                     weight: d.weight(),
                     count: 0,
                 });
@@ -395,26 +390,24 @@ pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
     let req = Request::parse(&args.request)?;
     let client = request::client(&args.request)?;
     let config = sources::load_for_routing(&args.config.files, args.config.quiet)?;
-    let table = crate::report::compile(&config, &client)?;
+    let table = crate::route::compile(&config, &client)?;
     let view = req.view();
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
     let tally = simulate(&table, &view, args.requests, seed);
-    if args.json {
-        let mut v = tally.to_json();
-        v["seed"] = json!(seed);
-        v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
-        let mut text = serde_json::to_string_pretty(&v)
-            .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-        text.push('\n');
-        crate::out(&text)?;
-    } else {
-        crate::out(&format!(
+    match args.format() {
+        Format::Json => {
+            let mut v = tally.to_json();
+            v["seed"] = json!(seed);
+            v["request"] = json!({"method": req.method(), "url": req.url(), "port": view.port()});
+            crate::out(&crate::output::json_text(&v)?)?;
+        }
+        Format::Text => crate::out(&format!(
             "{} requests {} {} (seed {seed}; repeat with --seed {seed})\n{}",
             args.requests,
             req.method(),
             req.url(),
             tally.to_text()
-        ))?;
+        ))?,
     }
     Ok(if tally.nothing_routed() {
         exit::NO_ROUTE
@@ -505,7 +498,7 @@ mod tests {
             seed in any::<u64>(),
         ) {
             prop_assume!(weights.iter().any(|w| *w > 0));
-            let loaded = mesh_model::load_str("p.yaml", &crate::report::tests::split_config(&weights));
+            let loaded = mesh_model::load_str("p.yaml", &crate::route::tests::split_config(&weights));
             prop_assume!(!loaded.has_errors());
             let config = loaded.into_config();
             let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();

@@ -618,7 +618,8 @@ fn simulate_canary_split_is_90_10() {
         "10000",
         "--seed",
         "1",
-        "--json",
+        "--format",
+        "json",
         "GET",
         "http://api:8080/",
     ]);
@@ -708,7 +709,8 @@ fn simulate_frontend_always_hits_v2() {
         "app=frontend",
         "-n",
         "1000",
-        "--json",
+        "--format",
+        "json",
         "GET",
         "http://api:8080/",
     ]);
@@ -776,6 +778,85 @@ fn help_is_there_for_newcomers() {
     ] {
         assert!(route.contains(key), "route --help lacks {key}");
     }
+}
+
+#[test]
+fn every_subcommand_takes_format_text_or_json() {
+    let canary = fixture("canary.yaml");
+    let request = ["GET", "http://api:8080/"];
+    let runs: [(&str, Vec<&str>); 4] = [
+        ("validate", vec![canary.as_str()]),
+        (
+            "route",
+            [&["-q", "-f", canary.as_str()][..], &request[..]].concat(),
+        ),
+        (
+            "simulate",
+            [
+                &["-q", "-n", "10", "--seed", "1", "-f", canary.as_str()][..],
+                &request[..],
+            ]
+            .concat(),
+        ),
+        ("envoy", vec!["-q", "-f", canary.as_str()]),
+    ];
+    for (sub, args) in runs {
+        let help = stdout(&meshctl(&[sub, "--help"]));
+        assert!(help.contains("--format <FORMAT>"), "{sub} --help: {help}");
+        assert!(
+            help.contains("- text: ") && help.contains("- json: "),
+            "{sub} --help: {help}"
+        );
+        let run = |format: &str| {
+            let out = meshctl(&[&[sub, "--format", format][..], &args[..]].concat());
+            assert_eq!(code(&out), 0, "{sub} --format {format}: {}", stderr(&out));
+            stdout(&out)
+        };
+        let js = run("json");
+        let v: Value = serde_json::from_str(&js).unwrap_or_else(|e| panic!("{sub}: {e}: {js}"));
+        assert!(v.is_object(), "{sub}");
+        let text = run("text");
+        assert!(
+            serde_json::from_str::<Value>(&text).is_err(),
+            "{sub} --format text: {text}"
+        );
+    }
+}
+
+#[test]
+fn old_format_spellings_are_hidden_aliases() {
+    let canary = fixture("canary.yaml");
+    let simulate = |format: &[&str]| {
+        let args = [
+            &[
+                "simulate",
+                "-q",
+                "-n",
+                "50",
+                "--seed",
+                "7",
+                "-f",
+                canary.as_str(),
+            ][..],
+            format,
+            &["GET", "http://api:8080/"][..],
+        ]
+        .concat();
+        meshctl(&args)
+    };
+    let old = simulate(&["--json"]);
+    assert_eq!(code(&old), 0, "{}", stderr(&old));
+    assert_eq!(old.stdout, simulate(&["--format", "json"]).stdout);
+    let both = simulate(&["--json", "--format", "text"]);
+    assert_eq!(code(&both), 2, "--json and --format conflict");
+    let envoy = |format: &str| meshctl(&["envoy", "-q", "--format", format, "-f", &canary]);
+    let yaml = envoy("yaml");
+    assert_eq!(code(&yaml), 0, "{}", stderr(&yaml));
+    assert_eq!(yaml.stdout, envoy("text").stdout);
+    // Read, not advertised.
+    assert!(!stdout(&meshctl(&["simulate", "--help"])).contains("--json"));
+    let help = stdout(&meshctl(&["envoy", "--help"]));
+    assert!(!help.contains("- yaml"), "{help}");
 }
 
 #[test]
