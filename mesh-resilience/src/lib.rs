@@ -104,14 +104,15 @@
 //! # Differences from Envoy and Istio
 //!
 //! Each is documented where it applies:
-//! - the retry budget is on by default ([`RetryBudget`]);
 //! - pending requests are those waiting for a connection permit, not for connection setup,
 //!   and `maxRequestsPerConnection` above 1 is not enforced ([`pool`]);
 //! - outlier state survives configuration changes ([`OutlierDetector::set_config`]);
 //!   `outlierDetectionHttpErrorCodes` filters responses only ([`outlier`]);
 //! - requests never arrive as early data, so a retriable 425 is always retried at once;
-//! - request headers that change retries (`x-envoy-retry-on`, `x-envoy-max-retries`, …),
-//!   hedging, `Retry-After` backoff and success-rate ejection are not implemented.
+//! - request headers that change retries (`x-envoy-retry-on`, `x-envoy-max-retries`, …)
+//!   are read by [`retry::EnvoyOverrides`] only when a driver trusts its caller (an Istio
+//!   sidecar never does); hedging, `Retry-After` backoff and success-rate ejection are not
+//!   implemented.
 //!
 //! MSRV: the workspace's `rust-version` (a rolling policy of at least six months old).
 

@@ -174,11 +174,10 @@ pub enum InvalidRetryBudget {
 /// Envoy's retry budget: concurrent retries may not exceed
 /// `max(percent% × (active + pending requests), min_retry_concurrency)`, computed live.
 ///
-/// It is **on by default** in [`PoolLimits::default`] (20 %, minimum 3), as in Envoy's
-/// `retry_budget` defaults and reqwest's retry layer, to prevent retry storms. This differs
-/// from Istio, which configures no budget unless the DestinationRule has `retryBudget` (and
-/// leaves `maxRetries` at 2^32 − 1, i.e. no limit); use
-/// [`PoolLimits::with_retry_budget(None)`](PoolLimits::with_retry_budget) to match Istio exactly.
+/// Off in [`PoolLimits::default`], as under Istio, which configures a budget only when the
+/// DestinationRule has `retryBudget` (and leaves `maxRetries` at 2^32 − 1, i.e. no limit).
+/// [`RetryBudget::default`] is the budget Envoy and Istio fill in when one is asked for
+/// without numbers (20 %, minimum 3).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RetryBudget {
     percent: f64,
@@ -240,7 +239,7 @@ impl Default for RetryBudget {
 /// let l = PoolLimits::default().with_max_connections(100).with_max_retries(0);
 /// assert_eq!(l.max_connections(), 100);
 /// assert_eq!(l.max_retries(), UNLIMITED); // 0 means default
-/// assert!(l.retry_budget().is_some()); // on by default
+/// assert!(l.retry_budget().is_none()); // off, as under Istio
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct PoolLimits {
@@ -262,8 +261,8 @@ fn or_default(n: u32) -> u32 {
 }
 
 impl Default for PoolLimits {
-    /// Istio's thresholds (all 2^32 − 1, unlimited requests per connection, HTTP/1.1) plus the
-    /// default [`RetryBudget`].
+    /// Istio's thresholds (all 2^32 − 1, unlimited requests per connection, HTTP/1.1), no
+    /// retry budget.
     fn default() -> Self {
         Self {
             max_connections: UNLIMITED,
@@ -271,7 +270,7 @@ impl Default for PoolLimits {
             max_requests: UNLIMITED,
             max_requests_per_connection: 0,
             max_retries: UNLIMITED,
-            retry_budget: Some(RetryBudget::default()),
+            retry_budget: None,
             protocol: Protocol::Http1,
         }
     }

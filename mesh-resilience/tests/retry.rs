@@ -377,11 +377,33 @@ fn max_retries_caps_concurrent_retries_across_requests() {
 }
 
 #[test]
-fn retry_budget_is_on_by_default() {
+fn no_retry_budget_by_default_as_under_istio() {
     let t = t0();
     let p = policy(3, "5xx", None, None);
     let mut pool = ConnectionPool::new(PoolLimits::default());
-    assert_eq!(pool.limits().retry_budget(), Some(RetryBudget::default()));
+    assert_eq!(pool.limits().retry_budget(), None);
+    let mut states: Vec<RetryState> = (0..50).map(|_| RetryState::new(&p, t)).collect();
+    let retried = states
+        .iter_mut()
+        .map(|s| s.on_outcome(resp(503), t, 0, &mut pool))
+        .filter(|d| matches!(d, Retry { .. }))
+        .count();
+    assert_eq!(
+        retried, 50,
+        "only maxRetries (2^32 - 1) limits concurrent retries"
+    );
+    for s in &mut states {
+        s.release(&mut pool);
+    }
+    assert_eq!(pool.retries_in_flight(), 0);
+}
+
+#[test]
+fn the_default_retry_budget_when_asked_for() {
+    let t = t0();
+    let p = policy(3, "5xx", None, None);
+    let mut pool =
+        ConnectionPool::new(PoolLimits::default().with_retry_budget(Some(RetryBudget::default())));
     // Few active requests: the minimum of 3 concurrent retries applies.
     let mut states: Vec<RetryState> = (0..4).map(|_| RetryState::new(&p, t)).collect();
     let decisions: Vec<_> = states

@@ -37,16 +37,18 @@ impl HeaderOps {
         self.set.is_empty() && self.add.is_empty() && self.remove.is_empty()
     }
 
-    /// Applies the operations to `headers`: sets, then adds, then removes.
+    /// Applies the operations to `headers` as Envoy's header parser does: removes first,
+    /// then sets (replacing every value), then adds (appending). So `remove: [x]` with
+    /// `set: {x: v}` leaves `x: v`, and a name both set and added ends with both values.
     pub fn apply(&self, headers: &mut HeaderMap) {
+        for name in self.remove.iter() {
+            headers.remove(name);
+        }
         for (name, value) in self.set.iter() {
             headers.insert(name.clone(), value.clone());
         }
         for (name, value) in self.add.iter() {
             headers.append(name.clone(), value.clone());
-        }
-        for name in self.remove.iter() {
-            headers.remove(name);
         }
     }
 }

@@ -9,7 +9,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use http::uri::Authority;
-use mesh_resilience::{ConnectionPool, OutlierDetector, OutlierEvent, RequestPermit};
+use mesh_resilience::{
+    ConnectionPool, OutlierDetector, OutlierEvent, PoolLimits, RequestPermit, RetryBudget,
+};
 use mesh_routing::endpoints::{ClusterEndpoints, Endpoint, EndpointSelector};
 use mesh_routing::lb::{LbState, LoadBalancer};
 use mesh_routing::{ClusterName, ClusterPolicy};
@@ -84,12 +86,23 @@ pub(crate) struct ClusterState {
     pub(crate) counters: Counters,
 }
 
+/// The cluster's pool limits: its DestinationRule's, with the mesh's default retry budget
+/// when the rule sets none.
+fn limits(policy: &ClusterPolicy, default_budget: Option<RetryBudget>) -> PoolLimits {
+    let limits = policy.pool_limits();
+    match limits.retry_budget() {
+        Some(_) => limits,
+        None => limits.with_retry_budget(default_budget),
+    }
+}
+
 impl ClusterState {
     /// A new cluster with `policy`, taking its endpoints from `host_endpoints` (its host's,
     /// as the registry's sources publish them; `None` when no source knows the host).
     pub(crate) fn new(
         name: ClusterName,
         policy: &ClusterPolicy,
+        default_budget: Option<RetryBudget>,
         selector: EndpointSelector,
         host_endpoints: Option<&[Endpoint]>,
         now: Instant,
@@ -102,7 +115,7 @@ impl ClusterState {
         ClusterState {
             name,
             inner: Mutex::new(ClusterInner {
-                pool: ConnectionPool::new(policy.pool_limits()),
+                pool: ConnectionPool::new(limits(policy, default_budget)),
                 outlier,
                 balancer: policy.load_balancer(),
                 lb: LbState::new(),
@@ -127,12 +140,13 @@ impl ClusterState {
     pub(crate) fn reconfigure(
         &self,
         policy: &ClusterPolicy,
+        default_budget: Option<RetryBudget>,
         selector: EndpointSelector,
         host_endpoints: Option<&[Endpoint]>,
         now: Instant,
     ) {
         let mut inner = self.lock();
-        inner.pool.set_limits(policy.pool_limits());
+        inner.pool.set_limits(limits(policy, default_budget));
         inner.balancer = policy.load_balancer();
         inner.outlier = match (inner.outlier.take(), policy.outlier()) {
             (Some(mut od), Some(config)) => {

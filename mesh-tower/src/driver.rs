@@ -82,6 +82,12 @@ where
         None => fwd.decision.retry_policy(),
     };
     let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
+    // An error after routing is a local reply of the router, which carries the route's
+    // response header operations.
+    let fail = |e: MeshError, endpoint: Option<&http::uri::Authority>, attempts: u32| {
+        e.with_context(name, endpoint, attempts)
+            .with_route_headers(&fwd.decision)
+    };
     let route_deadline = retry
         .state
         .route_deadline()
@@ -97,9 +103,9 @@ where
                     now = crate::time::now().into_std();
                     Some(p)
                 }
-                Err(e) => return Err(e.with_context(name, None, n - 1)),
+                Err(e) => return Err(fail(e, None, n - 1)),
             },
-            Some((_, Err(e))) => return Err(e.with_context(name, None, n - 1)),
+            Some((_, Err(e))) => return Err(fail(e, None, n - 1)),
         };
         let target = match cluster {
             Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {
@@ -109,7 +115,7 @@ where
                     template.authority(),
                 ))),
                 Ok(t) => Some(t),
-                Err(e) => return Err(e.with_context(name, None, n - 1)),
+                Err(e) => return Err(fail(e, None, n - 1)),
             },
             None => None,
         };
@@ -160,7 +166,7 @@ where
         let decision = retry.decide(target.as_ref(), outcome, now, rolls.decide());
         if idle_fired {
             // Nothing came back for the stream idle timeout: the request ends, not retried.
-            return Err(MeshError::stream_idle_timeout().with_context(name, endpoint.as_ref(), n));
+            return Err(fail(MeshError::stream_idle_timeout(), endpoint.as_ref(), n));
         }
         match decision {
             RetryDecision::Retry { after }
@@ -177,8 +183,8 @@ where
             RetryDecision::Retry { .. } if template.replayable_at_start => {
                 // The body outgrew the replay cap while the first attempt streamed it.
                 retry.give_back();
-                return Err(MeshError::body_too_large_to_retry().with_context(
-                    name,
+                return Err(fail(
+                    MeshError::body_too_large_to_retry(),
                     endpoint.as_ref(),
                     n,
                 ));
@@ -187,7 +193,7 @@ where
                 if let (Some(cs), false) = (cluster, outcome == Outcome::Timeout) {
                     Counters::bump(&cs.counters.timeouts);
                 }
-                return Err(MeshError::route_timeout().with_context(name, endpoint.as_ref(), n));
+                return Err(fail(MeshError::route_timeout(), endpoint.as_ref(), n));
             }
             // Done, or a retry of a body that could never be replayed: the attempt stands.
             _ => {
@@ -198,9 +204,9 @@ where
                         &fwd.decision,
                         route_deadline,
                         shared.settings.stream_idle_timeout,
-                        count,
+                        shared.settings.attempt_count_in_response.then_some(n),
                     )),
-                    Err(e) => Err(e.with_context(name, endpoint.as_ref(), n)),
+                    Err(e) => Err(fail(e, endpoint.as_ref(), n)),
                 };
             }
         }

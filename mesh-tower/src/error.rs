@@ -48,7 +48,8 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{header, HeaderValue, Response, StatusCode};
 use mesh_resilience::headers::X_ENVOY_OVERLOADED;
-use mesh_routing::ClusterName;
+use mesh_routing::headers::HeaderOps;
+use mesh_routing::{ClusterName, RouteDecision};
 
 use crate::BoxError;
 
@@ -67,6 +68,9 @@ struct Inner {
     cluster: Option<ClusterName>,
     endpoint: Option<Authority>,
     source: Option<BoxError>,
+    /// The route's response header operations, which Envoy's router applies to its local
+    /// replies too (`None` when the route has none).
+    response_ops: Option<Box<[HeaderOps]>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,6 +158,7 @@ impl MeshError {
                 cluster: None,
                 endpoint: None,
                 source,
+                response_ops: None,
             }),
         }
     }
@@ -208,6 +213,20 @@ impl MeshError {
         self.inner.cluster = cluster.cloned();
         self.inner.endpoint = endpoint.cloned();
         self.inner.attempts = attempts;
+        self
+    }
+
+    /// Records the route's response header operations, for [`to_response`](Self::to_response).
+    pub(crate) fn with_route_headers(mut self, decision: &RouteDecision<'_>) -> Self {
+        let ops: Box<[HeaderOps]> = decision
+            .header_operations()
+            .map(|h| h.response())
+            .filter(|ops| !ops.is_empty())
+            .cloned()
+            .collect();
+        if !ops.is_empty() {
+            self.inner.response_ops = Some(ops);
+        }
         self
     }
 
@@ -335,7 +354,9 @@ impl MeshError {
     /// Status, body text and headers follow the table in the
     /// [module documentation](self). A non-empty body comes with
     /// `content-type: text/plain` and `content-length`, as Envoy's local
-    /// replies do; overflow adds `x-envoy-overloaded: true`.
+    /// replies do; overflow adds `x-envoy-overloaded: true`. When a route was chosen,
+    /// its response header operations are applied, as Envoy's router applies them to
+    /// the local replies it sends.
     ///
     /// Any body type that can be built from [`Bytes`] works, for example
     /// `http_body_util::Full<Bytes>` or `reqwest::Body`.
@@ -353,6 +374,9 @@ impl MeshError {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         if self.is_overflow() {
             headers.insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
+        }
+        for ops in self.inner.response_ops.iter().flatten() {
+            ops.apply(headers);
         }
         *res.body_mut() = B::from(body);
         res

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mesh_model::MeshConfig;
+use mesh_resilience::RetryBudget;
 use mesh_routing::ClientContext;
 
 use crate::body::DEFAULT_REPLAY_CAP;
@@ -44,7 +45,8 @@ impl fmt::Debug for MeshLayer {
 
 impl MeshLayer {
     /// A builder with the defaults: no configuration yet, client namespace
-    /// `default`, 64 KiB replay cap, random seed, no attempt-count header, 64
+    /// `default`, 64 KiB replay cap, random seed, `x-envoy-attempt-count` on requests
+    /// (not on responses), no retry budget, 64
     /// concurrent mirrors, no stream idle timeout (as an Istio sidecar), `x-envoy-*` request
     /// headers removed unread.
     pub fn builder() -> MeshBuilder {
@@ -53,7 +55,9 @@ impl MeshLayer {
             client: ClientContext::default(),
             replay_cap: DEFAULT_REPLAY_CAP,
             seed: None,
-            attempt_count_header: false,
+            attempt_count_header: true,
+            attempt_count_in_response: false,
+            retry_budget: None,
             max_concurrent_mirrors: DEFAULT_MAX_CONCURRENT_MIRRORS,
             stream_idle_timeout: None,
             trust_envoy_headers: false,
@@ -83,6 +87,8 @@ pub struct MeshBuilder {
     replay_cap: usize,
     seed: Option<u64>,
     attempt_count_header: bool,
+    attempt_count_in_response: bool,
+    retry_budget: Option<RetryBudget>,
     max_concurrent_mirrors: usize,
     stream_idle_timeout: Option<Duration>,
     trust_envoy_headers: bool,
@@ -118,10 +124,27 @@ impl MeshBuilder {
         self
     }
 
-    /// Sends `x-envoy-attempt-count` upstream and adds it to responses, as
-    /// Istio's `includeAttemptCountInResponse`-style settings do. Default off.
+    /// Sends `x-envoy-attempt-count` (1 for the first attempt, 2 for the first retry...) on
+    /// every upstream request. Default on, as istiod sets `include_request_attempt_count` on
+    /// every virtual host.
     pub fn attempt_count_header(mut self, on: bool) -> Self {
         self.attempt_count_header = on;
+        self
+    }
+
+    /// Adds `x-envoy-attempt-count` to responses (Envoy's
+    /// `include_attempt_count_in_response`). Default off, as under Istio.
+    pub fn attempt_count_in_response(mut self, on: bool) -> Self {
+        self.attempt_count_in_response = on;
+        self
+    }
+
+    /// A retry budget for clusters whose DestinationRule sets no `retryBudget`. Default
+    /// `None`, as under Istio: retries are limited only by `attempts` and `maxRetries`
+    /// (2^32 − 1 unless set). [`RetryBudget::default`] is Envoy's budget (20 % of active
+    /// requests, at least 3), a guard against retry storms that Istio does not set.
+    pub fn retry_budget(mut self, budget: Option<RetryBudget>) -> Self {
+        self.retry_budget = budget;
         self
     }
 
@@ -171,6 +194,8 @@ impl MeshBuilder {
         let settings = Settings {
             replay_cap: self.replay_cap,
             attempt_count_header: self.attempt_count_header,
+            attempt_count_in_response: self.attempt_count_in_response,
+            retry_budget: self.retry_budget,
             seed: self.seed,
             max_concurrent_mirrors: self.max_concurrent_mirrors,
             stream_idle_timeout: self.stream_idle_timeout,

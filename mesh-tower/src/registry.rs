@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
+use mesh_resilience::RetryBudget;
 use mesh_routing::endpoints::{Endpoint, EndpointSelector, EndpointSink};
 use mesh_routing::{ClusterName, ClusterPolicy};
 
@@ -51,15 +52,19 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// The retry budget of clusters whose DestinationRule sets none
+    /// ([`MeshBuilder::retry_budget`](crate::MeshBuilder::retry_budget)).
+    default_budget: Option<RetryBudget>,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(default_budget: Option<RetryBudget>) -> Self {
         Registry {
             inner: Mutex::new(Inner {
                 next_source: CONFIG_SOURCE + 1,
                 ..Inner::default()
             }),
+            default_budget,
         }
     }
 
@@ -87,13 +92,20 @@ impl Registry {
             .and_then(HostEntry::effective);
         if let Some(state) = inner.clusters.get(&name).and_then(Weak::upgrade) {
             drop(inner);
-            state.reconfigure(policy, selector, host_endpoints.as_deref(), now);
+            state.reconfigure(
+                policy,
+                self.default_budget,
+                selector,
+                host_endpoints.as_deref(),
+                now,
+            );
             return state;
         }
         let host: Box<str> = selector.host().into();
         let state = Arc::new(ClusterState::new(
             name.clone(),
             policy,
+            self.default_budget,
             selector,
             host_endpoints.as_deref(),
             now,

@@ -21,6 +21,8 @@ use crate::registry::Registry;
 pub(crate) struct Settings {
     pub(crate) replay_cap: usize,
     pub(crate) attempt_count_header: bool,
+    pub(crate) attempt_count_in_response: bool,
+    pub(crate) retry_budget: Option<mesh_resilience::RetryBudget>,
     pub(crate) seed: Option<u64>,
     pub(crate) max_concurrent_mirrors: usize,
     pub(crate) stream_idle_timeout: Option<std::time::Duration>,
@@ -54,7 +56,7 @@ impl Shared {
         client: ClientContext,
         settings: Settings,
     ) -> Result<Self, BuildError> {
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::new(settings.retry_budget));
         let compiled = Compiled::build(config, &client, &registry)?;
         let seed = settings.seed.unwrap_or_else(crate::rng::entropy_seed);
         let mirrors = settings.max_concurrent_mirrors.min(Semaphore::MAX_PERMITS);

@@ -241,11 +241,14 @@ pub(crate) struct EnvoyArgs {
     /// was (unlike `> FILE`, which empties it first).
     #[arg(short, long, value_name = "FILE")]
     pub(crate) output: Option<PathBuf>,
-    /// Write exactly what istiod writes. By default a cluster whose DestinationRule sets no
-    /// `retryBudget` still gets the retry budget the mesh applies by default (20% of active
-    /// requests, at least 3), so that Envoy runs the same effective policy as the mesh; with this
-    /// flag it gets none, as under Istio (only `max_retries`).
+    /// Give every cluster whose DestinationRule sets no `retryBudget` Envoy's default retry
+    /// budget (20% of active requests, at least 3 retries), to compare Envoy with a mesh built
+    /// with `MeshBuilder::retry_budget(Some(RetryBudget::default()))`. Without it the bootstrap
+    /// is what istiod writes: no budget, only `max_retries`.
     #[arg(long)]
+    pub(crate) retry_budget: bool,
+    /// Accepted for compatibility: what istiod writes is now the default.
+    #[arg(long, hide = true)]
     pub(crate) istio_exact: bool,
 }
 

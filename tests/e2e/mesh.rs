@@ -96,11 +96,22 @@ fn config(pods: &Pods, docs: &[&str]) -> mesh_model::MeshConfig {
 }
 
 fn mesh(cfg: mesh_model::MeshConfig, seed: u64) -> (Client, MeshHandle) {
+    mesh_with_budget(cfg, seed, None)
+}
+
+/// As [`mesh`], with a retry budget for clusters whose DestinationRule sets none.
+fn mesh_with_budget(
+    cfg: mesh_model::MeshConfig,
+    seed: u64,
+    budget: Option<mesh_resilience::RetryBudget>,
+) -> (Client, MeshHandle) {
     let layer = MeshLayer::builder()
         .config(cfg)
+        .retry_budget(budget)
         .client(ClientContext::new("default").with_label("app", "e2e"))
         .seed(seed)
         .attempt_count_header(true)
+        .attempt_count_in_response(true)
         .build()
         .expect("the config compiles");
     let handle = layer.handle();
@@ -331,7 +342,7 @@ async fn retries_mask_a_half_failing_v2() {
 /// backends see far fewer than the 1.94 attempts per request that unbudgeted retries would send,
 /// and the client sees more errors than with a budget of 100%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_retry_budget_caps_a_retry_storm() {
+async fn an_opt_in_retry_budget_caps_a_retry_storm() {
     let pods = Pods::start().await;
     for (name, seed) in [("v2-a", 31), ("v2-b", 32)] {
         pods.get(name).set_rules([Rule::new(
@@ -344,7 +355,8 @@ async fn default_retry_budget_caps_a_retry_storm() {
     }
     let n = 2_000;
     let with_retry = split_vs(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
-    let (svc, _) = mesh(config(&pods, &[&with_retry, DR]), 4);
+    let budget = Some(mesh_resilience::RetryBudget::default());
+    let (svc, _) = mesh_with_budget(config(&pods, &[&with_retry, DR]), 4, budget);
     let budgeted = send(&svc, n, 32, |i| get(&format!("/b/{i}"))).await;
     let budgeted_attempts = pods.received("v2");
     for b in &pods.all {

@@ -118,7 +118,8 @@ pub(crate) fn mesh_with(
         .config(cfg)
         .client(ClientContext::new("default"))
         .seed(17)
-        .attempt_count_header(true);
+        .attempt_count_header(true)
+        .attempt_count_in_response(true);
     if let Some(cap) = replay_cap {
         builder = builder.replay_cap(cap);
     }

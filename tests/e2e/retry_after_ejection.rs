@@ -91,6 +91,16 @@ spec:
 }
 
 fn mesh(pods: &[Backend], dr: &str, seed: u64) -> (Client, MeshHandle) {
+    mesh_with_budget(pods, dr, seed, None)
+}
+
+/// As [`mesh`], with a retry budget for clusters whose DestinationRule sets none.
+fn mesh_with_budget(
+    pods: &[Backend],
+    dr: &str,
+    seed: u64,
+    budget: Option<mesh_resilience::RetryBudget>,
+) -> (Client, MeshHandle) {
     let mut loader = mesh_model::Loader::new();
     loader.add_str("vs.yaml", VS);
     loader.add_str("dr.yaml", dr);
@@ -102,7 +112,9 @@ fn mesh(pods: &[Backend], dr: &str, seed: u64) -> (Client, MeshHandle) {
         .config(loaded.into_config())
         .client(ClientContext::new("default").with_label("app", "e2e"))
         .seed(seed)
+        .retry_budget(budget)
         .attempt_count_header(true)
+        .attempt_count_in_response(true)
         .build()
         .expect("the config compiles");
     let handle = layer.handle();
@@ -250,9 +262,10 @@ async fn open_budget_keeps_retrying_on_the_remaining_pod() {
 /// retries (at least the budget's floor of 3), every retry reaches a backend exactly once,
 /// and the budget retries fewer requests than the open budget would (~1750).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn default_budget_still_retries_after_the_ejection() {
+async fn an_opt_in_budget_still_retries_after_the_ejection() {
     let pods = start_pods().await;
-    let (svc, handle) = mesh(&pods, &dr(""), 8);
+    let budget = Some(mesh_resilience::RetryBudget::default());
+    let (svc, handle) = mesh_with_budget(&pods, &dr(""), 8, budget);
     let n = 2_000;
     let (statuses, errors) = send(&svc, n, 16).await;
     assert_eq!(errors, 0, "no transport errors");
@@ -271,7 +284,7 @@ async fn default_budget_still_retries_after_the_ejection() {
     );
     assert!(
         retries < 1_500,
-        "the default budget limits retries: {retries} ({statuses:?})"
+        "the budget limits retries: {retries} ({statuses:?})"
     );
     let ok = statuses.get(&StatusCode::OK.as_u16()).copied().unwrap_or(0);
     let failed = statuses.get(&503).copied().unwrap_or(0);

@@ -133,7 +133,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         }
         if let Some(n) = attempt_count {
             req.headers_mut()
-                .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(n));
+                .insert(X_ENVOY_ATTEMPT_COUNT, attempt_count_value(n));
         }
         req
     }
@@ -176,6 +176,16 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
             }
         }
         req
+    }
+}
+
+/// The `x-envoy-attempt-count` value for attempt `n`: static for the first ten (no
+/// allocation on the request path), formatted beyond.
+pub(crate) fn attempt_count_value(n: u32) -> HeaderValue {
+    const SMALL: [&str; 10] = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"];
+    match n.checked_sub(1).and_then(|i| SMALL.get(i as usize)) {
+        Some(s) => HeaderValue::from_static(s),
+        None => HeaderValue::from(n),
     }
 }
 

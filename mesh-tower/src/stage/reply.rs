@@ -85,8 +85,10 @@ pub(crate) fn upstream<RB: http_body::Body>(
     let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline, idle));
     decision.apply_response_headers(res.headers_mut());
     if let Some(n) = attempt_count {
-        res.headers_mut()
-            .insert(X_ENVOY_ATTEMPT_COUNT, HeaderValue::from(n));
+        res.headers_mut().insert(
+            X_ENVOY_ATTEMPT_COUNT,
+            crate::stage::attempt::attempt_count_value(n),
+        );
     }
     res
 }

@@ -50,7 +50,9 @@ pub(crate) fn route<'t, RB>(
         Action::NoRoute => return Routing::Done(Err(MeshError::no_route())),
         Action::UnknownSubset(r) => {
             let name = compiled.table.cluster_name(r.cluster());
-            let err = MeshError::unknown_cluster().with_context(Some(&name), None, 0);
+            let err = MeshError::unknown_cluster()
+                .with_context(Some(&name), None, 0)
+                .with_route_headers(&decision);
             return Routing::Done(Err(err));
         }
         Action::Route(_) | Action::Passthrough(_) => {}

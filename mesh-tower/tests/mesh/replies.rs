@@ -48,3 +48,23 @@ async fn no_route_and_empty_subset_are_envoys_errors() {
     send(&mut svc, get("/ok")).await.unwrap();
     assert_eq!(mock.seen()[0].authority(), "10.0.0.1:8080");
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_routers_local_replies_carry_the_routes_response_headers() {
+    let route = vs("  - match: [{uri: {prefix: /refused}}]
+    headers: {response: {set: {x-route: refused}, remove: [x-envoy-overloaded]}}
+    retries: {attempts: 1, retryOn: connect-failure}
+    route: [{destination: {host: api.mesh.test}, headers: {response: {add: {x-dest: v}}}}]
+");
+    let mock = Mock::new(|_, _| Reply::Refused);
+    let (mut svc, _) = mesh(&[SE, &route], &mock);
+    let err = send(&mut svc, get("/refused")).await.unwrap_err();
+    let res: Response<Full<Bytes>> = err.to_response();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(header(&res, "x-route"), Some("refused"));
+    assert_eq!(header(&res, "x-dest"), Some("v"));
+    // No route matched: no route, no route headers (Envoy's NR reply has none either).
+    let nr: Response<Full<Bytes>> = send(&mut svc, get("/x")).await.unwrap_err().to_response();
+    assert_eq!(nr.status(), StatusCode::NOT_FOUND);
+    assert_eq!(header(&nr, "x-route"), None);
+}

@@ -189,6 +189,7 @@ pub(crate) fn mesh(docs: &[&str], mock: &Mock) -> (Mesh<Mock>, MeshHandle) {
         .config(config(docs))
         .seed(7)
         .attempt_count_header(true)
+        .attempt_count_in_response(true)
         .build()
         .expect("builds");
     (layer.layer(mock.clone()), layer.handle())
@@ -214,10 +215,7 @@ pub(crate) async fn body_of(res: Response<mesh_tower::MeshBody<Full<Bytes>>>) ->
     res.into_body().collect().await.unwrap().to_bytes()
 }
 
-pub(crate) fn header<'a>(
-    res: &'a Response<mesh_tower::MeshBody<Full<Bytes>>>,
-    name: &str,
-) -> Option<&'a str> {
+pub(crate) fn header<'a, B>(res: &'a Response<B>, name: &str) -> Option<&'a str> {
     res.headers().get(name).and_then(|v| v.to_str().ok())
 }
 

@@ -147,11 +147,10 @@ fn cluster(t: &mut Translation<'_>, c: ClusterId, budget: BudgetMode) -> Result<
         "track_remaining": true,
     });
     // istiod's applyRetryBudget: a DestinationRule budget replaces max_retries. Without one
-    // the mesh still applies its default budget, and so does this bootstrap unless asked to
-    // write exactly what istiod writes.
+    // there is none, as under Istio, unless `--retry-budget` asks for Envoy's default.
     let retry_budget = match (policy.retry_budget(), budget) {
         (Some(b), _) => Some((b.percent(), b.min_retry_concurrency())),
-        (None, BudgetMode::Mesh) => Some((
+        (None, BudgetMode::Envoy) => Some((
             mesh_resilience::pool::RetryBudget::DEFAULT_PERCENT,
             mesh_resilience::pool::RetryBudget::DEFAULT_MIN_RETRY_CONCURRENCY,
         )),

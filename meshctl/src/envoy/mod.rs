@@ -57,12 +57,13 @@ pub(crate) struct Bootstrap {
 /// Which retry budget a cluster gets when its DestinationRule sets none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) enum BudgetMode {
-    /// The budget the mesh applies by default (mesh-resilience: 20% of active requests, at
-    /// least 3 retries), so that Envoy runs the same effective policy as the mesh.
+    /// None, exactly as istiod writes it (only `max_retries`, 2^32 - 1 by default), and as
+    /// the mesh runs by default.
     #[default]
-    Mesh,
-    /// None, exactly as istiod writes it (only `max_retries`, 2^32 - 1 by default).
     Istio,
+    /// Envoy's default budget (20% of active requests, at least 3 retries), as a mesh built
+    /// with `MeshBuilder::retry_budget(Some(RetryBudget::default()))` runs.
+    Envoy,
 }
 
 /// Runs `meshctl envoy`.
@@ -73,10 +74,10 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
         listen: a.listen,
         admin: a.admin,
     };
-    let budget = if a.istio_exact {
-        BudgetMode::Istio
+    let budget = if a.retry_budget && !a.istio_exact {
+        BudgetMode::Envoy
     } else {
-        BudgetMode::Mesh
+        BudgetMode::Istio
     };
     let boot = bootstrap_with(&cfg, &client, addrs, budget).map_err(Failure::config)?;
     if !a.config.quiet {

@@ -10,13 +10,13 @@ use super::*;
 
 mod scopes;
 
-/// Builds the bootstrap for `cfg` as seen by `client`, with the mesh's default retry budget.
+/// Builds the bootstrap for `cfg` as seen by `client`, as istiod writes it (no retry budget).
 fn bootstrap(
     cfg: &MeshConfig,
     client: &ClientContext,
     addrs: Addresses,
 ) -> Result<Bootstrap, String> {
-    bootstrap_with(cfg, client, addrs, BudgetMode::Mesh)
+    bootstrap_with(cfg, client, addrs, BudgetMode::Istio)
 }
 
 /// The seed's canary (as in `examples/canary/config/canary.yaml`), kept here so the test
@@ -121,21 +121,21 @@ fn generate(cfg: &MeshConfig, labels: &[(&str, &str)]) -> Value {
 }
 
 #[test]
-fn retry_budget_is_the_mesh_default_unless_istio_exact_or_written() {
+fn no_retry_budget_unless_asked_for_or_written() {
     let cfg = config("");
     let w = ClientContext::new("default");
-    let mesh = bootstrap(&cfg, &w, addrs()).unwrap().value;
-    let v1 = cluster(&mesh, "outbound|8080|v1|api.default.svc.cluster.local");
-    let b = &v1["circuit_breakers"]["thresholds"][0]["retry_budget"];
-    assert_eq!(b["budget_percent"]["value"], 20.0);
-    assert_eq!(b["min_retry_concurrency"], 3);
-    let istio = bootstrap_with(&cfg, &w, addrs(), BudgetMode::Istio)
-        .unwrap()
-        .value;
+    let istio = bootstrap(&cfg, &w, addrs()).unwrap().value;
     let v1 = cluster(&istio, "outbound|8080|v1|api.default.svc.cluster.local");
     assert!(v1["circuit_breakers"]["thresholds"][0]
         .get("retry_budget")
         .is_none());
+    let envoy = bootstrap_with(&cfg, &w, addrs(), BudgetMode::Envoy)
+        .unwrap()
+        .value;
+    let v1 = cluster(&envoy, "outbound|8080|v1|api.default.svc.cluster.local");
+    let b = &v1["circuit_breakers"]["thresholds"][0]["retry_budget"];
+    assert_eq!(b["budget_percent"]["value"], 20.0);
+    assert_eq!(b["min_retry_concurrency"], 3);
 }
 
 fn cluster<'a>(boot: &'a Value, name: &str) -> &'a Value {
