@@ -11,6 +11,7 @@ pub struct ClientContext {
     labels: Labels,
     gateway: String,
     root_namespace: String,
+    ip: Option<std::net::IpAddr>,
 }
 
 impl ClientContext {
@@ -22,6 +23,7 @@ impl ClientContext {
             labels: Labels::new(),
             gateway: "mesh".to_owned(),
             root_namespace: "istio-system".to_owned(),
+            ip: None,
         }
     }
 
@@ -51,6 +53,22 @@ impl ClientContext {
     pub fn with_root_namespace(mut self, ns: &str) -> Self {
         self.root_namespace = ns.to_owned();
         self
+    }
+
+    /// The workload's own IP address (its pod IP, e.g. from the downward API's
+    /// `status.podIP`): what Envoy sees as the downstream address of a request an application
+    /// sends through its sidecar, and so the key of `consistentHash.useSourceIp`. Without it,
+    /// a `useSourceIp` cluster has no hash key and picks a random endpoint per request, as
+    /// Envoy does for a request without one.
+    #[must_use]
+    pub fn with_ip(mut self, ip: std::net::IpAddr) -> Self {
+        self.ip = Some(ip);
+        self
+    }
+
+    /// The workload's own IP address, if set ([`with_ip`](Self::with_ip)).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        self.ip
     }
 
     /// The client's namespace.

@@ -123,8 +123,8 @@ impl LoadBalancer {
 pub enum HashPolicy {
     /// The value of a header (the first one if repeated).
     Header(HeaderName),
-    /// The value of a cookie.
-    Cookie(Box<str>),
+    /// The value of a cookie (generated when absent, if the cookie has a `ttl`).
+    Cookie(CookieHash),
     /// The client's source IP ([`RequestView::with_source_ip`]).
     SourceIp,
     /// The first value of a query parameter (case-sensitive name, raw value).
@@ -140,18 +140,87 @@ impl HashPolicy {
                 .headers()
                 .get(name)
                 .map(|v| XxHash64::oneshot(0, v.as_bytes())),
-            HashPolicy::Cookie(name) => {
-                req.cookie(name).map(|v| XxHash64::oneshot(0, v.as_bytes()))
-            }
+            HashPolicy::Cookie(c) => req
+                .cookie(&c.name)
+                .filter(|v| !v.is_empty())
+                .map(|v| XxHash64::oneshot(0, v.as_bytes())),
             HashPolicy::QueryParameter(name) => req
                 .query_param(name)
                 .map(|v| XxHash64::oneshot(0, v.as_bytes())),
-            HashPolicy::SourceIp => req.source_ip().map(|ip| match ip {
-                std::net::IpAddr::V4(a) => XxHash64::oneshot(0, &a.octets()),
-                std::net::IpAddr::V6(a) => XxHash64::oneshot(0, &a.octets()),
-            }),
+            HashPolicy::SourceIp => req.source_ip().map(hash_ip),
         }
     }
+}
+
+/// `consistentHash.httpCookie`: the cookie whose value is the hash key, and how to generate
+/// it when a request does not carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CookieHash {
+    name: Box<str>,
+    path: Option<Box<str>>,
+    /// `None`: never generated. `Some(ZERO)`: a session cookie.
+    ttl: Option<std::time::Duration>,
+}
+
+impl CookieHash {
+    /// The cookie `name`; with a `ttl` (zero for a session cookie) Envoy generates it for a
+    /// request that lacks it.
+    pub fn new(name: &str, path: Option<&str>, ttl: Option<std::time::Duration>) -> Self {
+        CookieHash {
+            name: name.into(),
+            path: path.filter(|p| !p.is_empty()).map(Into::into),
+            ttl,
+        }
+    }
+
+    /// The cookie's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The cookie a request without it gets, as Envoy's router generates it: a 16-hex-digit
+    /// value (`roll` stands for Envoy's hash of the downstream connection's addresses, which
+    /// an in-process client does not have), the request's hash key (the xxHash64 of the
+    /// value), and the `set-cookie` value for the response:
+    /// `name="value"; Max-Age=ttl; Path=path; HttpOnly`. `None` without a `ttl`.
+    pub fn generate(&self, roll: u64) -> Option<GeneratedCookie> {
+        let ttl = self.ttl?;
+        let value = format!("{roll:016x}");
+        let mut set_cookie = format!("{}=\"{value}\"", self.name);
+        if !ttl.is_zero() {
+            set_cookie.push_str(&format!("; Max-Age={}", ttl.as_secs()));
+        }
+        if let Some(path) = &self.path {
+            set_cookie.push_str("; Path=");
+            set_cookie.push_str(path);
+        }
+        set_cookie.push_str("; HttpOnly");
+        Some(GeneratedCookie {
+            key: XxHash64::oneshot(0, value.as_bytes()),
+            set_cookie,
+        })
+    }
+}
+
+/// A cookie generated for a request without one ([`CookieHash::generate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedCookie {
+    /// The request's consistent-hash key.
+    pub key: u64,
+    /// The `set-cookie` response header value.
+    pub set_cookie: String,
+}
+
+/// Envoy's source-IP hash: xxHash64 of the address as text (`10.0.0.5`, `2001:db8::1`),
+/// formatted on the stack.
+fn hash_ip(ip: std::net::IpAddr) -> u64 {
+    use std::io::Write;
+    let mut buf = [0u8; 64];
+    let mut w = &mut buf[..];
+    // An IPv6 address is at most 45 characters: the write cannot fail.
+    let _ = write!(w, "{ip}");
+    let len = 64 - w.len();
+    XxHash64::oneshot(0, &buf[..len])
 }
 
 /// Per-cluster load-balancer state, owned by the caller. It belongs to one endpoint set:
@@ -487,5 +556,39 @@ impl Maglev {
             }
         }
         counts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generated_cookie_is_envoys() {
+        let c = CookieHash::new(
+            "sticky",
+            Some("/api"),
+            Some(std::time::Duration::from_secs(60)),
+        );
+        let g = c.generate(0xab).unwrap();
+        assert_eq!(
+            g.set_cookie,
+            "sticky=\"00000000000000ab\"; Max-Age=60; Path=/api; HttpOnly"
+        );
+        assert_eq!(g.key, XxHash64::oneshot(0, b"00000000000000ab"));
+        let session = CookieHash::new("s", None, Some(std::time::Duration::ZERO));
+        assert_eq!(
+            session.generate(1).unwrap().set_cookie,
+            "s=\"0000000000000001\"; HttpOnly"
+        );
+        assert!(CookieHash::new("s", None, None).generate(1).is_none());
+    }
+
+    #[test]
+    fn the_source_ip_key_is_the_hash_of_the_address_text_as_in_envoy() {
+        for text in ["10.0.0.5", "2001:db8::1", "::1"] {
+            let ip: std::net::IpAddr = text.parse().unwrap();
+            assert_eq!(hash_ip(ip), XxHash64::oneshot(0, text.as_bytes()), "{text}");
+        }
     }
 }

@@ -201,7 +201,7 @@ where
                     Ok(res) => Ok(reply::upstream(
                         res,
                         guard,
-                        &fwd.decision,
+                        &fwd,
                         route_deadline,
                         shared.settings.stream_idle_timeout,
                         shared.settings.attempt_count_in_response.then_some(n),

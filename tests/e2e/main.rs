@@ -5,6 +5,7 @@
 mod connections;
 mod exactly;
 mod hostile;
+mod istio_exact;
 mod load;
 mod mesh;
 mod mirror_bodies;

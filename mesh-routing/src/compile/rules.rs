@@ -10,7 +10,7 @@ use crate::client::ClientContext;
 use crate::cluster::ClusterPolicy;
 use crate::endpoints::labels_match;
 use crate::host::CLUSTER_DOMAIN;
-use crate::lb::{HashPolicy, LoadBalancer};
+use crate::lb::{CookieHash, HashPolicy, LoadBalancer};
 
 /// The DestinationRules that apply to `host` for this client (§3.1): the first namespace
 /// among client, service, root that has a matching rule wins; exact host before the most
@@ -168,7 +168,9 @@ impl ClusterPolicy {
                     HashKey::Header(h) => http::HeaderName::from_bytes(h.as_bytes())
                         .ok()
                         .map(HashPolicy::Header),
-                    HashKey::Cookie { name, .. } => Some(HashPolicy::Cookie(name.as_str().into())),
+                    HashKey::Cookie { name, path, ttl } => Some(HashPolicy::Cookie(
+                        CookieHash::new(name, path.as_deref(), *ttl),
+                    )),
                     HashKey::SourceIp => Some(HashPolicy::SourceIp),
                     HashKey::QueryParameter(q) => {
                         Some(HashPolicy::QueryParameter(q.as_str().into()))

@@ -3,13 +3,14 @@
 //! permit until its body ends.
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, SET_COOKIE};
 use http::{HeaderValue, Response, StatusCode};
 use mesh_resilience::headers::{GRPC_MESSAGE, GRPC_STATUS, X_ENVOY_ATTEMPT_COUNT};
 use mesh_resilience::{AbortKind, FAULT_ABORT_BODY};
 use mesh_routing::{DirectResponse, RequestView, RouteDecision};
 
 use crate::body::{MeshBody, PermitGuard};
+use crate::stage::route::Forward;
 
 /// A local reply: `status`, the body, and `content-type: text/plain` when there is a body.
 pub(crate) fn local<RB>(status: StatusCode, body: Bytes) -> Response<MeshBody<RB>> {
@@ -77,18 +78,21 @@ pub(crate) fn abort<RB>(kind: AbortKind) -> Response<MeshBody<RB>> {
 pub(crate) fn upstream<RB: http_body::Body>(
     res: Response<RB>,
     guard: Option<PermitGuard>,
-    decision: &RouteDecision<'_>,
+    fwd: &Forward<'_>,
     route_deadline: Option<tokio::time::Instant>,
     idle: Option<std::time::Duration>,
     attempt_count: Option<u32>,
 ) -> Response<MeshBody<RB>> {
     let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline, idle));
-    decision.apply_response_headers(res.headers_mut());
+    fwd.decision.apply_response_headers(res.headers_mut());
     if let Some(n) = attempt_count {
         res.headers_mut().insert(
             X_ENVOY_ATTEMPT_COUNT,
             crate::stage::attempt::attempt_count_value(n),
         );
+    }
+    if let Some(cookie) = &fwd.set_cookie {
+        res.headers_mut().append(SET_COOKIE, cookie.clone());
     }
     res
 }

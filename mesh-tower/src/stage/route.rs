@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::Response;
+use http::{HeaderValue, Response};
 use mesh_resilience::rng::Rolls;
+use mesh_routing::lb::HashPolicy;
 use mesh_routing::{Action, RequestView, RouteDecision};
 use tracing::field;
 
@@ -25,6 +26,9 @@ pub(crate) struct Forward<'t> {
     pub(crate) hash: Option<u64>,
     /// The rewritten path and query, when the route rewrites the path.
     pub(crate) path: Option<PathAndQuery>,
+    /// The `set-cookie` of a hash cookie generated for this request (a `httpCookie` with a
+    /// `ttl` the request did not carry), added to the upstream response.
+    pub(crate) set_cookie: Option<HeaderValue>,
 }
 
 /// Where routing sends a request.
@@ -42,7 +46,10 @@ pub(crate) fn route<'t, RB>(
     parts: &Parts,
     rolls: &mut Rolls,
 ) -> Routing<'t, RB> {
-    let view = RequestView::from_parts(parts);
+    let mut view = RequestView::from_parts(parts);
+    if let Some(ip) = shared.client.ip() {
+        view = view.with_source_ip(ip);
+    }
     let decision = compiled.table.route(&view, rolls.route());
     match decision.action() {
         Action::Redirect(_) => return Routing::Done(Ok(reply::redirect(&decision, &view))),
@@ -65,12 +72,21 @@ pub(crate) fn route<'t, RB>(
             })
             .ok()
     });
+    let mut hash = decision.hash_key(&view);
+    let mut set_cookie = None;
+    if let (None, Some(HashPolicy::Cookie(c))) = (hash, decision.policy().hash_policy()) {
+        if let Some(g) = c.generate(rolls.decide()) {
+            hash = Some(g.key);
+            set_cookie = HeaderValue::try_from(g.set_cookie).ok();
+        }
+    }
     Routing::Forward(Forward {
         cluster: decision
             .cluster()
             .map(|id| compiled.cluster(id, &shared.registry)),
-        hash: decision.hash_key(&view),
+        hash,
         path,
+        set_cookie,
         decision,
     })
 }

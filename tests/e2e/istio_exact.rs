@@ -1,0 +1,126 @@
+//! Istio's behaviour for details a sidecar user relies on, over real sockets: header
+//! operations in Envoy's order (remove, set, add), and `useSourceIp` consistent hashing keyed
+//! by the client workload's own address.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use http_body_util::BodyExt;
+use mesh_tests::Backend;
+use mesh_tower::{ClientContext, MeshLayer};
+use tower::{Layer, ServiceExt};
+
+use crate::rel::{destination_rule, get, load, service_entry, virtual_service};
+
+#[tokio::test]
+async fn header_operations_remove_then_set_then_add() {
+    let backend = Backend::start_version("api-v1", "v1").await.unwrap();
+    let port = backend.addr().port();
+    let route_headers = "    headers:
+      request:
+        remove: [x-a, x-b]
+        set: {x-a: from-route}
+        add: {x-b: from-route, x-c: from-route}
+      response:
+        remove: [x-backend]
+        set: {x-backend: from-route}
+";
+    let cfg = load(&[
+        &service_entry(&[(port, "v1")]),
+        &destination_rule(""),
+        &virtual_service("v1", route_headers),
+    ]);
+    let (client, _) = crate::rel::mesh(cfg);
+    let mut req = get("/");
+    for (k, v) in [("x-a", "caller"), ("x-b", "caller"), ("x-c", "caller")] {
+        req.headers_mut().append(k, v.parse().unwrap());
+    }
+    let res = client.oneshot(req).await.unwrap();
+    assert_eq!(
+        res.headers()["x-backend"],
+        "from-route",
+        "removed, then set"
+    );
+    res.into_body().collect().await.unwrap();
+    let seen = &backend.received()[0].headers;
+    let all = |n: &str| -> Vec<&str> {
+        seen.get_all(n)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect()
+    };
+    assert_eq!(all("x-a"), ["from-route"]);
+    assert_eq!(all("x-b"), ["from-route"]);
+    assert_eq!(all("x-c"), ["caller", "from-route"]);
+    backend.shutdown().await;
+}
+
+/// Which of `backends` each of `n` requests from a client at `ip` reached.
+async fn backends_reached(
+    cfg: &mesh_model::MeshConfig,
+    ip: Option<IpAddr>,
+    backends: &[Backend],
+    n: usize,
+) -> BTreeSet<usize> {
+    let mut client = ClientContext::new("default");
+    if let Some(ip) = ip {
+        client = client.with_ip(ip);
+    }
+    let layer = MeshLayer::builder()
+        .config(cfg.clone())
+        .client(client)
+        .build()
+        .unwrap();
+    let svc = layer.layer(mesh_tower::client::legacy_client());
+    let before: Vec<u64> = backends.iter().map(Backend::count).collect();
+    for _ in 0..n {
+        let res = svc.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(res.status(), 200);
+        res.into_body().collect().await.unwrap();
+    }
+    backends
+        .iter()
+        .zip(before)
+        .enumerate()
+        .filter(|(_, (b, before))| b.count() > *before)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test]
+async fn use_source_ip_hashes_the_clients_own_address() {
+    let mut backends = Vec::new();
+    for i in 0..3 {
+        backends.push(
+            Backend::start_version(&format!("api-v1-{i}"), "v1")
+                .await
+                .unwrap(),
+        );
+    }
+    let ports: Vec<(u16, &str)> = backends.iter().map(|b| (b.addr().port(), "v1")).collect();
+    let cfg = load(&[
+        &service_entry(&ports),
+        &destination_rule("    loadBalancer: {consistentHash: {useSourceIp: true}}\n"),
+        &virtual_service("v1", ""),
+    ]);
+    // One client address: every request to one endpoint.
+    let one = backends_reached(&cfg, Some("10.1.2.3".parse().unwrap()), &backends, 30).await;
+    assert_eq!(
+        one.len(),
+        1,
+        "a client's requests stick to one endpoint: {one:?}"
+    );
+    // Many client addresses spread over the endpoints.
+    let mut all = BTreeSet::new();
+    for i in 0..24u8 {
+        let ip = IpAddr::from([10, 1, 0, i]);
+        all.extend(backends_reached(&cfg, Some(ip), &backends, 3).await);
+    }
+    assert!(
+        all.len() >= 2,
+        "different clients hash to different endpoints: {all:?}"
+    );
+    for b in backends {
+        b.shutdown().await;
+    }
+}
