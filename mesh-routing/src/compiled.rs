@@ -72,6 +72,8 @@ pub(crate) struct CompiledRoute {
     pub(crate) fault: Option<FaultInjection>,
     pub(crate) mirrors: Vec<(CompiledDest, MirrorPolicy)>,
     pub(crate) cors: Option<CorsPolicy>,
+    /// The CORS filter's compiled form of `cors`.
+    pub(crate) cors_filter: Option<crate::cors::Cors>,
 }
 
 #[derive(Debug)]

@@ -377,9 +377,14 @@ impl<'t> RouteDecision<'t> {
         self.route.and_then(|(r, _)| r.fault.as_ref())
     }
 
-    /// CORS policy of the route.
+    /// CORS policy of the route, as written.
     pub fn cors(&self) -> Option<&'t CorsPolicy> {
         self.route.and_then(|(r, _)| r.cors.as_ref())
+    }
+
+    /// The CORS filter for the route's `corsPolicy`, compiled.
+    pub fn cors_filter(&self) -> Option<&'t crate::cors::Cors> {
+        self.route.and_then(|(r, _)| r.cors_filter.as_ref())
     }
 
     /// Mirror targets of the route. Istio does not mirror when the primary cluster does not

@@ -126,6 +126,7 @@ mod client;
 mod cluster;
 mod compile;
 mod compiled;
+pub mod cors;
 mod decision;
 pub mod endpoints;
 mod explain;

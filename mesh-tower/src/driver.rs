@@ -68,7 +68,8 @@ where
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
-    if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
+    if let Some(mut abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
+        fwd.add_cors(abort.headers_mut());
         return Ok(abort);
     }
     let mut template = attempt::Template::new(parts, body, &fwd, &shared);
@@ -86,7 +87,7 @@ where
     // response header operations.
     let fail = |e: MeshError, endpoint: Option<&http::uri::Authority>, attempts: u32| {
         e.with_context(name, endpoint, attempts)
-            .with_route_headers(&fwd.decision)
+            .with_route_headers(&fwd.decision, fwd.cors.as_ref())
     };
     let route_deadline = retry
         .state

@@ -48,6 +48,7 @@ use bytes::Bytes;
 use http::uri::Authority;
 use http::{header, HeaderValue, Response, StatusCode};
 use mesh_resilience::headers::X_ENVOY_OVERLOADED;
+use mesh_routing::cors::Cors;
 use mesh_routing::headers::HeaderOps;
 use mesh_routing::{ClusterName, RouteDecision};
 
@@ -71,6 +72,8 @@ struct Inner {
     /// The route's response header operations, which Envoy's router applies to its local
     /// replies too (`None` when the route has none).
     response_ops: Option<Box<[HeaderOps]>>,
+    /// The CORS headers of an actual CORS request, set after the route's operations.
+    cors: Option<Box<http::HeaderMap>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,6 +162,7 @@ impl MeshError {
                 endpoint: None,
                 source,
                 response_ops: None,
+                cors: None,
             }),
         }
     }
@@ -216,8 +220,18 @@ impl MeshError {
         self
     }
 
-    /// Records the route's response header operations, for [`to_response`](Self::to_response).
-    pub(crate) fn with_route_headers(mut self, decision: &RouteDecision<'_>) -> Self {
+    /// Records the route's response header operations and, for an actual CORS request, the
+    /// CORS filter's headers, for [`to_response`](Self::to_response).
+    pub(crate) fn with_route_headers(
+        mut self,
+        decision: &RouteDecision<'_>,
+        cors: Option<&(&Cors, HeaderValue)>,
+    ) -> Self {
+        if let Some((c, origin)) = cors {
+            let mut h = http::HeaderMap::new();
+            c.response_headers(origin, &mut h);
+            self.inner.cors = Some(Box::new(h));
+        }
         let ops: Box<[HeaderOps]> = decision
             .header_operations()
             .map(|h| h.response())
@@ -377,6 +391,11 @@ impl MeshError {
         }
         for ops in self.inner.response_ops.iter().flatten() {
             ops.apply(headers);
+        }
+        if let Some(cors) = &self.inner.cors {
+            for (name, value) in cors.iter() {
+                headers.insert(name, value.clone());
+            }
         }
         *res.body_mut() = B::from(body);
         res

@@ -31,7 +31,11 @@
 //!    (`reviews.default.svc.cluster.local.`) is served by the VirtualService of the name
 //!    without it, as current istiod's virtual hosts list both; the `Host` is sent as
 //!    written.
-//! 1. **Route** ([`mesh_routing::RouteTable::route`]). A redirect or a direct
+//! 1. **Route** ([`mesh_routing::RouteTable::route`]), then Envoy's **CORS** filter
+//!    ([`mesh_routing::cors`]): a preflight from an allowed origin is answered here (200
+//!    with the policy's headers); the response to an actual CORS request, whoever answers
+//!    it (upstream, local reply, fault abort, error reply), gets
+//!    `access-control-allow-origin` and the rest. A redirect or a direct
 //!    response is answered locally. A VirtualService host with no matching
 //!    route fails with [`MeshError::is_no_route`] (404 `NR`). A host no
 //!    VirtualService covers is passed through unchanged (its DestinationRule

@@ -124,3 +124,85 @@ async fn use_source_ip_hashes_the_clients_own_address() {
         b.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn cors_preflights_are_answered_and_cors_responses_get_their_headers() {
+    let backend = Backend::start_version("api-v1", "v1").await.unwrap();
+    let port = backend.addr().port();
+    let cors = "    corsPolicy:
+      allowOrigins:
+      - exact: https://app.example.com
+      - regex: 'https://[a-z]+\\.trusted\\.test'
+      allowMethods: [GET, POST]
+      allowHeaders: [x-token, content-type]
+      exposeHeaders: [x-trace]
+      maxAge: 1h
+      allowCredentials: true
+";
+    let cfg = load(&[
+        &service_entry(&[(port, "v1")]),
+        &destination_rule(""),
+        &virtual_service("v1", cors),
+    ]);
+    let (client, _) = crate::rel::mesh(cfg);
+    let request = |method: &str, origin: Option<&str>, preflight: bool| {
+        let mut req = crate::rel::full(method, "/items", bytes::Bytes::new());
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        if preflight {
+            req.headers_mut()
+                .insert("access-control-request-method", "POST".parse().unwrap());
+        }
+        req
+    };
+
+    // A preflight from an allowed origin: answered by the mesh.
+    let res = client
+        .clone()
+        .oneshot(request("OPTIONS", Some("https://shop.trusted.test"), true))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers();
+    assert_eq!(
+        h["access-control-allow-origin"],
+        "https://shop.trusted.test"
+    );
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-allow-methods"], "GET,POST");
+    assert_eq!(h["access-control-allow-headers"], "x-token,content-type");
+    assert_eq!(h["access-control-max-age"], "3600");
+    assert_eq!(backend.count(), 0, "a preflight never goes upstream");
+
+    // A preflight from another origin goes upstream, untouched.
+    let res = client
+        .clone()
+        .oneshot(request("OPTIONS", Some("https://evil.test"), true))
+        .await
+        .unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    res.into_body().collect().await.unwrap();
+    assert_eq!(backend.count(), 1);
+
+    // An actual CORS request: upstream, and its response gets the CORS headers.
+    let res = client
+        .clone()
+        .oneshot(request("GET", Some("https://app.example.com"), false))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let h = res.headers();
+    assert_eq!(h["access-control-allow-origin"], "https://app.example.com");
+    assert_eq!(h["access-control-allow-credentials"], "true");
+    assert_eq!(h["access-control-expose-headers"], "x-trace");
+    assert!(h.get("access-control-allow-methods").is_none());
+    res.into_body().collect().await.unwrap();
+
+    // No Origin: not a CORS request.
+    let res = client.oneshot(request("GET", None, false)).await.unwrap();
+    assert!(res.headers().get("access-control-allow-origin").is_none());
+    res.into_body().collect().await.unwrap();
+    assert_eq!(backend.count(), 3);
+    backend.shutdown().await;
+}

@@ -377,17 +377,10 @@ impl<'c> Compiler<'c> {
     fn block(vs_id: &str, i: usize, j: usize, m: &HttpMatch) -> Result<MatchBlock, CompileError> {
         let path = |field: &str| format!("spec.http[{i}].match[{j}].{field}");
         let sm = |field: &str, s: &StringMatch| -> Result<StringMatcher, CompileError> {
-            Ok(match s {
-                StringMatch::Exact(e) => StringMatcher::exact(e),
-                StringMatch::Prefix(p) => StringMatcher::prefix(p),
-                StringMatch::Present => StringMatcher::Present,
-                StringMatch::Regex(r) => {
-                    StringMatcher::regex(r.as_str()).map_err(|e| CompileError::Regex {
-                        resource: vs_id.to_owned(),
-                        path: path(field),
-                        message: e.to_string(),
-                    })?
-                }
+            string_matcher(s).map_err(|e| CompileError::Regex {
+                resource: vs_id.to_owned(),
+                path: path(field),
+                message: e.to_string(),
             })
         };
         let mut b = MatchBlock::default();
@@ -532,6 +525,10 @@ impl<'c> Compiler<'c> {
             fault,
             mirrors,
             cors: route.cors().cloned(),
+            cors_filter: route
+                .cors()
+                .map(|c| cors_filter(c).map_err(|e| policy_error("corsPolicy", e)))
+                .transpose()?,
         })
     }
 
@@ -681,4 +678,31 @@ impl<'c> Compiler<'c> {
         }
         Ok(index)
     }
+}
+
+/// A model string match as a matcher (a regex is compiled here).
+fn string_matcher(s: &StringMatch) -> Result<StringMatcher, regex::Error> {
+    Ok(match s {
+        StringMatch::Exact(e) => StringMatcher::exact(e),
+        StringMatch::Prefix(p) => StringMatcher::prefix(p),
+        StringMatch::Present => StringMatcher::Present,
+        StringMatch::Regex(r) => StringMatcher::regex(r.as_str())?,
+    })
+}
+
+/// The CORS filter for a `corsPolicy`.
+fn cors_filter(c: &mesh_model::CorsPolicy) -> Result<crate::cors::Cors, String> {
+    let origins = c
+        .allow_origins()
+        .iter()
+        .map(|o| string_matcher(o).map_err(|e| format!("allowOrigins: {e}")))
+        .collect::<Result<_, _>>()?;
+    Ok(crate::cors::Cors::new(
+        origins,
+        c.allow_methods(),
+        c.allow_headers(),
+        c.expose_headers(),
+        c.max_age().map(|d| d.as_std()),
+        c.allow_credentials().unwrap_or(false),
+    ))
 }

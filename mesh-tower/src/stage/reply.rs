@@ -26,6 +26,13 @@ pub(crate) fn local<RB>(status: StatusCode, body: Bytes) -> Response<MeshBody<RB
     res
 }
 
+/// The CORS filter's answer to a preflight: 200, its headers, no body.
+pub(crate) fn preflight<RB>(headers: http::HeaderMap) -> Response<MeshBody<RB>> {
+    let mut res = Response::new(MeshBody::local(Bytes::new()));
+    *res.headers_mut() = headers;
+    res
+}
+
 /// A `redirect` route's reply, with the route's response header operations.
 pub(crate) fn redirect<RB>(
     decision: &RouteDecision<'_>,
@@ -94,5 +101,6 @@ pub(crate) fn upstream<RB: http_body::Body>(
     if let Some(cookie) = &fwd.set_cookie {
         res.headers_mut().append(SET_COOKIE, cookie.clone());
     }
+    fwd.add_cors(res.headers_mut());
     res
 }

@@ -6,6 +6,7 @@ use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderValue, Response};
 use mesh_resilience::rng::Rolls;
+use mesh_routing::cors::{Cors, CorsVerdict};
 use mesh_routing::lb::HashPolicy;
 use mesh_routing::{Action, RequestView, RouteDecision};
 use tracing::field;
@@ -26,9 +27,21 @@ pub(crate) struct Forward<'t> {
     pub(crate) hash: Option<u64>,
     /// The rewritten path and query, when the route rewrites the path.
     pub(crate) path: Option<PathAndQuery>,
+    /// The route's CORS filter and the origin of an actual CORS request, whose response gets
+    /// the CORS headers.
+    pub(crate) cors: Option<(&'t Cors, HeaderValue)>,
     /// The `set-cookie` of a hash cookie generated for this request (a `httpCookie` with a
     /// `ttl` the request did not carry), added to the upstream response.
     pub(crate) set_cookie: Option<HeaderValue>,
+}
+
+impl Forward<'_> {
+    /// Sets the CORS headers of an actual CORS request's response.
+    pub(crate) fn add_cors(&self, headers: &mut http::HeaderMap) {
+        if let Some((c, origin)) = &self.cors {
+            c.response_headers(origin, headers);
+        }
+    }
 }
 
 /// Where routing sends a request.
@@ -51,15 +64,35 @@ pub(crate) fn route<'t, RB>(
         view = view.with_source_ip(ip);
     }
     let decision = compiled.table.route(&view, rolls.route());
+    // Envoy's CORS filter runs before the fault filter and the router: a preflight is
+    // answered here; an actual CORS request's response gets the CORS headers, whoever
+    // answers it.
+    let cors = match decision.cors_filter().map(|c| (c, c.evaluate(&view))) {
+        Some((_, CorsVerdict::Preflight(headers))) => {
+            return Routing::Done(Ok(reply::preflight(headers)));
+        }
+        Some((c, CorsVerdict::Actual(origin))) => Some((c, origin.clone())),
+        Some((_, CorsVerdict::Pass)) | None => None,
+    };
+    let with_cors = |mut res: Response<MeshBody<RB>>| {
+        if let Some((c, origin)) = &cors {
+            c.response_headers(origin, res.headers_mut());
+        }
+        res
+    };
     match decision.action() {
-        Action::Redirect(_) => return Routing::Done(Ok(reply::redirect(&decision, &view))),
-        Action::DirectResponse(d) => return Routing::Done(Ok(reply::direct(&decision, d))),
+        Action::Redirect(_) => {
+            return Routing::Done(Ok(with_cors(reply::redirect(&decision, &view))));
+        }
+        Action::DirectResponse(d) => {
+            return Routing::Done(Ok(with_cors(reply::direct(&decision, d))));
+        }
         Action::NoRoute => return Routing::Done(Err(MeshError::no_route())),
         Action::UnknownSubset(r) => {
             let name = compiled.table.cluster_name(r.cluster());
             let err = MeshError::unknown_cluster()
                 .with_context(Some(&name), None, 0)
-                .with_route_headers(&decision);
+                .with_route_headers(&decision, cors.as_ref());
             return Routing::Done(Err(err));
         }
         Action::Route(_) | Action::Passthrough(_) => {}
@@ -86,6 +119,7 @@ pub(crate) fn route<'t, RB>(
             .map(|id| compiled.cluster(id, &shared.registry)),
         hash,
         path,
+        cors,
         set_cookie,
         decision,
     })
