@@ -18,6 +18,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
+use crate::telemetry::ResponseFlags;
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -68,7 +69,10 @@ where
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
-    if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
+    // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
+    // changed responses carry them.
+    let mut flags = ResponseFlags::new();
+    if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls, &mut flags).await {
         return Ok(abort);
     }
     let mut template = attempt::Template::new(parts, body, &fwd, &shared);
@@ -97,9 +101,9 @@ where
                     now = crate::time::now().into_std();
                     Some(p)
                 }
-                Err(e) => return Err(e.with_context(name, None, n - 1)),
+                Err(e) => return Err(e.with_context(name, None, n - 1).with_flags(flags)),
             },
-            Some((_, Err(e))) => return Err(e.with_context(name, None, n - 1)),
+            Some((_, Err(e))) => return Err(e.with_context(name, None, n - 1).with_flags(flags)),
         };
         let target = match cluster {
             Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {
@@ -109,7 +113,7 @@ where
                     template.authority(),
                 ))),
                 Ok(t) => Some(t),
-                Err(e) => return Err(e.with_context(name, None, n - 1)),
+                Err(e) => return Err(e.with_context(name, None, n - 1).with_flags(flags)),
             },
             None => None,
         };
@@ -160,7 +164,12 @@ where
         let decision = retry.decide(target.as_ref(), outcome, now, rolls.decide());
         if idle_fired {
             // Nothing came back for the stream idle timeout: the request ends, not retried.
-            return Err(MeshError::stream_idle_timeout().with_context(name, endpoint.as_ref(), n));
+            return Err(MeshError::stream_idle_timeout()
+                .with_context(name, endpoint.as_ref(), n)
+                .with_flags(flags));
+        }
+        if let RetryDecision::Done(reason) = &decision {
+            flags.insert_done(reason);
         }
         match decision {
             RetryDecision::Retry { after }
@@ -177,30 +186,34 @@ where
             RetryDecision::Retry { .. } if template.replayable_at_start => {
                 // The body outgrew the replay cap while the first attempt streamed it.
                 retry.give_back();
-                return Err(MeshError::body_too_large_to_retry().with_context(
-                    name,
-                    endpoint.as_ref(),
-                    n,
-                ));
+                return Err(MeshError::body_too_large_to_retry()
+                    .with_context(name, endpoint.as_ref(), n)
+                    .with_flags(flags));
             }
             RetryDecision::Done(DoneReason::RouteTimeout) => {
                 if let (Some(cs), false) = (cluster, outcome == Outcome::Timeout) {
                     Counters::bump(&cs.counters.timeouts);
                 }
-                return Err(MeshError::route_timeout().with_context(name, endpoint.as_ref(), n));
+                return Err(MeshError::route_timeout()
+                    .with_context(name, endpoint.as_ref(), n)
+                    .with_flags(flags));
             }
             // Done, or a retry of a body that could never be replayed: the attempt stands.
             _ => {
                 return match result {
-                    Ok(res) => Ok(reply::upstream(
-                        res,
-                        guard,
-                        &fwd.decision,
-                        route_deadline,
-                        shared.settings.stream_idle_timeout,
-                        count,
-                    )),
-                    Err(e) => Err(e.with_context(name, endpoint.as_ref(), n)),
+                    Ok(res) => {
+                        let mut res = reply::upstream(
+                            res,
+                            guard,
+                            &fwd.decision,
+                            route_deadline,
+                            shared.settings.stream_idle_timeout,
+                            count,
+                        );
+                        flags.attach(&mut res);
+                        Ok(res)
+                    }
+                    Err(e) => Err(e.with_context(name, endpoint.as_ref(), n).with_flags(flags)),
                 };
             }
         }

@@ -50,6 +50,7 @@ use http::{header, HeaderValue, Response, StatusCode};
 use mesh_resilience::headers::X_ENVOY_OVERLOADED;
 use mesh_routing::ClusterName;
 
+use crate::telemetry::{ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The error of a request that went through the mesh.
@@ -66,6 +67,8 @@ struct Inner {
     attempts: u32,
     cluster: Option<ClusterName>,
     endpoint: Option<Authority>,
+    /// Flags set before the error (`DI`, `URX`, `UO`); the error's own flag follows them.
+    flags: ResponseFlags,
     source: Option<BoxError>,
 }
 
@@ -127,6 +130,24 @@ impl UpstreamFailure {
         }
     }
 
+    /// The flag Envoy sets for this reset reason (the router's
+    /// `streamResetReasonToResponseFlag`).
+    fn response_flag(self) -> ResponseFlag {
+        match self {
+            UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout => {
+                ResponseFlag::UpstreamConnectionFailure
+            }
+            UpstreamFailure::RemoteReset | UpstreamFailure::RefusedStream => {
+                ResponseFlag::UpstreamRemoteReset
+            }
+            UpstreamFailure::Protocol => ResponseFlag::UpstreamProtocolError,
+            UpstreamFailure::Timeout => ResponseFlag::UpstreamRequestTimeout,
+            UpstreamFailure::ResetBeforeRequest
+            | UpstreamFailure::ConnectionTermination
+            | UpstreamFailure::Other => ResponseFlag::UpstreamConnectionTermination,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             UpstreamFailure::ConnectFailure => "connect failure",
@@ -153,6 +174,7 @@ impl MeshError {
                 attempts: 0,
                 cluster: None,
                 endpoint: None,
+                flags: ResponseFlags::new(),
                 source,
             }),
         }
@@ -209,6 +231,27 @@ impl MeshError {
         self.inner.endpoint = endpoint.cloned();
         self.inner.attempts = attempts;
         self
+    }
+
+    /// The response flags the request collected before this error (`DI`, `URX`, `UO`).
+    pub(crate) fn with_flags(mut self, flags: ResponseFlags) -> Self {
+        self.inner.flags = flags;
+        self
+    }
+
+    /// The flag of this kind of error (Envoy's for the same local reply).
+    fn kind_flag(&self) -> Option<ResponseFlag> {
+        Some(match self.inner.kind {
+            Kind::RouteTimeout | Kind::PerTryTimeout => ResponseFlag::UpstreamRequestTimeout,
+            Kind::StreamIdleTimeout => ResponseFlag::StreamIdleTimeout,
+            Kind::Overflow => ResponseFlag::UpstreamOverflow,
+            Kind::NoRoute => ResponseFlag::NoRouteFound,
+            Kind::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
+            Kind::UnknownCluster => ResponseFlag::NoClusterFound,
+            // Envoy's "exceeded request buffer limit while retrying upstream" sets no flag.
+            Kind::BodyTooLargeToRetry => return None,
+            Kind::Upstream(f) => f.response_flag(),
+        })
     }
 
     fn retried(&self) -> bool {
@@ -282,6 +325,20 @@ impl MeshError {
         self.inner.attempts
     }
 
+    /// Envoy's response flags for this error, as a sidecar's access log and Istio's
+    /// `response_flags` label would show them: the flags set on the way (`DI` for a fault
+    /// delay, `URX` when retries ran out, `UO` when a retry was refused), then the error's own
+    /// (`NR`, `NC`, `UH`, `UO`, `UF`, `UC`, `UR`, `UPE`, `UT`, `SI`; none for
+    /// [`is_body_too_large_to_retry`](Self::is_body_too_large_to_retry)). For example `URX,UF`
+    /// when every attempt failed to connect. See [`telemetry`](crate::telemetry).
+    pub fn response_flags(&self) -> ResponseFlags {
+        let mut flags = self.inner.flags;
+        if let Some(f) = self.kind_flag() {
+            flags.insert(f);
+        }
+        flags
+    }
+
     /// The inner client could not connect to the endpoint.
     pub fn is_connect(&self) -> bool {
         matches!(
@@ -335,7 +392,9 @@ impl MeshError {
     /// Status, body text and headers follow the table in the
     /// [module documentation](self). A non-empty body comes with
     /// `content-type: text/plain` and `content-length`, as Envoy's local
-    /// replies do; overflow adds `x-envoy-overloaded: true`.
+    /// replies do; overflow adds `x-envoy-overloaded: true`. The response carries the
+    /// error's [`response_flags`](Self::response_flags) as an extension
+    /// ([`ResponseFlags::of`]).
     ///
     /// Any body type that can be built from [`Bytes`] works, for example
     /// `http_body_util::Full<Bytes>` or `reqwest::Body`.
@@ -355,6 +414,7 @@ impl MeshError {
             headers.insert(X_ENVOY_OVERLOADED, HeaderValue::from_static("true"));
         }
         *res.body_mut() = B::from(body);
+        self.response_flags().attach(&mut res);
         res
     }
 }
@@ -364,6 +424,9 @@ impl fmt::Debug for MeshError {
         let mut d = f.debug_struct("MeshError");
         d.field("kind", &self.inner.kind);
         d.field("attempts", &self.inner.attempts);
+        if !self.inner.flags.is_empty() {
+            d.field("flags", &self.inner.flags);
+        }
         if let Some(c) = &self.inner.cluster {
             d.field("cluster", &format_args!("{c}"));
         }
