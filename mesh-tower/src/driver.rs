@@ -18,6 +18,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
+use crate::telemetry::ResponseFlags;
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -68,7 +69,10 @@ where
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
-    if let Some(mut abort) = fault::inject(fwd.decision.fault(), &mut rolls).await {
+    // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
+    // changed responses carry them.
+    let mut flags = ResponseFlags::new();
+    if let Some(mut abort) = fault::inject(fwd.decision.fault(), &mut rolls, &mut flags).await {
         fwd.add_cors(abort.headers_mut());
         return Ok(abort);
     }
@@ -85,8 +89,12 @@ where
     let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
     // An error after routing is a local reply of the router, which carries the route's
     // response header operations.
-    let fail = |e: MeshError, endpoint: Option<&http::uri::Authority>, attempts: u32| {
+    let fail = |e: MeshError,
+                endpoint: Option<&http::uri::Authority>,
+                attempts: u32,
+                flags: ResponseFlags| {
         e.with_context(name, endpoint, attempts)
+            .with_flags(flags)
             .with_route_headers(&fwd.decision, fwd.cors.as_ref())
     };
     let route_deadline = retry
@@ -104,9 +112,9 @@ where
                     now = crate::time::now().into_std();
                     Some(p)
                 }
-                Err(e) => return Err(fail(e, None, n - 1)),
+                Err(e) => return Err(fail(e, None, n - 1, flags)),
             },
-            Some((_, Err(e))) => return Err(fail(e, None, n - 1)),
+            Some((_, Err(e))) => return Err(fail(e, None, n - 1, flags)),
         };
         let target = match cluster {
             Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {
@@ -116,7 +124,7 @@ where
                     template.authority(),
                 ))),
                 Ok(t) => Some(t),
-                Err(e) => return Err(fail(e, None, n - 1)),
+                Err(e) => return Err(fail(e, None, n - 1, flags)),
             },
             None => None,
         };
@@ -167,7 +175,15 @@ where
         let decision = retry.decide(target.as_ref(), outcome, now, rolls.decide());
         if idle_fired {
             // Nothing came back for the stream idle timeout: the request ends, not retried.
-            return Err(fail(MeshError::stream_idle_timeout(), endpoint.as_ref(), n));
+            return Err(fail(
+                MeshError::stream_idle_timeout(),
+                endpoint.as_ref(),
+                n,
+                flags,
+            ));
+        }
+        if let RetryDecision::Done(reason) = &decision {
+            flags.insert_done(reason);
         }
         match decision {
             RetryDecision::Retry { after }
@@ -188,26 +204,36 @@ where
                     MeshError::body_too_large_to_retry(),
                     endpoint.as_ref(),
                     n,
+                    flags,
                 ));
             }
             RetryDecision::Done(DoneReason::RouteTimeout) => {
                 if let (Some(cs), false) = (cluster, outcome == Outcome::Timeout) {
                     Counters::bump(&cs.counters.timeouts);
                 }
-                return Err(fail(MeshError::route_timeout(), endpoint.as_ref(), n));
+                return Err(fail(
+                    MeshError::route_timeout(),
+                    endpoint.as_ref(),
+                    n,
+                    flags,
+                ));
             }
             // Done, or a retry of a body that could never be replayed: the attempt stands.
             _ => {
                 return match result {
-                    Ok(res) => Ok(reply::upstream(
-                        res,
-                        guard,
-                        &fwd,
-                        route_deadline,
-                        shared.settings.stream_idle_timeout,
-                        shared.settings.attempt_count_in_response.then_some(n),
-                    )),
-                    Err(e) => Err(fail(e, endpoint.as_ref(), n)),
+                    Ok(res) => {
+                        let mut res = reply::upstream(
+                            res,
+                            guard,
+                            &fwd,
+                            route_deadline,
+                            shared.settings.stream_idle_timeout,
+                            shared.settings.attempt_count_in_response.then_some(n),
+                        );
+                        flags.attach(&mut res);
+                        Ok(res)
+                    }
+                    Err(e) => Err(fail(e, endpoint.as_ref(), n, flags)),
                 };
             }
         }

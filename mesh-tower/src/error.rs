@@ -52,6 +52,7 @@ use mesh_routing::cors::Cors;
 use mesh_routing::headers::HeaderOps;
 use mesh_routing::{ClusterName, RouteDecision};
 
+use crate::telemetry::{ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The error of a request that went through the mesh.
@@ -68,6 +69,8 @@ struct Inner {
     attempts: u32,
     cluster: Option<ClusterName>,
     endpoint: Option<Authority>,
+    /// Flags set before the error (`DI`, `URX`, `UO`); the error's own flag follows them.
+    flags: ResponseFlags,
     source: Option<BoxError>,
     /// The route's response header operations, which Envoy's router applies to its local
     /// replies too (`None` when the route has none).
@@ -134,6 +137,24 @@ impl UpstreamFailure {
         }
     }
 
+    /// The flag Envoy sets for this reset reason (the router's
+    /// `streamResetReasonToResponseFlag`).
+    fn response_flag(self) -> ResponseFlag {
+        match self {
+            UpstreamFailure::ConnectFailure | UpstreamFailure::ConnectTimeout => {
+                ResponseFlag::UpstreamConnectionFailure
+            }
+            UpstreamFailure::RemoteReset | UpstreamFailure::RefusedStream => {
+                ResponseFlag::UpstreamRemoteReset
+            }
+            UpstreamFailure::Protocol => ResponseFlag::UpstreamProtocolError,
+            UpstreamFailure::Timeout => ResponseFlag::UpstreamRequestTimeout,
+            UpstreamFailure::ResetBeforeRequest
+            | UpstreamFailure::ConnectionTermination
+            | UpstreamFailure::Other => ResponseFlag::UpstreamConnectionTermination,
+        }
+    }
+
     fn describe(self) -> &'static str {
         match self {
             UpstreamFailure::ConnectFailure => "connect failure",
@@ -160,6 +181,7 @@ impl MeshError {
                 attempts: 0,
                 cluster: None,
                 endpoint: None,
+                flags: ResponseFlags::new(),
                 source,
                 response_ops: None,
                 cors: None,
@@ -244,6 +266,27 @@ impl MeshError {
         self
     }
 
+    /// The response flags the request collected before this error (`DI`, `URX`, `UO`).
+    pub(crate) fn with_flags(mut self, flags: ResponseFlags) -> Self {
+        self.inner.flags = flags;
+        self
+    }
+
+    /// The flag of this kind of error (Envoy's for the same local reply).
+    fn kind_flag(&self) -> Option<ResponseFlag> {
+        Some(match self.inner.kind {
+            Kind::RouteTimeout | Kind::PerTryTimeout => ResponseFlag::UpstreamRequestTimeout,
+            Kind::StreamIdleTimeout => ResponseFlag::StreamIdleTimeout,
+            Kind::Overflow => ResponseFlag::UpstreamOverflow,
+            Kind::NoRoute => ResponseFlag::NoRouteFound,
+            Kind::NoHealthyUpstream => ResponseFlag::NoHealthyUpstream,
+            Kind::UnknownCluster => ResponseFlag::NoClusterFound,
+            // Envoy's "exceeded request buffer limit while retrying upstream" sets no flag.
+            Kind::BodyTooLargeToRetry => return None,
+            Kind::Upstream(f) => f.response_flag(),
+        })
+    }
+
     fn retried(&self) -> bool {
         self.inner.attempts > 1
     }
@@ -315,6 +358,20 @@ impl MeshError {
         self.inner.attempts
     }
 
+    /// Envoy's response flags for this error, as a sidecar's access log and Istio's
+    /// `response_flags` label would show them: the flags set on the way (`DI` for a fault
+    /// delay, `URX` when retries ran out, `UO` when a retry was refused), then the error's own
+    /// (`NR`, `NC`, `UH`, `UO`, `UF`, `UC`, `UR`, `UPE`, `UT`, `SI`; none for
+    /// [`is_body_too_large_to_retry`](Self::is_body_too_large_to_retry)). For example `URX,UF`
+    /// when every attempt failed to connect. See [`telemetry`](crate::telemetry).
+    pub fn response_flags(&self) -> ResponseFlags {
+        let mut flags = self.inner.flags;
+        if let Some(f) = self.kind_flag() {
+            flags.insert(f);
+        }
+        flags
+    }
+
     /// The inner client could not connect to the endpoint.
     pub fn is_connect(&self) -> bool {
         matches!(
@@ -370,7 +427,8 @@ impl MeshError {
     /// `content-type: text/plain` and `content-length`, as Envoy's local
     /// replies do; overflow adds `x-envoy-overloaded: true`. When a route was chosen,
     /// its response header operations are applied, as Envoy's router applies them to
-    /// the local replies it sends.
+    /// the local replies it sends. The response carries the error's
+    /// [`response_flags`](Self::response_flags) as an extension ([`ResponseFlags::of`]).
     ///
     /// Any body type that can be built from [`Bytes`] works, for example
     /// `http_body_util::Full<Bytes>` or `reqwest::Body`.
@@ -398,6 +456,7 @@ impl MeshError {
             }
         }
         *res.body_mut() = B::from(body);
+        self.response_flags().attach(&mut res);
         res
     }
 }
@@ -407,6 +466,9 @@ impl fmt::Debug for MeshError {
         let mut d = f.debug_struct("MeshError");
         d.field("kind", &self.inner.kind);
         d.field("attempts", &self.inner.attempts);
+        if !self.inner.flags.is_empty() {
+            d.field("flags", &self.inner.flags);
+        }
         if let Some(c) = &self.inner.cluster {
             d.field("cluster", &format_args!("{c}"));
         }

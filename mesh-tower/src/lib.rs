@@ -114,6 +114,9 @@
 //!
 //! # Observability
 //!
+//! Every error and every response the mesh answered or changed carries Envoy's response
+//! flags ([`telemetry::ResponseFlags`]: `URX`, `UF`, `NR`...).
+//!
 //! `tracing` spans `mesh.request` (virtual service, route, destination,
 //! cluster) and `mesh.attempt` (attempt, endpoint, outcome, retry reason,
 //! backoff), at debug level; events for ejections, returns from ejection and
@@ -210,6 +213,7 @@ mod service;
 mod shared;
 mod stage;
 pub mod stats;
+pub mod telemetry;
 mod time;
 pub mod watch;
 
@@ -229,6 +233,7 @@ pub use layer::{
 pub use mesh_routing::ClientContext;
 pub use service::Mesh;
 pub use stats::{ClusterStats, Stats};
+pub use telemetry::ResponseFlags;
 pub use watch::{WatchHandle, WatchOptions};
 
 /// A type-erased error, as used by tower and hyper.

@@ -282,3 +282,35 @@ fn mesh_error_is_send_sync_and_small() {
         std::mem::size_of::<usize>()
     );
 }
+
+#[test]
+fn each_kind_has_envoys_response_flag() {
+    use crate::telemetry::{ResponseFlag, ResponseFlags};
+    let cases: [(MeshError, &str); 10] = [
+        (MeshError::route_timeout(), "UT"),
+        (MeshError::per_try_timeout(), "UT"),
+        (MeshError::stream_idle_timeout(), "SI"),
+        (MeshError::overflow(), "UO"),
+        (MeshError::no_route(), "NR"),
+        (MeshError::no_healthy_upstream(), "UH"),
+        (MeshError::unknown_cluster(), "NC"),
+        (MeshError::body_too_large_to_retry(), "-"),
+        (
+            MeshError::upstream(io::Error::from(io::ErrorKind::ConnectionRefused)),
+            "UF",
+        ),
+        (
+            MeshError::upstream(io::Error::from(io::ErrorKind::ConnectionReset)),
+            "UC",
+        ),
+    ];
+    for (err, flags) in cases {
+        assert_eq!(err.response_flags().to_string(), flags, "{err:?}");
+    }
+    let earlier = ResponseFlags::from_flag(ResponseFlag::DelayInjected)
+        .with(ResponseFlag::UpstreamRetryLimitExceeded);
+    let err = MeshError::per_try_timeout().with_flags(earlier);
+    assert_eq!(err.response_flags().to_string(), "DI,URX,UT");
+    let res: http::Response<Full<Bytes>> = err.to_response();
+    assert_eq!(ResponseFlags::of(&res).to_string(), "DI,URX,UT");
+}

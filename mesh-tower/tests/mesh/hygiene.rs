@@ -125,8 +125,12 @@ async fn a_callers_envoy_control_headers_are_removed_unread() {
     let names: Vec<&str> = seen[0].headers.keys().map(|k| k.as_str()).collect();
     assert_eq!(
         names,
-        ["x-envoy-custom", "host"],
-        "only non-control headers go upstream"
+        ["x-envoy-custom", "host", "x-envoy-attempt-count"],
+        "only non-control headers go upstream, and the mesh's own attempt count"
+    );
+    assert_eq!(
+        seen[0].headers["x-envoy-attempt-count"], "1",
+        "not the caller's 9"
     );
 }
 

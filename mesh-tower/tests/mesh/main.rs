@@ -10,6 +10,7 @@
 mod support;
 
 mod faults;
+mod flags;
 mod hashing;
 mod hygiene;
 mod idle;

@@ -79,6 +79,7 @@ spec:
   host: api.mesh.test
   trafficPolicy:
     loadBalancer: {simple: ROUND_ROBIN}
+    retryBudget: {percent: 20, minRetryConcurrency: 3}
     outlierDetection:
       consecutive5xxErrors: 3
       interval: 10s
@@ -132,7 +133,7 @@ spec:
     assert_eq!(c.active_requests(), 0);
 
     // A burst of 16 at once: each first attempt fails at the same instant, and only
-    // max(20% x active, 3) = 3 of them get a concurrent-retry slot.
+    // max(20% x active, 3) = 3 of them get a concurrent-retry slot of the rule's budget.
     let before = mock.count();
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..16 {
