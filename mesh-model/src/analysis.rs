@@ -2,9 +2,12 @@
 //! DestinationRule defines, several virtual services for one host, destination rules no route
 //! uses.
 
+use crate::config::MeshConfig;
+use crate::destination_rule::DestinationRule;
 use crate::diag::{Kind, ResourceRef, Severity};
+use crate::meta::resolve_short_name;
 use crate::names::host_matches;
-use crate::{resolve_short_name, DestinationRule, MeshConfig, RouteAction, VirtualService};
+use crate::virtual_service::{RouteAction, VirtualService};
 
 /// A diagnostic found across resources, before its line is looked up.
 #[derive(Debug)]
@@ -67,6 +70,7 @@ pub fn find_destination_rule<'a>(
     None
 }
 
+/// Runs the cross-resource checks over a whole configuration.
 pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut used_drs: std::collections::HashSet<*const DestinationRule> =

@@ -14,10 +14,11 @@
 use std::collections::BTreeMap;
 
 use crate::analysis::Finding;
+use crate::config::MeshConfig;
 use crate::diag::{Kind, ResourceRef, Severity};
 use crate::matching::StringMatch;
-use crate::virtual_service::{HttpMatch, HttpRoute, RouteAction, VirtualService};
-use crate::{resolve_short_name, Headers, MeshConfig};
+use crate::meta::resolve_short_name;
+use crate::virtual_service::{Headers, HttpMatch, HttpRoute, RouteAction, VirtualService};
 
 fn vs_ref(vs: &VirtualService) -> ResourceRef {
     ResourceRef {

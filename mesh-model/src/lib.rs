@@ -138,6 +138,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analysis;
+mod checks;
+mod config;
 mod delegate;
 mod destination_rule;
 mod diag;
@@ -156,6 +158,7 @@ mod unknown;
 mod virtual_service;
 
 pub use analysis::find_destination_rule;
+pub use config::{Loaded, MeshConfig};
 pub use destination_rule::{
     ConnectionPoolSettings, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
     PortPolicy, RetryBudget, SimpleLb, Subset, TrafficPolicy, UNLIMITED,
@@ -163,9 +166,7 @@ pub use destination_rule::{
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
 pub use grpc::{GrpcStatus, UnknownGrpcStatus};
-pub use load::{
-    Loaded, Loader, MeshConfig, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES,
-};
+pub use load::{Loader, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES};
 pub use matching::{Regex, RegexError, StringMatch, MAX_REGEX_LEN};
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};

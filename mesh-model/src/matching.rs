@@ -69,6 +69,7 @@ impl Regex {
     }
 }
 
+/// Compiles `full` (the pattern as it will run) with the size limits; errors name `pattern`.
 pub(crate) fn compile(full: &str, pattern: &str) -> Result<regex::Regex, RegexError> {
     if pattern.is_empty() {
         return Err(RegexError::Empty);

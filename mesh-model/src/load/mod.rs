@@ -1,0 +1,337 @@
+//! Loading: multi-document YAML and `kind: List` in, a [`MeshConfig`] and diagnostics out.
+
+use std::sync::Arc;
+
+use crate::config::Loaded;
+use crate::destination_rule::validate_destination_rule;
+use crate::diag::{Cx, Diagnostic, Kind, LineIndex, Path, ResourceRef, Severity};
+use crate::service_entry::validate_service_entry;
+use crate::virtual_service::validate_virtual_service;
+use crate::{analysis, raw};
+
+use documents::{flow_nesting_over, split_documents};
+use paths::{to_segs, with_prefix};
+use shape::deserialize_resource;
+
+mod documents;
+mod paths;
+mod shape;
+
+/// How unknown fields and warnings are treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strictness {
+    /// Unknown fields are warnings (the resource still loads), as `kubectl apply` with a
+    /// pruning schema would silently drop them.
+    #[default]
+    Standard,
+    /// Unknown fields are errors: for linting config in CI.
+    Strict,
+}
+
+/// Largest source text the loader reads, in bytes.
+pub const MAX_SOURCE_BYTES: usize = 64 << 20;
+
+/// Most documents (list items included) read from one source.
+pub const MAX_DOCUMENTS: usize = 100_000;
+
+/// Deepest `[` / `{` nesting a document may have. Istio resources nest a few levels; the YAML
+/// parser's time grows with the square of the nesting depth, so deeper documents are refused
+/// before parsing.
+pub const MAX_FLOW_NESTING: usize = 128;
+
+/// Reads several sources into one configuration, then runs the cross-resource analysis.
+///
+/// ```
+/// let mut loader = mesh_model::Loader::new();
+/// loader.add_str("vs.yaml", "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: r}\nspec:\n  hosts: [reviews]\n  http:\n  - route:\n    - destination: {host: reviews, subset: v9}\n");
+/// let loaded = loader.finish();
+/// // No DestinationRule defines subset v9 for reviews: at run time that is Envoy's 503 NC.
+/// assert!(loaded.errors().any(|d| d.path() == "spec.http[0].route[0].destination.subset"));
+/// ```
+#[derive(Debug, Default)]
+pub struct Loader {
+    strictness: Strictness,
+    skip_analysis: bool,
+    loaded: Loaded,
+    texts: Vec<(Arc<str>, String)>,
+}
+
+impl Loader {
+    /// A loader with [`Strictness::Standard`].
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how unknown fields are treated.
+    pub fn strictness(mut self, s: Strictness) -> Self {
+        self.strictness = s;
+        self
+    }
+
+    /// Turns the cross-resource analysis off (each resource is then validated on its own).
+    pub fn without_analysis(mut self) -> Self {
+        self.skip_analysis = true;
+        self
+    }
+
+    fn unknown_field_severity(&self) -> Severity {
+        match self.strictness {
+            Strictness::Standard => Severity::Warning,
+            Strictness::Strict => Severity::Error,
+        }
+    }
+
+    /// Reads one source (a file's text); `source` names it in diagnostics.
+    pub fn add_str(&mut self, source: &str, text: &str) -> &mut Self {
+        let source: Arc<str> = Arc::from(source);
+        if text.len() > MAX_SOURCE_BYTES {
+            self.loaded.diagnostics.push(Diagnostic {
+                severity: Severity::Error,
+                source,
+                document: 0,
+                resource: None,
+                path: String::new(),
+                line: None,
+                message: format!("the source is {} bytes; at most {} MiB are read: split the configuration into several files", text.len(), MAX_SOURCE_BYTES >> 20),
+            });
+            return self;
+        }
+        self.texts.push((source.clone(), text.to_owned()));
+        for (index, (doc, first_line)) in split_documents(text).into_iter().enumerate() {
+            if index >= MAX_DOCUMENTS {
+                let mut cx = Cx::new(source.clone(), index, doc, first_line);
+                cx.error(
+                    &Path::ROOT,
+                    format!(
+                        "more than {MAX_DOCUMENTS} documents in one source; the rest are not read"
+                    ),
+                );
+                self.loaded.diagnostics.extend(cx.out);
+                break;
+            }
+            self.load_document(&source, index, doc, first_line);
+        }
+        self
+    }
+
+    /// Finishes: the cross-resource analysis (unless turned off), then delegation: every root
+    /// route with `delegate` is replaced by the delegate's routes merged into it (istio-semantics
+    /// §1.16), so the returned configuration holds no [`crate::RouteAction::Delegate`].
+    pub fn finish(mut self) -> Loaded {
+        // Analysis first, so that its findings point at the routes as written (delegate routes
+        // in their own document); then delegation is applied to the configuration.
+        let mut findings = if self.skip_analysis {
+            Vec::new()
+        } else {
+            analysis::analyze(&self.loaded.config)
+        };
+        let merged = crate::delegate::merge_delegates(&mut self.loaded.config);
+        if !self.skip_analysis {
+            findings.extend(merged);
+        }
+        // Each source is split, and each document indexed, at most once.
+        let mut split: std::collections::HashMap<usize, Vec<(&str, usize)>> =
+            std::collections::HashMap::new();
+        let mut indexes: std::collections::HashMap<(usize, usize), (LineIndex<'_>, usize)> =
+            std::collections::HashMap::new();
+        for f in findings {
+            let segs = to_segs(&f.path);
+            let mut rendered = String::new();
+            let _ = crate::diag::write_segments(&mut rendered, &segs);
+            let line = self
+                .texts
+                .iter()
+                .position(|(s, _)| *s == f.source)
+                .and_then(|t| {
+                    let (index, first) = match indexes.entry((t, f.document)) {
+                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            let docs = split
+                                .entry(t)
+                                .or_insert_with(|| split_documents(&self.texts[t].1));
+                            let (doc, first) = *docs.get(f.document)?;
+                            v.insert((LineIndex::new(doc), first))
+                        }
+                    };
+                    index.locate(&segs).map(|i| (i + *first + 1) as u32)
+                });
+            self.loaded.diagnostics.push(Diagnostic {
+                severity: f.severity,
+                source: f.source,
+                document: f.document,
+                resource: Some(f.resource),
+                path: rendered,
+                line,
+                message: f.message,
+            });
+        }
+        self.loaded
+    }
+
+    fn load_document(&mut self, source: &Arc<str>, index: usize, text: &str, first_line: usize) {
+        let mut cx = Cx::new(source.clone(), index, text, first_line);
+        if let Some(line) = flow_nesting_over(text, MAX_FLOW_NESTING) {
+            cx.out.push(Diagnostic {
+                severity: Severity::Error,
+                source: source.clone(),
+                document: index,
+                resource: None,
+                path: String::new(),
+                line: Some((line + first_line + 1) as u32),
+                message: format!(
+                    "not read: brackets nest deeper than {MAX_FLOW_NESTING} levels; Istio resources never need that, write the structure in block style"
+                ),
+            });
+            self.loaded.diagnostics.extend(cx.out);
+            return;
+        }
+        let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let line = e.location().map(|l| (l.line() + first_line) as u32);
+                let msg = e.to_string();
+                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+                cx.out.push(Diagnostic {
+                    severity: Severity::Error,
+                    source: source.clone(),
+                    document: index,
+                    resource: None,
+                    path: String::new(),
+                    line,
+                    message: format!("not valid YAML: {msg}"),
+                });
+                self.loaded.diagnostics.extend(cx.out);
+                return;
+            }
+        };
+        self.load_value(&mut cx, &[], value);
+        self.loaded.diagnostics.extend(cx.out);
+    }
+
+    fn load_value(&mut self, cx: &mut Cx<'_>, prefix: &[String], value: serde_yaml::Value) {
+        let serde_yaml::Value::Mapping(map) = &value else {
+            if !value.is_null() {
+                cx.error(
+                    &Path::ROOT,
+                    "a document must be a mapping with apiVersion, kind, metadata and spec",
+                );
+            }
+            return;
+        };
+        let get = |k: &str| map.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+        let kind_name = get("kind").unwrap_or_default();
+        let api_version = get("apiVersion").unwrap_or_default();
+        if kind_name == "List" || kind_name.ends_with("List") && map.contains_key("items") {
+            let items = map
+                .get("items")
+                .and_then(|v| v.as_sequence())
+                .cloned()
+                .unwrap_or_default();
+            for (i, item) in items.into_iter().enumerate() {
+                let mut p = prefix.to_vec();
+                p.push("items".into());
+                p.push(format!("[{i}]"));
+                self.load_value(cx, &p, item);
+            }
+            return;
+        }
+        let kind = match kind_name.as_str() {
+            "VirtualService" => Kind::VirtualService,
+            "DestinationRule" => Kind::DestinationRule,
+            "ServiceEntry" => Kind::ServiceEntry,
+            "" => {
+                with_prefix(cx, prefix, |cx, p| {
+                    cx.error(
+                        &p.key("kind"),
+                        "kind is missing: this document is not a Kubernetes resource",
+                    )
+                });
+                return;
+            }
+            other => {
+                let name = map
+                    .get("metadata")
+                    .and_then(|m| m.get("name"))
+                    .and_then(|v| v.as_str())
+                    .unwrap_or("");
+                with_prefix(cx, prefix, |cx, p| {
+                    cx.note(p, format!("skipped {other}/{name}: unsupported kind; only VirtualService, DestinationRule and ServiceEntry are read"))
+                });
+                return;
+            }
+        };
+        let meta = map.get("metadata");
+        let name = meta
+            .and_then(|m| m.get("name"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_owned();
+        let namespace = meta
+            .and_then(|m| m.get("namespace"))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .unwrap_or(crate::meta::DEFAULT_NAMESPACE)
+            .to_owned();
+        let saved = cx.resource.replace(ResourceRef {
+            kind: Some(kind),
+            kind_name: kind_name.clone(),
+            namespace,
+            name,
+        });
+        let errors_before = cx.out.iter().filter(|d| d.is_error()).count();
+        let supported = ["v1", "v1beta1", "v1alpha3"];
+        match api_version.strip_prefix("networking.istio.io/") {
+            Some(v) if supported.contains(&v) => match kind {
+                Kind::VirtualService => {
+                    if let Some(r) = deserialize_resource::<raw::VirtualService>(
+                        cx,
+                        self.unknown_field_severity(),
+                        prefix,
+                        kind,
+                        value,
+                    ) {
+                        let vs = with_prefix(cx, prefix, |cx, _| validate_virtual_service(cx, &r));
+                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                            self.loaded.config.virtual_services.push(vs);
+                        }
+                    }
+                }
+                Kind::DestinationRule => {
+                    if let Some(r) = deserialize_resource::<raw::DestinationRule>(
+                        cx,
+                        self.unknown_field_severity(),
+                        prefix,
+                        kind,
+                        value,
+                    ) {
+                        let dr = with_prefix(cx, prefix, |cx, _| validate_destination_rule(cx, &r));
+                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                            self.loaded.config.destination_rules.push(dr);
+                        }
+                    }
+                }
+                Kind::ServiceEntry => {
+                    if let Some(r) = deserialize_resource::<raw::ServiceEntry>(
+                        cx,
+                        self.unknown_field_severity(),
+                        prefix,
+                        kind,
+                        value,
+                    ) {
+                        let se = with_prefix(cx, prefix, |cx, _| validate_service_entry(cx, &r));
+                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                            self.loaded.config.service_entries.push(se);
+                        }
+                    }
+                }
+            },
+            _ => with_prefix(cx, prefix, |cx, p| {
+                cx.error(
+                    &p.key("apiVersion"),
+                    format!("apiVersion {api_version:?} is not one this library reads for {kind_name}: use networking.istio.io/v1 (v1beta1 and v1alpha3 are accepted too)"),
+                )
+            }),
+        }
+        cx.resource = saved;
+    }
+}

@@ -1,0 +1,88 @@
+//! From a YAML value to a resource's wire form: unknown fields become warnings with a "did you
+//! mean", shape errors name the field and say what was expected.
+
+use serde::de::DeserializeOwned;
+
+use crate::diag::{Cx, Kind, Severity};
+use crate::unknown;
+
+use super::paths::{emit_at, ignored_segments, to_segs};
+
+/// Deserialises `value` into a resource's wire form, reporting unknown fields with the severity
+/// `unknown_field` (a warning, or an error with `Strictness::Strict`) and the first shape error
+/// at their paths.
+pub(super) fn deserialize_resource<T: DeserializeOwned>(
+    cx: &mut Cx<'_>,
+    unknown_field: Severity,
+    prefix: &[String],
+    kind: Kind,
+    value: serde_yaml::Value,
+) -> Option<T> {
+    let mut ignored: Vec<Vec<String>> = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let result = {
+        let de = serde_path_to_error::Deserializer::new(value, &mut track);
+        serde_ignored::deserialize(de, |path| ignored.push(ignored_segments(&path)))
+    };
+    match result {
+        Ok(r) => {
+            for segs in ignored {
+                if segs
+                    .first()
+                    .is_some_and(|s| s == "metadata" || s == "status")
+                {
+                    continue;
+                }
+                let (field, parent) = segs
+                    .split_last()
+                    .map(|(f, p)| (f.clone(), p.to_vec()))
+                    .unwrap_or_default();
+                let parent_segs = to_segs(&parent);
+                let hint = unknown::known_fields(kind, &parent_segs)
+                    .and_then(|known| unknown::suggest(&field, known))
+                    .map(|s| format!("; did you mean `{s}`?"))
+                    .unwrap_or_default();
+                let msg = format!("unknown field `{field}`{hint} (unknown fields are ignored by Istio's schema and do nothing)");
+                let mut all = prefix.to_vec();
+                all.extend(segs.iter().cloned());
+                let severity = unknown_field;
+                let segs = to_segs(&all);
+                emit_at(cx, severity, &segs, msg);
+            }
+            Some(r)
+        }
+        Err(e) => {
+            let mut all = prefix.to_vec();
+            for seg in track.path().iter() {
+                match seg {
+                    serde_path_to_error::Segment::Seq { index } => all.push(format!("[{index}]")),
+                    serde_path_to_error::Segment::Map { key } => all.push(key.clone()),
+                    serde_path_to_error::Segment::Enum { variant } => all.push(variant.clone()),
+                    serde_path_to_error::Segment::Unknown => {}
+                }
+            }
+            let msg = friendly_shape_error(&e.to_string());
+            emit_at(cx, Severity::Error, &to_segs(&all), msg);
+            None
+        }
+    }
+}
+
+fn friendly_shape_error(msg: &str) -> String {
+    let msg = msg.split(" at line ").next().unwrap_or(msg);
+    let msg = msg
+        .replace("expected i64", "expected an integer")
+        .replace("expected f64", "expected a number")
+        .replace(
+            "expected a string",
+            "expected a string (quote numbers and booleans to use them as text)",
+        )
+        .replace("expected struct ", "expected a mapping (")
+        .replace("expected a sequence", "expected a list");
+    let msg = if msg.contains("expected a mapping (") {
+        format!("{msg})")
+    } else {
+        msg
+    };
+    format!("wrong shape: {msg}")
+}
