@@ -9,11 +9,13 @@ use crate::service_entry::validate_service_entry;
 use crate::virtual_service::validate_virtual_service;
 use crate::{analysis, raw};
 
-use documents::{flow_nesting_over, split_documents};
+use documents::split_documents;
+use nesting::flow_nesting_over;
 use paths::{to_segs, with_prefix};
 use shape::deserialize_resource;
 
 mod documents;
+mod nesting;
 mod paths;
 mod shape;
 
