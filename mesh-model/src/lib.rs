@@ -166,8 +166,11 @@ pub use destination_rule::{
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
 pub use grpc::{GrpcStatus, UnknownGrpcStatus};
-pub use load::{Loader, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES};
-pub use matching::{Regex, RegexError, StringMatch, MAX_REGEX_LEN};
+pub use load::{
+    Loader, Strictness, MAX_ALIAS_BYTES, MAX_ALIAS_NODES, MAX_DOCUMENTS, MAX_FLOW_NESTING,
+    MAX_SOURCE_BYTES,
+};
+pub use matching::{Regex, RegexError, StringMatch, MAX_CONFIG_REGEX_BYTES, MAX_REGEX_LEN};
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};
 pub use policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};

@@ -194,6 +194,11 @@ pub(crate) struct Cx<'t> {
     pub(crate) index: LineIndex<'t>,
     pub(crate) first_line: usize,
     pub(crate) out: Vec<Diagnostic>,
+    /// Errors in `out`.
+    pub(crate) errors: usize,
+    /// Compiled regex program the configuration may still use; the loader carries it from one
+    /// document to the next.
+    pub(crate) regex_budget: usize,
 }
 
 impl<'t> Cx<'t> {
@@ -205,6 +210,8 @@ impl<'t> Cx<'t> {
             index: LineIndex::new(text),
             first_line,
             out: Vec::new(),
+            errors: 0,
+            regex_budget: usize::MAX,
         }
     }
 
@@ -217,7 +224,7 @@ impl<'t> Cx<'t> {
             .locate(&segs)
             .map(|i| (i + self.first_line + 1) as u32)
             .or_else(|| (!self.index.is_empty()).then_some(self.first_line as u32 + 1));
-        self.out.push(Diagnostic {
+        let d = Diagnostic {
             severity,
             source: self.source.clone(),
             document: self.document,
@@ -225,7 +232,16 @@ impl<'t> Cx<'t> {
             path: rendered,
             line,
             message: message.into(),
-        });
+        };
+        self.push(d);
+    }
+
+    /// Adds a diagnostic built elsewhere.
+    pub(crate) fn push(&mut self, d: Diagnostic) {
+        if d.is_error() {
+            self.errors += 1;
+        }
+        self.out.push(d);
     }
 
     pub(crate) fn error(&mut self, path: &Path<'_>, message: impl Into<String>) {

@@ -14,10 +14,13 @@ use nesting::flow_nesting_over;
 use paths::{to_segs, with_prefix};
 use shape::deserialize_resource;
 
+pub use yaml::{MAX_ALIAS_BYTES, MAX_ALIAS_NODES};
+
 mod documents;
 mod nesting;
 mod paths;
 mod shape;
+mod yaml;
 
 /// How unknown fields and warnings are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -50,12 +53,26 @@ pub const MAX_FLOW_NESTING: usize = 128;
 /// // No DestinationRule defines subset v9 for reviews: at run time that is Envoy's 503 NC.
 /// assert!(loaded.errors().any(|d| d.path() == "spec.http[0].route[0].destination.subset"));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Loader {
     strictness: Strictness,
     skip_analysis: bool,
     loaded: Loaded,
     texts: Vec<(Arc<str>, String)>,
+    /// Compiled regex program still allowed (see [`crate::MAX_CONFIG_REGEX_BYTES`]).
+    regex_budget: usize,
+}
+
+impl Default for Loader {
+    fn default() -> Self {
+        Loader {
+            strictness: Strictness::default(),
+            skip_analysis: false,
+            loaded: Loaded::default(),
+            texts: Vec::new(),
+            regex_budget: crate::matching::MAX_CONFIG_REGEX_BYTES,
+        }
+    }
 }
 
 impl Loader {
@@ -98,6 +115,8 @@ impl Loader {
             });
             return self;
         }
+        // A byte order mark is not content (editors on Windows write one).
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         self.texts.push((source.clone(), text.to_owned()));
         for (index, (doc, first_line)) in split_documents(text).into_iter().enumerate() {
             if index >= MAX_DOCUMENTS {
@@ -171,9 +190,12 @@ impl Loader {
     }
 
     fn load_document(&mut self, source: &Arc<str>, index: usize, text: &str, first_line: usize) {
+        // A document of a concatenated stream may start with its file's byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut cx = Cx::new(source.clone(), index, text, first_line);
+        cx.regex_budget = self.regex_budget;
         if let Some(line) = flow_nesting_over(text, MAX_FLOW_NESTING) {
-            cx.out.push(Diagnostic {
+            cx.push(Diagnostic {
                 severity: Severity::Error,
                 source: source.clone(),
                 document: index,
@@ -187,26 +209,24 @@ impl Loader {
             self.loaded.diagnostics.extend(cx.out);
             return;
         }
-        let value: serde_yaml::Value = match serde_yaml::from_str(text) {
+        let value = match yaml::parse(text) {
             Ok(v) => v,
             Err(e) => {
-                let line = e.location().map(|l| (l.line() + first_line) as u32);
-                let msg = e.to_string();
-                let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
-                cx.out.push(Diagnostic {
+                cx.push(Diagnostic {
                     severity: Severity::Error,
                     source: source.clone(),
                     document: index,
                     resource: None,
                     path: String::new(),
-                    line,
-                    message: format!("not valid YAML: {msg}"),
+                    line: e.line.map(|l| (l + first_line) as u32),
+                    message: e.message,
                 });
                 self.loaded.diagnostics.extend(cx.out);
                 return;
             }
         };
         self.load_value(&mut cx, &[], value);
+        self.regex_budget = cx.regex_budget;
         self.loaded.diagnostics.extend(cx.out);
     }
 
@@ -280,7 +300,7 @@ impl Loader {
             namespace,
             name,
         });
-        let errors_before = cx.out.iter().filter(|d| d.is_error()).count();
+        let errors_before = cx.errors;
         let supported = ["v1", "v1beta1", "v1alpha3"];
         match api_version.strip_prefix("networking.istio.io/") {
             Some(v) if supported.contains(&v) => match kind {
@@ -293,7 +313,7 @@ impl Loader {
                         value,
                     ) {
                         let vs = with_prefix(cx, prefix, |cx, _| validate_virtual_service(cx, &r));
-                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                        if cx.errors == errors_before {
                             self.loaded.config.virtual_services.push(vs);
                         }
                     }
@@ -307,7 +327,7 @@ impl Loader {
                         value,
                     ) {
                         let dr = with_prefix(cx, prefix, |cx, _| validate_destination_rule(cx, &r));
-                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                        if cx.errors == errors_before {
                             self.loaded.config.destination_rules.push(dr);
                         }
                     }
@@ -321,7 +341,7 @@ impl Loader {
                         value,
                     ) {
                         let se = with_prefix(cx, prefix, |cx, _| validate_service_entry(cx, &r));
-                        if cx.out.iter().filter(|d| d.is_error()).count() == errors_before {
+                        if cx.errors == errors_before {
                             self.loaded.config.service_entries.push(se);
                         }
                     }

@@ -112,7 +112,7 @@ pub(super) fn emit_at(cx: &mut Cx<'_>, severity: Severity, segs: &[Seg<'_>], mes
         .locate(segs)
         .map(|i| (i + cx.first_line + 1) as u32)
         .or(Some(cx.first_line as u32 + 1));
-    cx.out.push(Diagnostic {
+    cx.push(Diagnostic {
         severity,
         source: cx.source.clone(),
         document: cx.document,

@@ -143,7 +143,7 @@ pub(crate) fn validate_string_match(
         if star_is_presence && re == "*" {
             return Some(StringMatch::Present);
         }
-        return match Regex::new(re) {
+        return match Regex::within(re, &mut cx.regex_budget) {
             Ok(r) => Some(StringMatch::Regex(r)),
             Err(e) => {
                 cx.error(

@@ -117,7 +117,7 @@ pub(crate) fn validate_rewrite(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRewri
             );
         }
         if !m.is_empty() {
-            match crate::matching::compile(m, m) {
+            match crate::matching::compile_within(m, m, &mut cx.regex_budget) {
                 Ok(re) if !w.is_empty() => {
                     uri_regex = Some(RegexRewrite {
                         pattern: re,
