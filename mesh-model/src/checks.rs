@@ -41,6 +41,7 @@ pub(crate) fn validate_export_to(cx: &mut Cx<'_>, p: &Path<'_>, list: &[String])
         .as_ref()
         .map(|r| r.namespace.clone())
         .unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
     for (i, e) in list.iter().enumerate() {
         let ip = p.index(i);
         if e == "~" {
@@ -54,8 +55,8 @@ pub(crate) fn validate_export_to(cx: &mut Cx<'_>, p: &Path<'_>, list: &[String])
                 format!("invalid exportTo entry {e:?}: use \".\", \"*\" or a namespace name (DNS-1123 label)"),
             );
         }
-        let canon = |s: &str| if s == "." { own.clone() } else { s.to_owned() };
-        if list[..i].iter().any(|x| canon(x) == canon(e)) {
+        let canon = if e == "." { own.as_str() } else { e.as_str() };
+        if !seen.insert(canon) {
             cx.error(
                 &ip,
                 format!("exportTo {e:?}: duplicate entries are not allowed (\".\" is the own namespace)"),
@@ -79,11 +80,28 @@ pub(crate) fn validate_duration(
     let s = s?;
     match Duration::parse_istio(s) {
         Ok(d) => Some(d),
+        Err(e @ crate::DurationError::Syntax { .. }) => {
+            let msg = duration_without_unit(p.last_key(), s).unwrap_or_else(|| e.to_string());
+            cx.error(p, msg);
+            None
+        }
         Err(e) => {
             cx.error(p, e.to_string());
             None
         }
     }
+}
+
+/// The one message for a duration written as a bare number, quoted or not (`timeout: 5` and
+/// `timeout: "5"`): what to write instead. `None` when `number` is not digits.
+pub(crate) fn duration_without_unit(field: &str, number: &str) -> Option<String> {
+    let digits = number.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && number.bytes().any(|b| b.is_ascii_digit());
+    if !digits {
+        return None;
+    }
+    let field = if field.is_empty() { "duration" } else { field };
+    Some(format!("{number} is not a duration: it has no unit; write `{field}: {number}s` (a number with a unit: ms, s, m or h, e.g. 500ms or 1m30s)"))
 }
 
 /// A status an abort or direct response may send: 200..=599.

@@ -159,6 +159,7 @@ mod virtual_service;
 
 pub use analysis::find_destination_rule;
 pub use config::{Loaded, MeshConfig};
+pub use delegate::MAX_DELEGATION_WORK;
 pub use destination_rule::{
     ConnectionPoolSettings, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
     PortPolicy, RetryBudget, SimpleLb, Subset, TrafficPolicy, UNLIMITED,

@@ -148,6 +148,36 @@ fn a_small_alias_tree_that_expands_to_millions_of_nodes_is_refused() {
     );
 }
 
+/// A 1 MB name, host and subset: each diagnostic repeats at most 200 characters of a
+/// value (with an ellipsis), so the output stays a few lines, not megabytes.
+#[test]
+fn diagnostics_cut_long_values() {
+    let long = "x".repeat(1_000_000);
+    let text = format!(
+        "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: {long}}}\nspec:\n  hosts: [{long}]\n  http:\n  - route: [{{destination: {{host: r, subset: {long}}}}}]\n"
+    );
+    let loaded = load_str("long.yaml", &text);
+    assert!(loaded.has_errors());
+    let out: usize = loaded
+        .diagnostics()
+        .iter()
+        .map(|d| d.to_string().len())
+        .sum();
+    assert!(
+        out < 2_000 * loaded.diagnostics().len(),
+        "{out} bytes for {} diagnostics",
+        loaded.diagnostics().len()
+    );
+    for d in loaded.diagnostics() {
+        let s = d.to_string();
+        assert!(
+            s.contains("xxx…"),
+            "{}",
+            s.chars().take(400).collect::<String>()
+        );
+    }
+}
+
 /// Weights, durations, counts and percentages at and beyond the limits of their types: each
 /// one is a clear error or a value that loads, never a panic or a silent wrap.
 #[test]

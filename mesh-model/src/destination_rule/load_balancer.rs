@@ -197,6 +197,7 @@ pub(crate) fn validate_load_balancer(
                 );
             }
             let ap = kp.key("attributes");
+            let mut seen = std::collections::HashSet::new();
             for (i, a) in c.attributes.iter().enumerate() {
                 let an = a.name.clone().unwrap_or_default();
                 if an.is_empty() {
@@ -204,10 +205,7 @@ pub(crate) fn validate_load_balancer(
                         &ap.index(i).key("name"),
                         "cookie attribute name cannot be empty",
                     );
-                } else if c.attributes[..i]
-                    .iter()
-                    .any(|b| b.name.as_deref() == Some(an.as_str()))
-                {
+                } else if !seen.insert(an.clone()) {
                     cx.error(
                         &ap.index(i).key("name"),
                         format!("duplicate cookie attribute {an:?}"),

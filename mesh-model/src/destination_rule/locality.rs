@@ -1,5 +1,7 @@
 //! Locality and zone-aware load balancing settings (LB-5, LB-6): validated, not applied.
 
+use std::collections::HashMap;
+
 use crate::diag::{Cx, Path};
 use crate::raw;
 
@@ -92,23 +94,23 @@ pub(crate) fn validate_locality(
         }
     }
     let dp = p.key("distribute");
-    let mut froms: Vec<(usize, &str)> = Vec::new();
+    let mut froms = Seen::default();
     for (i, d) in l.distribute.iter().enumerate() {
         let ip = dp.index(i);
         let from = d.from.as_deref().unwrap_or("");
         if let Some(why) = locality_problem(from) {
             cx.error(&ip.key("from"), why);
-        } else if let Some((j, other)) = froms.iter().find(|(_, o)| localities_overlap(o, from)) {
+        } else if let Some((j, other)) = froms.first_overlap(from) {
             cx.error(
                 &ip.key("from"),
                 format!("locality {from:?} overlaps with {other:?} (distribute[{j}].from); each source locality may be listed once"),
             );
         }
-        froms.push((i, from));
+        froms.insert(i, from);
         let mut sum = 0;
         let mut bad_weight = false;
-        let mut tos: Vec<&str> = Vec::new();
-        for (loc, w) in &d.to {
+        let mut tos = Seen::default();
+        for (n, (loc, w)) in d.to.iter().enumerate() {
             let lp = ip.key("to");
             let lp = lp.key(loc);
             if !(1..=100).contains(w) {
@@ -121,13 +123,13 @@ pub(crate) fn validate_locality(
             }
             if let Some(why) = locality_problem(loc) {
                 cx.error(&lp, why);
-            } else if let Some(other) = tos.iter().find(|o| localities_overlap(o, loc)) {
+            } else if let Some((_, other)) = tos.first_overlap(loc) {
                 cx.error(
                     &lp,
                     format!("locality {loc:?} overlaps with {other:?}; list each destination locality once"),
                 );
             }
-            tos.push(loc);
+            tos.insert(n, loc);
             sum += w;
         }
         if !bad_weight && sum != 100 {
@@ -139,8 +141,48 @@ pub(crate) fn validate_locality(
     }
 }
 
+/// Localities listed so far, so that the first one a new locality overlaps
+/// ([`localities_overlap`]) is found without scanning them all: a valid locality has at most three
+/// parts, so at most four part-wise prefixes to look up.
+#[derive(Debug, Default)]
+struct Seen<'a> {
+    /// Each locality of at most three parts, by its parts.
+    whole: HashMap<Vec<&'a str>, (usize, &'a str)>,
+    /// Each part-wise prefix (up to three parts) of each locality.
+    prefixes: HashMap<Vec<&'a str>, (usize, &'a str)>,
+}
+
+impl<'a> Seen<'a> {
+    /// The parts that matter: `*` parts dropped, at most four kept.
+    fn parts(l: &'a str) -> Vec<&'a str> {
+        l.split('/').filter(|s| *s != "*").take(4).collect()
+    }
+
+    fn insert(&mut self, at: usize, l: &'a str) {
+        let parts = Self::parts(l);
+        if parts.len() <= 3 {
+            self.whole.entry(parts.clone()).or_insert((at, l));
+        }
+        for n in 0..=parts.len().min(3) {
+            self.prefixes.entry(parts[..n].to_vec()).or_insert((at, l));
+        }
+    }
+
+    /// The first locality listed that overlaps `l` (which has at most three parts).
+    fn first_overlap(&self, l: &'a str) -> Option<(usize, &'a str)> {
+        let parts = Self::parts(l);
+        (0..=parts.len())
+            .filter_map(|n| self.whole.get(&parts[..n]))
+            .chain(self.prefixes.get(&parts))
+            .min()
+            .copied()
+    }
+}
+
 /// Whether two localities (`region[/zone[/subzone]]`, optionally ending in `*`) select a
-/// common endpoint: one is a part-wise prefix of the other.
+/// common endpoint: one is a part-wise prefix of the other. The definition [`Seen`] implements
+/// without comparing every pair.
+#[cfg(test)]
 fn localities_overlap(a: &str, b: &str) -> bool {
     let parts = |l: &str| -> Vec<String> {
         l.split('/')
@@ -202,5 +244,24 @@ mod tests {
         assert!(locality_problem("us-west//rack").unwrap().contains("empty"));
         assert!(locality_problem("a/b/c/d").is_some());
         assert!(locality_problem("").is_some());
+    }
+
+    proptest::proptest! {
+        /// The index finds the first overlapping locality a scan finds.
+        #[test]
+        fn seen_agrees_with_a_scan(list in proptest::collection::vec("[ab*]{0,1}(/[ab*]){0,3}", 0..12)) {
+            let mut seen = Seen::default();
+            for (i, l) in list.iter().enumerate() {
+                if locality_problem(l).is_none() {
+                    let scan = list[..i]
+                        .iter()
+                        .enumerate()
+                        .find(|(_, o)| localities_overlap(o, l))
+                        .map(|(j, o)| (j, o.as_str()));
+                    proptest::prop_assert_eq!(seen.first_overlap(l), scan, "{:?}", list);
+                }
+                seen.insert(i, l);
+            }
+        }
     }
 }

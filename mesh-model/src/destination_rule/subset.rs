@@ -44,6 +44,7 @@ pub(crate) fn validate_subsets(
     list: &[Option<raw::Subset>],
 ) -> Vec<Subset> {
     let mut subsets: Vec<Subset> = Vec::new();
+    let mut names = std::collections::HashSet::new();
     for (i, s) in list.iter().enumerate() {
         let ip = p.index(i);
         let Some(s) = s else {
@@ -69,7 +70,7 @@ pub(crate) fn validate_subsets(
                 ),
             );
         }
-        if subsets.iter().any(|x| x.name == name) && !name.is_empty() {
+        if !name.is_empty() && !names.insert(name.clone()) {
             cx.error(
                 &ip.key("name"),
                 format!("duplicate subset names: {name:?} is defined twice; rename or merge one of them"),

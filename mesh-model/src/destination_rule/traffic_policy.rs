@@ -136,6 +136,7 @@ pub(crate) fn validate_traffic_policy(
         );
     }
     let mut port_level: Vec<PortPolicy> = Vec::new();
+    let mut ports_seen = std::collections::HashSet::new();
     let entries = if too_many {
         &[][..]
     } else {
@@ -171,7 +172,7 @@ pub(crate) fn validate_traffic_policy(
         {
             cx.error(&ip, "port traffic policy must have at least one field: outlierDetection, connectionPool, loadBalancer or tls");
         }
-        if port_level.iter().any(|x| x.port == port) {
+        if !ports_seen.insert(port) {
             cx.warn(
                 &ip.key("port"),
                 format!("port {port} appears twice in portLevelSettings; the first entry wins"),

@@ -1,5 +1,9 @@
 //! Finding the line of a field path in a YAML document, for diagnostics.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
 use super::Seg;
 
 /// What one line of block-style YAML looks like to [`LineIndex`].
@@ -15,29 +19,25 @@ struct LineInfo {
     item: bool,
 }
 
-/// A cached step of [`LineIndex::locate`]: the range searched and the segment looked for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum StepKey {
-    Key(usize, usize, String),
-    Items(usize, usize),
-}
-
-#[derive(Debug, Clone)]
-enum StepValue {
-    /// Found line, and the range of its children.
-    Key(Option<(usize, usize, usize)>),
-    /// Lines of the items at the outermost indentation.
-    Items(Vec<usize>),
-}
-
 /// The lines of one YAML document, pre-scanned once so that finding the line of a field path
-/// costs little per diagnostic: every step's result is memoised, so thousands of diagnostics
-/// under one list do not rescan the document (hostile input stays linear).
+/// costs little per diagnostic. What a step finds is memoised (the keys of a range, the items of
+/// a list, the extent of a key's children), so any number of diagnostics costs time linear in
+/// the document plus the length of their paths.
 #[derive(Debug)]
 pub(crate) struct LineIndex<'t> {
     lines: Vec<&'t str>,
     info: Vec<Option<LineInfo>>,
-    cache: std::cell::RefCell<std::collections::HashMap<StepKey, StepValue>>,
+    cache: RefCell<Cache<'t>>,
+}
+
+#[derive(Debug, Default)]
+struct Cache<'t> {
+    /// For a range of lines: the keys at its outermost column, each with its first line.
+    keys: HashMap<(usize, usize), Rc<HashMap<&'t str, usize>>>,
+    /// For a range of lines: the lines of the sequence items at its outermost indentation.
+    items: HashMap<(usize, usize), Rc<[usize]>>,
+    /// For a key line and the end of its range: where its children end.
+    children: HashMap<(usize, usize), usize>,
 }
 
 impl<'t> LineIndex<'t> {
@@ -69,7 +69,7 @@ impl<'t> LineIndex<'t> {
         LineIndex {
             lines,
             info,
-            cache: Default::default(),
+            cache: RefCell::default(),
         }
     }
 
@@ -108,34 +108,26 @@ impl<'t> LineIndex<'t> {
     }
 
     fn key_step(&self, start: usize, end: usize, k: &str) -> Option<(usize, usize, usize)> {
-        let ck = StepKey::Key(start, end, k.to_owned());
-        if let Some(StepValue::Key(v)) = self.cache.borrow().get(&ck) {
-            return *v;
-        }
-        let v = self.key_step_uncached(start, end, k);
-        self.cache.borrow_mut().insert(ck, StepValue::Key(v));
-        v
-    }
-
-    fn key_step_uncached(
-        &self,
-        start: usize,
-        end: usize,
-        k: &str,
-    ) -> Option<(usize, usize, usize)> {
-        let infos = || (start..end).filter_map(|i| self.info[i].map(|x| (i, x)));
-        let c = infos().map(|(_, x)| x.col).min()?;
-        let (i, _) =
-            infos().find(|(i, x)| x.col == c && key_matches(&self.lines[*i][x.rest..], k))?;
-        let mut j = i + 1;
-        while j < end {
-            if let Some(x) = self.info[j] {
-                if x.indent < c || (x.indent == c && !x.item) {
-                    break;
+        let keys = self.keys(start, end);
+        let i = *keys.get(k)?;
+        let c = self.info[i]?.col;
+        let j = *self
+            .cache
+            .borrow_mut()
+            .children
+            .entry((i, end))
+            .or_insert_with(|| {
+                let mut j = i + 1;
+                while j < end {
+                    if let Some(x) = self.info[j] {
+                        if x.indent < c || (x.indent == c && !x.item) {
+                            break;
+                        }
+                    }
+                    j += 1;
                 }
-            }
-            j += 1;
-        }
+                j
+            });
         // A scalar or flow value on the same line: nothing deeper to find.
         if j == i + 1 {
             return Some((i, i, i + 1));
@@ -143,9 +135,31 @@ impl<'t> LineIndex<'t> {
         Some((i, i + 1, j))
     }
 
-    fn items(&self, start: usize, end: usize) -> Vec<usize> {
-        let ck = StepKey::Items(start, end);
-        if let Some(StepValue::Items(v)) = self.cache.borrow().get(&ck) {
+    /// The keys at the outermost column of a range, each with the first line it is on.
+    fn keys(&self, start: usize, end: usize) -> Rc<HashMap<&'t str, usize>> {
+        if let Some(k) = self.cache.borrow().keys.get(&(start, end)) {
+            return k.clone();
+        }
+        let infos = || (start..end).filter_map(|i| self.info[i].map(|x| (i, x)));
+        let mut map = HashMap::new();
+        if let Some(c) = infos().map(|(_, x)| x.col).min() {
+            for (i, x) in infos().filter(|(_, x)| x.col == c) {
+                if let Some(k) = key_of(&self.lines[i][x.rest..]) {
+                    map.entry(k).or_insert(i);
+                }
+            }
+        }
+        let map = Rc::new(map);
+        self.cache
+            .borrow_mut()
+            .keys
+            .insert((start, end), map.clone());
+        map
+    }
+
+    /// The lines of the items at the outermost indentation of a range.
+    fn items(&self, start: usize, end: usize) -> Rc<[usize]> {
+        if let Some(v) = self.cache.borrow().items.get(&(start, end)) {
             return v.clone();
         }
         let all: Vec<(usize, usize)> = (start..end)
@@ -154,34 +168,40 @@ impl<'t> LineIndex<'t> {
                 x.item.then_some((i, x.indent))
             })
             .collect();
-        let v: Vec<usize> = match all.iter().map(|t| t.1).min() {
+        let v: Rc<[usize]> = match all.iter().map(|t| t.1).min() {
             Some(min) => all
                 .into_iter()
                 .filter(|t| t.1 == min)
                 .map(|t| t.0)
                 .collect(),
-            None => Vec::new(),
+            None => Rc::from(Vec::new()),
         };
         self.cache
             .borrow_mut()
-            .insert(ck, StepValue::Items(v.clone()));
+            .items
+            .insert((start, end), v.clone());
         v
     }
 }
 
-fn key_matches(rest: &str, key: &str) -> bool {
-    for quote in ["", "\"", "'"] {
+/// The key a block-mapping line starts with: `key:`, `"key":` or `'key':`.
+fn key_of(rest: &str) -> Option<&str> {
+    for quote in ['"', '\''] {
         if let Some(r) = rest.strip_prefix(quote) {
-            if let Some(r) = r.strip_prefix(key) {
-                if let Some(r) = r.strip_prefix(quote) {
-                    if r.starts_with(':') {
-                        return true;
-                    }
-                }
-            }
+            let close = r.find(quote)?;
+            return r[close + 1..].starts_with(':').then(|| &r[..close]);
         }
     }
-    false
+    // A plain key ends at the first `:` followed by a space or the end of the line.
+    let mut from = 0;
+    while let Some(at) = rest[from..].find(':') {
+        let at = from + at;
+        if rest[at + 1..].is_empty() || rest[at + 1..].starts_with([' ', '\t']) {
+            return Some(rest[..at].trim_end());
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// Finds the line of a field path in block-style YAML lines (see [`LineIndex::locate`]).

@@ -24,11 +24,15 @@
 //! assert!(d.to_string().starts_with("routes.yaml:10: error: VirtualService/reviews: spec.http[0].route[0].weight:"));
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
+mod echo;
 mod line_index;
 mod path;
+
+pub(crate) use echo::{bound, bound_message};
 
 pub(crate) use line_index::LineIndex;
 pub(crate) use path::{write_segments, Path, Seg};
@@ -175,7 +179,7 @@ impl fmt::Display for Diagnostic {
             self.severity
         )?;
         match &self.resource {
-            Some(r) => write!(f, "{}/{}: ", r.kind_name, r.name)?,
+            Some(r) => write!(f, "{}/{}: ", bound(&r.kind_name), bound(&r.name))?,
             None => write!(f, "document {}: ", self.document)?,
         }
         if !self.path.is_empty() {
@@ -237,7 +241,10 @@ impl<'t> Cx<'t> {
     }
 
     /// Adds a diagnostic built elsewhere.
-    pub(crate) fn push(&mut self, d: Diagnostic) {
+    pub(crate) fn push(&mut self, mut d: Diagnostic) {
+        if let Cow::Owned(m) = bound_message(&d.message) {
+            d.message = m;
+        }
         if d.is_error() {
             self.errors += 1;
         }

@@ -71,7 +71,12 @@ pub(crate) fn write_segments(f: &mut impl fmt::Write, segs: &[Seg<'_>]) -> fmt::
         match s {
             Seg::Index(n) => write!(f, "[{n}]")?,
             Seg::Key(k) => {
-                let plain = !k.is_empty() && !k.contains(['.', '[', ']', '"']);
+                // A key longer than anything Istio names is cut (and then always quoted).
+                let cut = super::bound(k);
+                let k = &*cut;
+                let plain = !k.is_empty()
+                    && !k.contains(['.', '[', ']', '"'])
+                    && matches!(cut, std::borrow::Cow::Borrowed(_));
                 if plain {
                     if i > 0 {
                         f.write_char('.')?;
@@ -108,5 +113,14 @@ mod tests {
             render(&labels.key("app.kubernetes.io/name")),
             "spec.labels[\"app.kubernetes.io/name\"]"
         );
+    }
+
+    #[test]
+    fn long_keys_are_cut() {
+        let key = "k".repeat(1_000);
+        let root = Path::ROOT;
+        let labels = root.key("labels");
+        let rendered = render(&labels.key(&key));
+        assert_eq!(rendered, format!("labels[\"{}…\"]", "k".repeat(200)));
     }
 }

@@ -1,5 +1,6 @@
 //! Loading: multi-document YAML and `kind: List` in, a [`MeshConfig`] and diagnostics out.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::config::Loaded;
@@ -61,6 +62,19 @@ pub struct Loader {
     texts: Vec<(Arc<str>, String)>,
     /// Compiled regex program still allowed (see [`crate::MAX_CONFIG_REGEX_BYTES`]).
     regex_budget: usize,
+    /// Where each resource loaded so far is in the configuration, by kind, namespace and name.
+    defined: HashMap<(Kind, String, String), Defined>,
+    /// Whether a document that may have been a virtual service was refused.
+    virtual_service_refused: bool,
+}
+
+/// Where a resource was read and where it went.
+#[derive(Debug)]
+struct Defined {
+    /// Position in its kind's list of the configuration.
+    at: usize,
+    source: Arc<str>,
+    document: usize,
 }
 
 impl Default for Loader {
@@ -71,6 +85,8 @@ impl Default for Loader {
             loaded: Loaded::default(),
             texts: Vec::new(),
             regex_budget: crate::matching::MAX_CONFIG_REGEX_BYTES,
+            defined: HashMap::new(),
+            virtual_service_refused: false,
         }
     }
 }
@@ -144,38 +160,42 @@ impl Loader {
         let mut findings = if self.skip_analysis {
             Vec::new()
         } else {
-            analysis::analyze(&self.loaded.config)
+            analysis::analyze(&self.loaded.config, !self.virtual_service_refused)
         };
         let merged = crate::delegate::merge_delegates(&mut self.loaded.config);
-        if !self.skip_analysis {
-            findings.extend(merged);
-        }
+        // Warnings about delegation belong to the analysis; an error is always reported.
+        findings.extend(
+            merged
+                .into_iter()
+                .filter(|f| !self.skip_analysis || f.severity == Severity::Error),
+        );
         // Each source is split, and each document indexed, at most once.
         let mut split: std::collections::HashMap<usize, Vec<(&str, usize)>> =
             std::collections::HashMap::new();
         let mut indexes: std::collections::HashMap<(usize, usize), (LineIndex<'_>, usize)> =
             std::collections::HashMap::new();
+        let mut by_source: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        for (i, (s, _)) in self.texts.iter().enumerate() {
+            by_source.entry(s).or_insert(i);
+        }
         for f in findings {
             let segs = to_segs(&f.path);
             let mut rendered = String::new();
             let _ = crate::diag::write_segments(&mut rendered, &segs);
-            let line = self
-                .texts
-                .iter()
-                .position(|(s, _)| *s == f.source)
-                .and_then(|t| {
-                    let (index, first) = match indexes.entry((t, f.document)) {
-                        std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-                        std::collections::hash_map::Entry::Vacant(v) => {
-                            let docs = split
-                                .entry(t)
-                                .or_insert_with(|| split_documents(&self.texts[t].1));
-                            let (doc, first) = *docs.get(f.document)?;
-                            v.insert((LineIndex::new(doc), first))
-                        }
-                    };
-                    index.locate(&segs).map(|i| (i + *first + 1) as u32)
-                });
+            let line = by_source.get(&*f.source).copied().and_then(|t| {
+                let (index, first) = match indexes.entry((t, f.document)) {
+                    std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(v) => {
+                        let docs = split
+                            .entry(t)
+                            .or_insert_with(|| split_documents(&self.texts[t].1));
+                        let (doc, first) = *docs.get(f.document)?;
+                        v.insert((LineIndex::new(doc), first))
+                    }
+                };
+                index.locate(&segs).map(|i| (i + *first + 1) as u32)
+            });
             self.loaded.diagnostics.push(Diagnostic {
                 severity: f.severity,
                 source: f.source,
@@ -183,7 +203,31 @@ impl Loader {
                 resource: Some(f.resource),
                 path: rendered,
                 line,
-                message: f.message,
+                message: crate::diag::bound_message(&f.message).into_owned(),
+            });
+        }
+        // An empty configuration nothing else explains (a foreign kind is only a note).
+        let explained = self
+            .loaded
+            .diagnostics
+            .iter()
+            .any(|d| d.severity >= Severity::Warning);
+        if self.loaded.config.is_empty() && !explained {
+            let sources: Vec<&str> = self.texts.iter().map(|(s, _)| &**s).collect();
+            self.loaded.diagnostics.push(Diagnostic {
+                severity: Severity::Warning,
+                source: Arc::from(sources.first().copied().unwrap_or("")),
+                document: 0,
+                resource: None,
+                path: String::new(),
+                line: None,
+                message: match sources.len() {
+                    0 => "the configuration is empty: no source was read".to_owned(),
+                    n => format!(
+                        "the configuration is empty: no VirtualService, DestinationRule or ServiceEntry in {n} source{}",
+                        if n == 1 { "" } else { "s" }
+                    ),
+                },
             });
         }
         self.loaded
@@ -206,6 +250,7 @@ impl Loader {
                     "not read: brackets nest deeper than {MAX_FLOW_NESTING} levels; Istio resources never need that, write the structure in block style"
                 ),
             });
+            self.virtual_service_refused = true;
             self.loaded.diagnostics.extend(cx.out);
             return;
         }
@@ -221,6 +266,7 @@ impl Loader {
                     line: e.line.map(|l| (l + first_line) as u32),
                     message: e.message,
                 });
+                self.virtual_service_refused = true;
                 self.loaded.diagnostics.extend(cx.out);
                 return;
             }
@@ -244,11 +290,13 @@ impl Loader {
         let kind_name = get("kind").unwrap_or_default();
         let api_version = get("apiVersion").unwrap_or_default();
         if kind_name == "List" || kind_name.ends_with("List") && map.contains_key("items") {
-            let items = map
-                .get("items")
-                .and_then(|v| v.as_sequence())
-                .cloned()
-                .unwrap_or_default();
+            let items = match value {
+                serde_yaml::Value::Mapping(mut map) => match map.remove("items") {
+                    Some(serde_yaml::Value::Sequence(items)) => items,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
             for (i, item) in items.into_iter().enumerate() {
                 let mut p = prefix.to_vec();
                 p.push("items".into());
@@ -262,6 +310,7 @@ impl Loader {
             "DestinationRule" => Kind::DestinationRule,
             "ServiceEntry" => Kind::ServiceEntry,
             "" => {
+                self.virtual_service_refused = true;
                 with_prefix(cx, prefix, |cx, p| {
                     cx.error(
                         &p.key("kind"),
@@ -276,9 +325,26 @@ impl Loader {
                     .and_then(|m| m.get("name"))
                     .and_then(|v| v.as_str())
                     .unwrap_or("");
-                with_prefix(cx, prefix, |cx, p| {
-                    cx.note(p, format!("skipped {other}/{name}: unsupported kind; only VirtualService, DestinationRule and ServiceEntry are read"))
-                });
+                let istio = api_version.starts_with("networking.istio.io/");
+                if istio && !OTHER_NETWORKING_KINDS.contains(&other) {
+                    // A kind Istio does not have: most likely a typo of one this library reads.
+                    self.virtual_service_refused = true;
+                    let hint = crate::unknown::suggest(other, NETWORKING_KINDS)
+                        .map(|k| format!("; did you mean {k}?"))
+                        .unwrap_or_default();
+                    let severity = self.unknown_field_severity();
+                    with_prefix(cx, prefix, |cx, p| {
+                        cx.emit(
+                            severity,
+                            &p.key("kind"),
+                            format!("{other:?} is not a kind of networking.istio.io{hint} (skipped {other}/{name}: only VirtualService, DestinationRule and ServiceEntry are read; kubectl would refuse this document)"),
+                        )
+                    });
+                } else {
+                    with_prefix(cx, prefix, |cx, p| {
+                        cx.note(p, format!("skipped {other}/{name}: unsupported kind; only VirtualService, DestinationRule and ServiceEntry are read"))
+                    });
+                }
                 return;
             }
         };
@@ -294,11 +360,13 @@ impl Loader {
             .filter(|s| !s.is_empty())
             .unwrap_or(crate::meta::DEFAULT_NAMESPACE)
             .to_owned();
+        // A name is echoed in every diagnostic of the resource: a valid one is at most 253
+        // characters, a longer one is cut.
         let saved = cx.resource.replace(ResourceRef {
             kind: Some(kind),
             kind_name: kind_name.clone(),
-            namespace,
-            name,
+            namespace: crate::diag::bound(&namespace).into_owned(),
+            name: crate::diag::bound(&name).into_owned(),
         });
         let errors_before = cx.errors;
         let supported = ["v1", "v1beta1", "v1alpha3"];
@@ -314,7 +382,11 @@ impl Loader {
                     ) {
                         let vs = with_prefix(cx, prefix, |cx, _| validate_virtual_service(cx, &r));
                         if cx.errors == errors_before {
-                            self.loaded.config.virtual_services.push(vs);
+                            let at = self.loaded.config.virtual_services.len();
+                            match self.define(cx, prefix, at) {
+                                Some(at) => self.loaded.config.virtual_services[at] = vs,
+                                None => self.loaded.config.virtual_services.push(vs),
+                            }
                         }
                     }
                 }
@@ -328,7 +400,11 @@ impl Loader {
                     ) {
                         let dr = with_prefix(cx, prefix, |cx, _| validate_destination_rule(cx, &r));
                         if cx.errors == errors_before {
-                            self.loaded.config.destination_rules.push(dr);
+                            let at = self.loaded.config.destination_rules.len();
+                            match self.define(cx, prefix, at) {
+                                Some(at) => self.loaded.config.destination_rules[at] = dr,
+                                None => self.loaded.config.destination_rules.push(dr),
+                            }
                         }
                     }
                 }
@@ -342,7 +418,11 @@ impl Loader {
                     ) {
                         let se = with_prefix(cx, prefix, |cx, _| validate_service_entry(cx, &r));
                         if cx.errors == errors_before {
-                            self.loaded.config.service_entries.push(se);
+                            let at = self.loaded.config.service_entries.len();
+                            match self.define(cx, prefix, at) {
+                                Some(at) => self.loaded.config.service_entries[at] = se,
+                                None => self.loaded.config.service_entries.push(se),
+                            }
                         }
                     }
                 }
@@ -354,6 +434,64 @@ impl Loader {
                 )
             }),
         }
+        if kind == Kind::VirtualService && cx.errors != errors_before {
+            self.virtual_service_refused = true;
+        }
         cx.resource = saved;
     }
+
+    /// Records the resource of `cx` as defined at `at` of its kind's list. When one of the same
+    /// kind, namespace and name was read before, returns where it is (the new definition
+    /// replaces it, as `kubectl apply` would) and notes it.
+    fn define(&mut self, cx: &mut Cx<'_>, prefix: &[String], at: usize) -> Option<usize> {
+        let r = cx.resource.clone()?;
+        let key = (r.kind?, r.namespace.clone(), r.name.clone());
+        let Some(earlier) = self.defined.get_mut(&key) else {
+            let here = Defined {
+                at,
+                source: cx.source.clone(),
+                document: cx.document,
+            };
+            self.defined.insert(key, here);
+            return None;
+        };
+        let (source, document) = (
+            std::mem::replace(&mut earlier.source, cx.source.clone()),
+            std::mem::replace(&mut earlier.document, cx.document),
+        );
+        let at = earlier.at;
+        with_prefix(cx, prefix, |cx, p| {
+            cx.note(
+                &p.key("metadata").key("name"),
+                format!(
+                    "replaces {}/{}/{} read earlier ({source} document {document}): as with kubectl apply, the later definition is the one used",
+                    r.kind_name, r.namespace, r.name
+                ),
+            )
+        });
+        Some(at)
+    }
 }
+
+/// The kinds of `networking.istio.io` this library does not read (skipped with a note).
+const OTHER_NETWORKING_KINDS: &[&str] = &[
+    "Gateway",
+    "Sidecar",
+    "WorkloadEntry",
+    "WorkloadGroup",
+    "EnvoyFilter",
+    "ProxyConfig",
+];
+
+/// Every kind of `networking.istio.io`, for "did you mean".
+const NETWORKING_KINDS: &[&str] = &[
+    "VirtualService",
+    "DestinationRule",
+    "ServiceEntry",
+    "Gateway",
+    "Sidecar",
+    "WorkloadEntry",
+    "WorkloadGroup",
+    "EnvoyFilter",
+    "ProxyConfig",
+];

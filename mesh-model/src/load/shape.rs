@@ -3,6 +3,7 @@
 
 use serde::de::DeserializeOwned;
 
+use crate::checks::duration_without_unit;
 use crate::diag::{Cx, Kind, Severity};
 use crate::unknown;
 
@@ -61,15 +62,45 @@ pub(super) fn deserialize_resource<T: DeserializeOwned>(
                     serde_path_to_error::Segment::Unknown => {}
                 }
             }
-            let msg = friendly_shape_error(&e.to_string());
+            let field = all.last().map(String::as_str).unwrap_or("");
+            let msg = friendly_shape_error(field, &e.to_string());
             emit_at(cx, Severity::Error, &to_segs(&all), msg);
             None
         }
     }
 }
 
-fn friendly_shape_error(msg: &str) -> String {
+/// The fields that hold a duration (a string such as `5s`).
+const DURATION_FIELDS: &[&str] = &[
+    "timeout",
+    "perTryTimeout",
+    "backoff",
+    "fixedDelay",
+    "maxAge",
+    "connectTimeout",
+    "maxConnectionDuration",
+    "idleTimeout",
+    "time",
+    "interval",
+    "baseEjectionTime",
+    "duration",
+    "ttl",
+    "budgetInterval",
+];
+
+fn friendly_shape_error(field: &str, msg: &str) -> String {
     let msg = msg.split(" at line ").next().unwrap_or(msg);
+    // `timeout: 5`: the number has no unit; say what to write, not how to quote it.
+    if DURATION_FIELDS.contains(&field) {
+        let number = ["invalid type: integer `", "invalid type: floating point `"]
+            .iter()
+            .find_map(|p| msg.strip_prefix(p))
+            .and_then(|rest| rest.split_once('`'))
+            .and_then(|(n, _)| duration_without_unit(field, n));
+        if let Some(msg) = number {
+            return msg;
+        }
+    }
     let msg = msg
         .replace("expected i64", "expected an integer")
         .replace("expected f64", "expected a number")

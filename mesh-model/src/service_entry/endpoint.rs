@@ -1,6 +1,6 @@
 //! Service entry endpoints: addresses checked against the resolution, ports against the entry's.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use crate::diag::{Cx, Path};
 use crate::names;
@@ -58,7 +58,7 @@ pub(crate) fn validate_endpoints(
     ep: &Path<'_>,
     list: &[Option<raw::WorkloadEntry>],
     resolution: Resolution,
-    declared_names: &[&str],
+    declared_names: &HashSet<&str>,
 ) -> Vec<Endpoint> {
     let mut endpoints = Vec::new();
     for (i, e) in list.iter().enumerate() {

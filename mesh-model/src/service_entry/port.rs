@@ -1,5 +1,7 @@
 //! Service entry ports (SE rules on names, numbers and protocols).
 
+use std::collections::HashSet;
+
 use crate::diag::{Cx, Path};
 use crate::names;
 use crate::raw;
@@ -55,9 +57,10 @@ pub(crate) fn validate_ports<'r>(
     cx: &mut Cx<'_>,
     p: &Path<'_>,
     list: &'r [Option<raw::ServicePort>],
-) -> (Vec<ServicePort>, Vec<&'r str>) {
+) -> (Vec<ServicePort>, HashSet<&'r str>) {
     let mut ports: Vec<ServicePort> = Vec::new();
-    let mut declared_names: Vec<&str> = Vec::new();
+    let mut declared_names: HashSet<&str> = HashSet::new();
+    let mut numbers = HashSet::new();
     for (i, port) in list.iter().enumerate() {
         let ip = p.index(i);
         let Some(port) = port else {
@@ -74,13 +77,12 @@ pub(crate) fn validate_ports<'r>(
                 format!("invalid port name {n:?}: use a DNS-1123 label (letters, digits, '-')"),
             ),
             Some(n) => {
-                if declared_names.contains(&n) {
+                if !declared_names.insert(n) {
                     cx.error(
                         &ip.key("name"),
                         format!("service entry port name {n:?} already defined: duplicate port names are not allowed"),
                     );
                 }
-                declared_names.push(n);
             }
         }
         if let Some(proto) = port.protocol.as_deref() {
@@ -110,7 +112,7 @@ pub(crate) fn validate_ports<'r>(
             }
         };
         let name = port.name.clone().unwrap_or_default();
-        if ports.iter().any(|p| p.number == number) {
+        if !numbers.insert(number) {
             cx.error(
                 &ip.key("number"),
                 format!("service entry port {number} already defined: duplicate port numbers are not allowed"),

@@ -7,12 +7,26 @@ use crate::raw;
 use super::headers::{validate_headers, Headers};
 
 /// A weighted destination.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RouteDestination {
     pub(crate) destination: Destination,
     pub(crate) weight: u32,
     pub(crate) headers: Headers,
+    /// Its index in `route` as written (destinations of weight 0 are dropped, so it can differ
+    /// from the index in the validated list): diagnostics name the entry the user wrote. Not
+    /// part of equality.
+    pub(crate) written_at: usize,
 }
+
+impl PartialEq for RouteDestination {
+    fn eq(&self, other: &Self) -> bool {
+        self.destination == other.destination
+            && self.weight == other.weight
+            && self.headers == other.headers
+    }
+}
+
+impl Eq for RouteDestination {}
 
 impl RouteDestination {
     /// Where to send.
@@ -175,6 +189,7 @@ pub(crate) fn validate_destinations(
                     destination,
                     weight,
                     headers,
+                    written_at: i,
                 });
             }
         }

@@ -99,6 +99,18 @@ pub(crate) fn validate_rewrite(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRewri
             "rewrite must specify at least one of uri, uriRegexRewrite or authority",
         );
     }
+    // Stricter than istiod, which passes such a value to Envoy's prefix_rewrite: the request
+    // would go upstream with a path that does not start with `/`.
+    if let Some(u) = r
+        .uri
+        .as_deref()
+        .filter(|u| !u.is_empty() && !u.starts_with('/'))
+    {
+        cx.error(
+            &p.key("uri"),
+            format!("rewrite uri {u:?} does not start with '/': write \"/{u}\" (the matched part of the path is replaced by it, and a path must start with '/')"),
+        );
+    }
     let mut uri_regex = None;
     if let Some(rr) = &r.uri_regex_rewrite {
         let rp = p.key("uriRegexRewrite");
