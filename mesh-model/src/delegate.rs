@@ -18,7 +18,7 @@ use crate::config::MeshConfig;
 use crate::diag::{Kind, ResourceRef, Severity};
 use crate::matching::StringMatch;
 use crate::meta::resolve_short_name;
-use crate::virtual_service::{Headers, HttpMatch, HttpRoute, RouteAction, VirtualService};
+use crate::virtual_service::{HttpMatch, HttpRoute, RouteAction, VirtualService};
 
 fn vs_ref(vs: &VirtualService) -> ResourceRef {
     ResourceRef {
@@ -220,7 +220,7 @@ pub(crate) fn merge_route(root: &HttpRoute, leaf: &HttpRoute) -> Option<HttpRout
             leaf.mirrors.clone()
         },
         cors: leaf.cors.clone().or_else(|| root.cors.clone()),
-        headers: if leaf.headers == Headers::default() {
+        headers: if leaf.headers.is_none() {
             root.headers.clone()
         } else {
             leaf.headers.clone()

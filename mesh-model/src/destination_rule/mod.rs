@@ -92,7 +92,7 @@ impl DestinationRule {
         }
         let Some(sp) = subset
             .and_then(|s| self.subset(s))
-            .and_then(|s| s.traffic_policy.as_ref())
+            .and_then(|s| s.traffic_policy.as_deref())
         else {
             return base;
         };

@@ -13,7 +13,8 @@ use super::traffic_policy::{validate_traffic_policy, TrafficPolicy};
 pub struct Subset {
     pub(crate) name: String,
     pub(crate) labels: BTreeMap<String, String>,
-    pub(crate) traffic_policy: Option<TrafficPolicy>,
+    /// Boxed: a policy is large and most subsets have none.
+    pub(crate) traffic_policy: Option<Box<TrafficPolicy>>,
 }
 
 impl Subset {
@@ -27,7 +28,7 @@ impl Subset {
     }
     /// The subset's own policy (merged with the top level by [`crate::DestinationRule::effective_policy`]).
     pub fn traffic_policy(&self) -> Option<&TrafficPolicy> {
-        self.traffic_policy.as_ref()
+        self.traffic_policy.as_deref()
     }
     /// Whether an endpoint with `endpoint_labels` belongs to the subset.
     pub fn selects(&self, endpoint_labels: &BTreeMap<String, String>) -> bool {
@@ -43,7 +44,7 @@ pub(crate) fn validate_subsets(
     p: &Path<'_>,
     list: &[Option<raw::Subset>],
 ) -> Vec<Subset> {
-    let mut subsets: Vec<Subset> = Vec::new();
+    let mut subsets: Vec<Subset> = Vec::with_capacity(list.len());
     let mut names = std::collections::HashSet::new();
     for (i, s) in list.iter().enumerate() {
         let ip = p.index(i);
@@ -86,7 +87,7 @@ pub(crate) fn validate_subsets(
         let tp = s
             .traffic_policy
             .as_ref()
-            .map(|t| validate_traffic_policy(cx, &ip.key("trafficPolicy"), t));
+            .map(|t| Box::new(validate_traffic_policy(cx, &ip.key("trafficPolicy"), t)));
         subsets.push(Subset {
             name,
             labels: s.labels.clone(),

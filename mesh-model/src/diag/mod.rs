@@ -126,7 +126,8 @@ pub struct Diagnostic {
     pub(crate) severity: Severity,
     pub(crate) source: Arc<str>,
     pub(crate) document: usize,
-    pub(crate) resource: Option<ResourceRef>,
+    /// Shared by every diagnostic of the resource.
+    pub(crate) resource: Option<Arc<ResourceRef>>,
     pub(crate) path: String,
     pub(crate) line: Option<u32>,
     pub(crate) message: String,
@@ -147,7 +148,7 @@ impl Diagnostic {
     }
     /// The resource, when the document got far enough to name one.
     pub fn resource(&self) -> Option<&ResourceRef> {
-        self.resource.as_ref()
+        self.resource.as_deref()
     }
     /// The field path from the document root, like `spec.http[1].route[0].weight`; empty for the
     /// whole document.
@@ -194,7 +195,7 @@ impl fmt::Display for Diagnostic {
 pub(crate) struct Cx<'t> {
     pub(crate) source: Arc<str>,
     pub(crate) document: usize,
-    pub(crate) resource: Option<ResourceRef>,
+    pub(crate) resource: Option<Arc<ResourceRef>>,
     pub(crate) index: LineIndex<'t>,
     pub(crate) first_line: usize,
     pub(crate) out: Vec<Diagnostic>,

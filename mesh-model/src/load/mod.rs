@@ -200,7 +200,7 @@ impl Loader {
                 severity: f.severity,
                 source: f.source,
                 document: f.document,
-                resource: Some(f.resource),
+                resource: Some(Arc::new(f.resource)),
                 path: rendered,
                 line,
                 message: crate::diag::bound_message(&f.message).into_owned(),
@@ -362,12 +362,12 @@ impl Loader {
             .to_owned();
         // A name is echoed in every diagnostic of the resource: a valid one is at most 253
         // characters, a longer one is cut.
-        let saved = cx.resource.replace(ResourceRef {
+        let saved = cx.resource.replace(Arc::new(ResourceRef {
             kind: Some(kind),
             kind_name: kind_name.clone(),
             namespace: crate::diag::bound(&namespace).into_owned(),
             name: crate::diag::bound(&name).into_owned(),
-        });
+        }));
         let errors_before = cx.errors;
         let supported = ["v1", "v1beta1", "v1alpha3"];
         match api_version.strip_prefix("networking.istio.io/") {

@@ -27,6 +27,9 @@ pub(super) fn deserialize_resource<T: DeserializeOwned>(
     };
     match result {
         Ok(r) => {
+            // The same misspelled field in many list items gets its suggestion worked out once.
+            let mut hints: std::collections::HashMap<(Vec<String>, String), String> =
+                std::collections::HashMap::new();
             for segs in ignored {
                 if segs
                     .first()
@@ -38,11 +41,20 @@ pub(super) fn deserialize_resource<T: DeserializeOwned>(
                     .split_last()
                     .map(|(f, p)| (f.clone(), p.to_vec()))
                     .unwrap_or_default();
-                let parent_segs = to_segs(&parent);
-                let hint = unknown::known_fields(kind, &parent_segs)
-                    .and_then(|known| unknown::suggest(&field, known))
-                    .map(|s| format!("; did you mean `{s}`?"))
-                    .unwrap_or_default();
+                let shape: Vec<String> = parent
+                    .iter()
+                    .filter(|s| !s.starts_with('['))
+                    .cloned()
+                    .collect();
+                let hint = hints
+                    .entry((shape, field.clone()))
+                    .or_insert_with(|| {
+                        unknown::known_fields(kind, &to_segs(&parent))
+                            .and_then(|known| unknown::suggest(&field, known))
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default()
+                    })
+                    .clone();
                 let msg = format!("unknown field `{field}`{hint} (unknown fields are ignored by Istio's schema and do nothing)");
                 let mut all = prefix.to_vec();
                 all.extend(segs.iter().cloned());

@@ -35,6 +35,7 @@ pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
         nodes: Cell::new(text.len() + MAX_ALIAS_NODES),
         bytes: Cell::new(2 * text.len() + MAX_ALIAS_BYTES),
         exhausted: Cell::new(false),
+        merge_keys: Cell::new(false),
     };
     let result = Build(&budget).deserialize(serde_yaml::Deserializer::from_str(text));
     let mut value = match result {
@@ -62,10 +63,12 @@ pub(crate) fn parse(text: &str) -> Result<Value, YamlError> {
             });
         }
     };
-    apply_merge_keys(&mut value).map_err(|message| YamlError {
-        line: None,
-        message,
-    })?;
+    if budget.merge_keys.get() {
+        apply_merge_keys(&mut value).map_err(|message| YamlError {
+            line: None,
+            message,
+        })?;
+    }
     Ok(value)
 }
 
@@ -75,6 +78,8 @@ struct Budget {
     nodes: Cell<usize>,
     bytes: Cell<usize>,
     exhausted: Cell<bool>,
+    /// Whether a `<<` key was seen (merge keys are applied only then).
+    merge_keys: Cell<bool>,
 }
 
 impl Budget {
@@ -171,6 +176,9 @@ impl<'de> Visitor<'de> for Build<'_> {
         self.0.take(0)?;
         let mut out = Mapping::new();
         while let Some(k) = map.next_key_seed(self)? {
+            if k.as_str() == Some("<<") {
+                self.0.merge_keys.set(true);
+            }
             if out.contains_key(&k) {
                 return Err(de::Error::custom(format_args!(
                     "duplicate entry {}",

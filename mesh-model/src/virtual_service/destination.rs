@@ -4,14 +4,15 @@ use crate::diag::{Cx, Path};
 use crate::names;
 use crate::raw;
 
-use super::headers::{validate_headers, Headers};
+use super::headers::{validate_headers, Headers, NO_HEADERS};
 
 /// A weighted destination.
 #[derive(Debug, Clone)]
 pub struct RouteDestination {
     pub(crate) destination: Destination,
     pub(crate) weight: u32,
-    pub(crate) headers: Headers,
+    /// `None` when there is nothing to do.
+    pub(crate) headers: Option<Box<Headers>>,
     /// Its index in `route` as written (destinations of weight 0 are dropped, so it can differ
     /// from the index in the validated list): diagnostics name the entry the user wrote. Not
     /// part of equality.
@@ -39,7 +40,7 @@ impl RouteDestination {
     }
     /// Destination-level header operations.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
     }
 }
 
@@ -148,7 +149,7 @@ pub(crate) fn validate_destinations(
     p: &Path<'_>,
     list: &[Option<raw::HttpRouteDestination>],
 ) -> Vec<RouteDestination> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(list.len());
     let mut total: i64 = 0;
     let single = list.len() == 1;
     for (i, rd) in list.iter().enumerate() {
@@ -181,7 +182,7 @@ pub(crate) fn validate_destinations(
             continue;
         }
         total += w;
-        let headers = validate_headers(cx, &ip.key("headers"), rd.headers.as_ref());
+        let headers = validate_headers(cx, &ip.key("headers"), rd.headers.as_ref()).boxed();
         if let Some(destination) = dest {
             let weight = if single { 100 } else { w as u32 };
             if weight > 0 {

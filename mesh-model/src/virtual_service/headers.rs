@@ -13,7 +13,21 @@ pub struct Headers {
     pub(crate) response: HeaderOps,
 }
 
+/// No operation at all: what the accessors return for a route or destination without `headers`.
+pub(crate) static NO_HEADERS: Headers = Headers::EMPTY;
+
 impl Headers {
+    /// No operation at all.
+    const EMPTY: Headers = Headers {
+        request: HeaderOps::EMPTY,
+        response: HeaderOps::EMPTY,
+    };
+
+    /// `None` when there is nothing to do, so that routes without operations stay small.
+    pub(crate) fn boxed(self) -> Option<Box<Headers>> {
+        (!self.is_empty()).then(|| Box::new(self))
+    }
+
     /// Operations on the request sent upstream.
     pub fn request(&self) -> &HeaderOps {
         &self.request
@@ -43,6 +57,15 @@ pub struct HeaderOps {
 }
 
 impl HeaderOps {
+    const EMPTY: HeaderOps = HeaderOps {
+        set: Vec::new(),
+        add: Vec::new(),
+        remove: Vec::new(),
+        authority: None,
+        set_written: Vec::new(),
+        add_written: Vec::new(),
+    };
+
     /// Overwrite or add.
     pub fn set(&self) -> &[(HeaderName, HeaderValue)] {
         &self.set

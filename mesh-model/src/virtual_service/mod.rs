@@ -185,7 +185,7 @@ pub(crate) fn validate_virtual_service(
 
     let http_p = spec_p.key("http");
     let errors_before = cx.errors;
-    let mut http = Vec::new();
+    let mut http = Vec::with_capacity(spec.http.len());
     for (i, r) in spec.http.iter().enumerate() {
         let p = http_p.index(i);
         match r {

@@ -10,7 +10,7 @@ use super::cors::{validate_cors, CorsPolicy};
 use super::destination::{validate_destinations, RouteDestination};
 use super::direct_response::{validate_direct_response, DirectResponse};
 use super::fault::validate_fault;
-use super::headers::{validate_headers, Headers};
+use super::headers::{validate_headers, Headers, NO_HEADERS};
 use super::http_match::{validate_match, HttpMatch};
 use super::mirror::{validate_mirrors, Mirror};
 use super::redirect::{validate_redirect, Redirect};
@@ -23,13 +23,15 @@ pub struct HttpRoute {
     pub(crate) name: Option<String>,
     pub(crate) matches: Vec<HttpMatch>,
     pub(crate) action: RouteAction,
-    pub(crate) rewrite: Option<Rewrite>,
+    pub(crate) rewrite: Option<Box<Rewrite>>,
     pub(crate) timeout: Option<Duration>,
     pub(crate) retries: RetryPolicy,
     pub(crate) fault: Option<FaultInjection>,
     pub(crate) mirrors: Vec<Mirror>,
-    pub(crate) cors: Option<CorsPolicy>,
-    pub(crate) headers: Headers,
+    pub(crate) cors: Option<Box<CorsPolicy>>,
+    /// `None` when there is nothing to do (most routes): boxed, as the larger optional parts,
+    /// so that a route without them stays small.
+    pub(crate) headers: Option<Box<Headers>>,
 }
 
 impl HttpRoute {
@@ -47,7 +49,7 @@ impl HttpRoute {
     }
     /// URI / authority rewrite.
     pub fn rewrite(&self) -> Option<&Rewrite> {
-        self.rewrite.as_ref()
+        self.rewrite.as_deref()
     }
     /// Route timeout; `None` means disabled (Istio's default).
     pub fn timeout(&self) -> Option<Duration> {
@@ -67,11 +69,11 @@ impl HttpRoute {
     }
     /// CORS policy (validated; a client library does not enforce it).
     pub fn cors(&self) -> Option<&CorsPolicy> {
-        self.cors.as_ref()
+        self.cors.as_deref()
     }
     /// Route-level header operations.
     pub fn headers(&self) -> &Headers {
-        &self.headers
+        self.headers.as_deref().unwrap_or(&NO_HEADERS)
     }
     /// Whether the route matches every request (no match block, or a block with no condition).
     pub fn is_catch_all(&self) -> bool {
@@ -211,7 +213,7 @@ pub(crate) fn validate_route(
     let rewrite = r
         .rewrite
         .as_ref()
-        .map(|rw| validate_rewrite(cx, &p.key("rewrite"), rw));
+        .map(|rw| Box::new(validate_rewrite(cx, &p.key("rewrite"), rw)));
 
     // Timeout (R6).
     let timeout = validate_duration(cx, &p.key("timeout"), r.timeout.as_deref());
@@ -232,11 +234,11 @@ pub(crate) fn validate_route(
     let cors = r
         .cors_policy
         .as_ref()
-        .map(|c| validate_cors(cx, &p.key("corsPolicy"), c));
+        .map(|c| Box::new(validate_cors(cx, &p.key("corsPolicy"), c)));
 
     // Headers (H*, R9).
     let hp = p.key("headers");
-    let headers = validate_headers(cx, &hp, r.headers.as_ref());
+    let headers = validate_headers(cx, &hp, r.headers.as_ref()).boxed();
     // R9: every authority write after the first is reported where it is written.
     let mut first_authority: Option<String> = r
         .rewrite

@@ -48,7 +48,7 @@ impl HttpRoute {
         let mut r = raw::HttpRoute {
             name: self.name.clone(),
             matches: self.matches.iter().map(|m| Some(m.to_raw())).collect(),
-            rewrite: self.rewrite.as_ref().map(Rewrite::to_raw),
+            rewrite: self.rewrite.as_deref().map(Rewrite::to_raw),
             timeout: self.timeout.map(|d| d.to_string()),
             retries: self.retries.written.then(|| retry_to_raw(&self.retries)),
             fault: self.fault.as_ref().map(fault_to_raw),
@@ -65,8 +65,8 @@ impl HttpRoute {
                     })
                 })
                 .collect(),
-            cors_policy: self.cors.as_ref().map(CorsPolicy::to_raw),
-            headers: self.headers.to_raw(),
+            cors_policy: self.cors.as_deref().map(CorsPolicy::to_raw),
+            headers: self.headers().to_raw(),
             ..Default::default()
         };
         if let Some(m) = self.mirrors.iter().find(|m| m.legacy) {
@@ -83,7 +83,7 @@ impl HttpRoute {
                         Some(raw::HttpRouteDestination {
                             destination: Some(d.destination.to_raw()),
                             weight: Some(i64::from(d.weight)),
-                            headers: d.headers.to_raw(),
+                            headers: d.headers().to_raw(),
                         })
                     })
                     .collect();
