@@ -151,6 +151,30 @@ impl Loader {
         self
     }
 
+    /// Records a problem found before a source's text could be given (a file that cannot be
+    /// read, a link to nothing): it is reported with the other diagnostics, under `source`, and
+    /// an error fails the configuration like any other.
+    ///
+    /// ```
+    /// use mesh_model::{Loader, Severity};
+    /// let mut loader = Loader::new();
+    /// loader.add_problem("conf/old.yaml", Severity::Warning, "a link to a file that does not exist; skipped");
+    /// let loaded = loader.finish();
+    /// assert_eq!(loaded.warnings().next().unwrap().source(), "conf/old.yaml");
+    /// ```
+    pub fn add_problem(&mut self, source: &str, severity: Severity, message: &str) -> &mut Self {
+        self.loaded.diagnostics.push(Diagnostic {
+            severity,
+            source: Arc::from(source),
+            document: 0,
+            resource: None,
+            path: String::new(),
+            line: None,
+            message: crate::diag::bound_message(message).into_owned(),
+        });
+        self
+    }
+
     /// Finishes: the cross-resource analysis (unless turned off), then delegation: every root
     /// route with `delegate` is replaced by the delegate's routes merged into it (istio-semantics
     /// §1.16), so the returned configuration holds no [`crate::RouteAction::Delegate`].
