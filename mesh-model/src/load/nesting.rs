@@ -59,28 +59,8 @@ fn is_alpha(c: Option<char>) -> bool {
 /// Characters of a tag's URI; `verbatim` (`!<...>`) allows `,`, `[` and `]` too.
 fn is_uri_char(c: Option<char>, verbatim: bool) -> bool {
     is_alpha(c)
-        || matches!(
-            c,
-            Some(
-                ';' | '/'
-                    | '?'
-                    | ':'
-                    | '@'
-                    | '&'
-                    | '='
-                    | '+'
-                    | '$'
-                    | '.'
-                    | '%'
-                    | '!'
-                    | '~'
-                    | '*'
-                    | '\''
-                    | '('
-                    | ')'
-            )
-        )
-        || verbatim && matches!(c, Some(',' | '[' | ']'))
+        || c.is_some_and(|c| ";/?:@&=+$.%!~*'()".contains(c))
+        || verbatim && c.is_some_and(|c| ",[]".contains(c))
 }
 
 /// A possible simple key of the block context (a scalar or collection that a `:` may turn into a
@@ -365,29 +345,7 @@ impl<'t> Scanner<'t> {
     }
 
     fn starts_plain_scalar(&self, c: Option<char>, c1: Option<char>) -> bool {
-        let indicator = matches!(
-            c,
-            Some(
-                '-' | '?'
-                    | ':'
-                    | ','
-                    | '['
-                    | ']'
-                    | '{'
-                    | '}'
-                    | '#'
-                    | '&'
-                    | '*'
-                    | '!'
-                    | '|'
-                    | '>'
-                    | '\''
-                    | '"'
-                    | '%'
-                    | '@'
-                    | '`'
-            )
-        );
+        let indicator = c.is_some_and(|c| "-?:,[]{}#&*!|>'\"%@`".contains(c));
         !(is_blankz(c) || indicator)
             || c == Some('-') && !is_blank(c1)
             || self.flow_level == 0 && matches!(c, Some('?' | ':')) && !is_blankz(c1)
