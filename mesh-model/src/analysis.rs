@@ -2,9 +2,14 @@
 //! DestinationRule defines, several virtual services for one host, destination rules no route
 //! uses.
 
+use std::collections::{HashMap, HashSet};
+
+use crate::config::MeshConfig;
+use crate::destination_rule::DestinationRule;
 use crate::diag::{Kind, ResourceRef, Severity};
-use crate::names::host_matches;
-use crate::{resolve_short_name, DestinationRule, MeshConfig, RouteAction, VirtualService};
+use crate::meta::resolve_short_name;
+use crate::names::{host_matches, SuffixHash};
+use crate::virtual_service::{RouteAction, VirtualService};
 
 /// A diagnostic found across resources, before its line is looked up.
 #[derive(Debug)]
@@ -67,10 +72,14 @@ pub fn find_destination_rule<'a>(
     None
 }
 
-pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
+/// Runs the cross-resource checks over a whole configuration.
+/// Runs the cross-resource checks over a whole configuration. `every_virtual_service_loaded`
+/// says whether every virtual service read was valid: when one was refused, the destination
+/// rules it would have used are not reported as unused.
+pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut used_drs: std::collections::HashSet<*const DestinationRule> =
-        std::collections::HashSet::new();
+    let mut rules = RuleIndex::new(config);
+    let mut used_drs: HashSet<usize> = HashSet::new();
     for vs in &config.virtual_services {
         let ns = vs.meta.namespace.as_str();
         for (ri, route) in vs.http.iter().enumerate() {
@@ -79,12 +88,13 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                              subset: Option<&str>,
                              out: &mut Vec<Finding>| {
                 let fqdn = resolve_short_name(host, ns);
-                let dr = find_destination_rule(config, &fqdn, ns);
-                if let Some(dr) = dr {
-                    used_drs.insert(dr as *const _);
+                let found = rules.find(&fqdn, ns);
+                if let Some(i) = found {
+                    used_drs.insert(i);
                 }
                 let Some(subset) = subset else { return };
-                let defined = dr.is_some_and(|d| d.subset(subset).is_some());
+                let dr = found.map(|i| &config.destination_rules[i]);
+                let defined = found.is_some_and(|i| rules.has_subset(i, subset));
                 if !defined {
                     let why = match dr {
                         None => format!("no DestinationRule defines subsets for host {fqdn:?}"),
@@ -104,13 +114,14 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
                 }
             };
             if let RouteAction::Route(ds) = &route.action {
-                for (di, d) in ds.iter().enumerate() {
+                for d in ds {
+                    // The index as written: destinations of weight 0 are not in the list.
                     let path = vec![
                         "spec".into(),
                         "http".into(),
                         format!("[{ri}]"),
                         "route".into(),
-                        format!("[{di}]"),
+                        format!("[{}]", d.written_at),
                         "destination".into(),
                         "subset".into(),
                     ];
@@ -161,8 +172,7 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
         .filter(|v| v.applies_to_mesh() && !v.is_delegate())
         .collect();
     // The first virtual service (in load order) that names each host.
-    let mut first_for_host: std::collections::HashMap<String, usize> =
-        std::collections::HashMap::new();
+    let mut first_for_host: HashMap<String, usize> = HashMap::new();
     for (i, vs) in mesh_vss.iter().enumerate() {
         for (hi, h) in vs.hosts.iter().enumerate() {
             let fqdn = resolve_short_name(h, &vs.meta.namespace);
@@ -184,9 +194,9 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
         }
     }
 
-    // Destination rules no route uses.
-    for dr in &config.destination_rules {
-        if !used_drs.contains(&(dr as *const _)) {
+    // Destination rules no route uses (not known when a virtual service was refused).
+    for (i, dr) in config.destination_rules.iter().enumerate() {
+        if every_virtual_service_loaded && !used_drs.contains(&i) {
             let fqdn = resolve_short_name(&dr.host, &dr.meta.namespace);
             out.push(Finding {
                 severity: Severity::Note,
@@ -204,4 +214,138 @@ pub(crate) fn analyze(config: &MeshConfig) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// [`find_destination_rule`] for many lookups: exact hosts in a map, wildcard hosts by their
+/// suffix, so a lookup costs the length of the host, not the number of rules; answers memoised.
+struct RuleIndex<'a> {
+    config: &'a MeshConfig,
+    hash: SuffixHash,
+    /// (namespace, host with short names expanded) to the first rule.
+    exact: HashMap<(&'a str, String), usize>,
+    /// Wildcard rules `*S`: (namespace, hash of `S`, length of `S`) to the first rule.
+    wild: HashMap<(&'a str, u64, usize), usize>,
+    /// Subset names of the rules looked at so far.
+    subsets: HashMap<usize, HashSet<&'a str>>,
+    memo: HashMap<(String, String), Option<usize>>,
+}
+
+impl<'a> RuleIndex<'a> {
+    fn new(config: &'a MeshConfig) -> Self {
+        let hash = SuffixHash::new();
+        let mut exact = HashMap::new();
+        let mut wild = HashMap::new();
+        for (i, dr) in config.destination_rules.iter().enumerate() {
+            let ns = dr.meta.namespace.as_str();
+            let host = resolve_short_name(&dr.host, ns);
+            if let Some(s) = host.strip_prefix('*') {
+                wild.entry((ns, hash.of(s.as_bytes()), s.len()))
+                    .or_insert(i);
+            }
+            exact.entry((ns, host)).or_insert(i);
+        }
+        RuleIndex {
+            config,
+            hash,
+            exact,
+            wild,
+            subsets: HashMap::new(),
+            memo: HashMap::new(),
+        }
+    }
+
+    /// The rule [`find_destination_rule`] returns, by its position.
+    fn find(&mut self, fqdn: &str, client_ns: &str) -> Option<usize> {
+        let key = (fqdn.to_owned(), client_ns.to_owned());
+        if let Some(found) = self.memo.get(&key) {
+            return *found;
+        }
+        let found = self.find_uncached(fqdn, client_ns);
+        self.memo.insert(key, found);
+        found
+    }
+
+    fn find_uncached(&self, fqdn: &str, client_ns: &str) -> Option<usize> {
+        let service_ns = fqdn
+            .split('.')
+            .nth(1)
+            .filter(|_| fqdn.ends_with(".svc.cluster.local"))
+            .unwrap_or("");
+        let suffixes = self.hash.suffixes(fqdn.as_bytes());
+        for ns in [client_ns, service_ns, "istio-system"] {
+            if ns.is_empty() {
+                continue;
+            }
+            if let Some(&i) = self.exact.get(&(ns, fqdn.to_owned())) {
+                return Some(i);
+            }
+            // The most specific (longest) wildcard: the longest suffix `S` first.
+            for (k, h) in suffixes.iter().enumerate() {
+                if let Some(&i) = self.wild.get(&(ns, *h, fqdn.len() - k)) {
+                    let dr = &self.config.destination_rules[i];
+                    let host = resolve_short_name(&dr.host, &dr.meta.namespace);
+                    if host_matches(&host, fqdn) {
+                        return Some(i);
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    fn has_subset(&mut self, rule: usize, name: &str) -> bool {
+        let config = self.config;
+        self.subsets
+            .entry(rule)
+            .or_insert_with(|| {
+                config.destination_rules[rule]
+                    .subsets
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect()
+            })
+            .contains(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The index answers what [`find_destination_rule`] answers.
+        #[test]
+        fn the_index_agrees_with_find_destination_rule(
+            rules in proptest::collection::vec(
+                ("[*]?(a|b|ab)?(\\.a|\\.b\\.svc\\.cluster\\.local)?", "a|b|istio-system"),
+                0..8,
+            ),
+            queries in proptest::collection::vec(
+                ("(a|b|ab|x)(\\.a|\\.b\\.svc\\.cluster\\.local)?", "a|b"),
+                1..8,
+            ),
+        ) {
+            let yaml: Vec<String> = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, (h, _))| !h.is_empty())
+                .map(|(i, (h, ns))| format!(
+                    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r{i}, namespace: {ns}}}\nspec:\n  host: '{h}'\n"
+                ))
+                .collect();
+            let loaded = crate::load_str("rules.yaml", &yaml.join("---\n"));
+            let config = loaded.config();
+            let mut index = RuleIndex::new(config);
+            for (host, ns) in &queries {
+                let fqdn = resolve_short_name(host, ns);
+                let slow = find_destination_rule(config, &fqdn, ns)
+                    .map(|d| d as *const DestinationRule);
+                let fast = index
+                    .find(&fqdn, ns)
+                    .map(|i| &config.destination_rules[i] as *const DestinationRule);
+                prop_assert_eq!(fast, slow, "{} from {}", fqdn, ns);
+            }
+        }
+    }
 }

@@ -11,13 +11,14 @@
 //!   (`rewrite`, `timeout`, `retries`, `fault`, mirrors, `corsPolicy`, `headers`), and names
 //!   become `root-delegate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::analysis::Finding;
+use crate::config::MeshConfig;
 use crate::diag::{Kind, ResourceRef, Severity};
 use crate::matching::StringMatch;
+use crate::meta::resolve_short_name;
 use crate::virtual_service::{HttpMatch, HttpRoute, RouteAction, VirtualService};
-use crate::{resolve_short_name, Headers, MeshConfig};
 
 fn vs_ref(vs: &VirtualService) -> ResourceRef {
     ResourceRef {
@@ -36,10 +37,34 @@ fn exported_to(ns: &str, export_to: &[String], root_ns: &str) -> bool {
             .any(|e| e == "*" || e == root_ns || (e == "." && ns == root_ns))
 }
 
+/// How much merging one configuration may do: each pair of a root match block and a delegate
+/// match block costs one plus the conditions (headers, query parameters, ...) of both. Merging
+/// makes every pair, so a few large routes could otherwise make billions of blocks.
+pub const MAX_DELEGATION_WORK: usize = 1 << 20;
+
+/// Conditions of a match block (what comparing or merging it costs).
+fn conditions(m: &HttpMatch) -> usize {
+    1 + m.headers.len()
+        + m.without_headers.len()
+        + m.query_params.len()
+        + m.source_labels.len()
+        + m.gateways.len()
+}
+
+/// What [`merge_route`] costs for one root route and one delegate route.
+fn merge_cost(root: &HttpRoute, leaf: &HttpRoute) -> usize {
+    let (r, l) = (root.matches.len(), leaf.matches.len());
+    let rc: usize = root.matches.iter().map(conditions).sum();
+    let lc: usize = leaf.matches.iter().map(conditions).sum();
+    1 + l.saturating_mul(rc) + r.saturating_mul(lc) + r.saturating_mul(l)
+}
+
 /// Replaces every root route that delegates by the merged delegate routes. Returns what the
-/// caller may report (skipped roots, dropped delegate routes).
+/// caller may report (skipped roots, dropped delegate routes, an error when merging would
+/// exceed [`MAX_DELEGATION_WORK`]).
 pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
     let mut findings = Vec::new();
+    let mut work_left = MAX_DELEGATION_WORK;
     let has_delegating_root = config.virtual_services.iter().any(|vs| {
         !vs.is_delegate()
             && vs
@@ -100,6 +125,25 @@ pub(crate) fn merge_delegates(config: &mut MeshConfig) -> Vec<Finding> {
                 continue;
             };
             let before = out.len();
+            let cost = leaf_routes
+                .iter()
+                .fold(0usize, |c, leaf| c.saturating_add(merge_cost(&root, leaf)));
+            if cost > work_left {
+                findings.push(Finding {
+                    severity: Severity::Error,
+                    source: vs.meta.source.clone(),
+                    document: vs.meta.document,
+                    resource: vs_ref(vs),
+                    path,
+                    message: format!(
+                        "merging delegate {ns}/{} into this route pairs every match block of both, and the delegations of this configuration would need more than {MAX_DELEGATION_WORK} such steps; use fewer match blocks (or conditions) in the root and delegate routes, or fewer routes delegating to the same delegate",
+                        d.name
+                    ),
+                });
+                skipped.push(root);
+                continue;
+            }
+            work_left -= cost;
             for (li, leaf) in leaf_routes.iter().enumerate() {
                 // Short names in the delegate mean services of the delegate's namespace, as
                 // istiod expands them before merging.
@@ -176,7 +220,7 @@ pub(crate) fn merge_route(root: &HttpRoute, leaf: &HttpRoute) -> Option<HttpRout
             leaf.mirrors.clone()
         },
         cors: leaf.cors.clone().or_else(|| root.cors.clone()),
-        headers: if leaf.headers == Headers::default() {
+        headers: if leaf.headers.is_none() {
             root.headers.clone()
         } else {
             leaf.headers.clone()
@@ -210,8 +254,13 @@ fn string_match_conflict(root: Option<&StringMatch>, leaf: Option<&StringMatch>)
     }
 }
 
-fn lookup<'a>(list: &'a [(String, StringMatch)], key: &str) -> Option<&'a StringMatch> {
-    list.iter().find(|(k, _)| k == key).map(|(_, m)| m)
+/// The conditions of a list by name (the first of a name, as a scan would find).
+fn by_name(list: &[(String, StringMatch)]) -> HashMap<&str, &StringMatch> {
+    let mut map = HashMap::with_capacity(list.len());
+    for (k, m) in list {
+        map.entry(k.as_str()).or_insert(m);
+    }
+    map
 }
 
 /// Istio's `hasConflict` between a root match block and a delegate match block.
@@ -233,9 +282,10 @@ pub(crate) fn has_conflict(root: &HttpMatch, leaf: &HttpMatch) -> bool {
         (&root.without_headers, &leaf.without_headers),
         (&root.query_params, &leaf.query_params),
     ] {
+        let rl = by_name(rl);
         if ll
             .iter()
-            .any(|(k, m)| string_match_conflict(lookup(rl, k), Some(m)))
+            .any(|(k, m)| string_match_conflict(rl.get(k.as_str()).copied(), Some(m)))
         {
             return true;
         }
@@ -264,7 +314,8 @@ pub(crate) fn has_conflict(root: &HttpMatch, leaf: &HttpMatch) -> bool {
         if root.gateways.len() < leaf.gateways.len() {
             return true;
         }
-        if leaf.gateways.iter().any(|g| !root.gateways.contains(g)) {
+        let root_gateways: HashSet<&String> = root.gateways.iter().collect();
+        if leaf.gateways.iter().any(|g| !root_gateways.contains(g)) {
             return true;
         }
     }
@@ -275,9 +326,10 @@ fn union(
     root: &[(String, StringMatch)],
     leaf: &[(String, StringMatch)],
 ) -> Vec<(String, StringMatch)> {
+    let in_leaf: HashSet<&str> = leaf.iter().map(|(k, _)| k.as_str()).collect();
     let mut out: Vec<(String, StringMatch)> = root
         .iter()
-        .filter(|(k, _)| lookup(leaf, k).is_none())
+        .filter(|(k, _)| !in_leaf.contains(k.as_str()))
         .cloned()
         .collect();
     out.extend(leaf.iter().cloned());

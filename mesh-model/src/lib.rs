@@ -117,6 +117,29 @@
 //!   left out.
 //! * The deprecated integer fault `percent` is not range-checked (Istio does not either).
 //!
+//! # Limits: time and memory linear in the source
+//!
+//! Any source up to [`MAX_SOURCE_BYTES`] (64 MiB) is loaded or refused in time and memory
+//! linear in its size; no input makes a step superlinear. The bounds that make it so:
+//!
+//! | What | Bound | On excess |
+//! |---|---|---|
+//! | source | [`MAX_SOURCE_BYTES`] (64 MiB) | error, nothing read |
+//! | documents per source | [`MAX_DOCUMENTS`] (100,000) | error, the rest not read |
+//! | `[`/`{` nesting | [`MAX_FLOW_NESTING`] (128), found by a lexer of the parser's token rules before parsing | error, document not read |
+//! | alias expansion | [`MAX_ALIAS_NODES`] (65,536) nodes and [`MAX_ALIAS_BYTES`] (1 MiB) of text beyond what the document's own text holds | error, document not read |
+//! | one regex | [`MAX_REGEX_LEN`] (1,024) characters, 1 MiB compiled | error |
+//! | all regexes of a configuration | [`MAX_CONFIG_REGEX_BYTES`] (64 MiB compiled, each regex charged at most twice its size) | error on each regex past it |
+//! | delegation | [`MAX_DELEGATION_WORK`] (2^20 pairs of match blocks and their conditions) | error |
+//! | a value repeated in a diagnostic | 200 characters | cut, with `…` |
+//!
+//! Every check that compares entries (duplicate or overlapping hosts, subsets, ports, match
+//! blocks an earlier one covers, destination rules for a host, the line of a field path) uses
+//! an index, not a scan of every pair. Measured on 2 shared cores (release build, figures in
+//! RELIABILITY.md): 10 MB of configuration in under 3.5 s; memory about 30 times the source for a
+//! realistic configuration and at most about 100 times for the densest (a million one-line
+//! routes), mostly the parsed YAML tree and the wire structs (`raw`) while they are converted.
+//!
 //! # Remarks
 //!
 //! Diagnostics the library adds on top of Istio's verdict are warnings whose message contains
@@ -138,6 +161,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analysis;
+mod checks;
+mod config;
 mod delegate;
 mod destination_rule;
 mod diag;
@@ -156,6 +181,8 @@ mod unknown;
 mod virtual_service;
 
 pub use analysis::find_destination_rule;
+pub use config::{Loaded, MeshConfig};
+pub use delegate::MAX_DELEGATION_WORK;
 pub use destination_rule::{
     ConnectionPoolSettings, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
     PortPolicy, RetryBudget, SimpleLb, Subset, TrafficPolicy, UNLIMITED,
@@ -164,9 +191,10 @@ pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
 pub use grpc::{GrpcStatus, UnknownGrpcStatus};
 pub use load::{
-    Loaded, Loader, MeshConfig, Strictness, MAX_DOCUMENTS, MAX_FLOW_NESTING, MAX_SOURCE_BYTES,
+    Loader, Strictness, MAX_ALIAS_BYTES, MAX_ALIAS_NODES, MAX_DOCUMENTS, MAX_FLOW_NESTING,
+    MAX_SOURCE_BYTES,
 };
-pub use matching::{Regex, RegexError, StringMatch, MAX_REGEX_LEN};
+pub use matching::{Regex, RegexError, StringMatch, MAX_CONFIG_REGEX_BYTES, MAX_REGEX_LEN};
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};
 pub use policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};

@@ -156,22 +156,27 @@ pub(crate) fn suggest(unknown: &str, known: &[&'static str]) -> Option<&'static 
     if let Some(k) = known.iter().find(|k| fold(k) == folded) {
         return Some(k);
     }
-    let limit = (folded.chars().count() / 3).clamp(1, 3);
+    let len = folded.chars().count();
+    let limit = (len / 3).clamp(1, 3);
     known
         .iter()
         .map(|k| {
             let fk = fold(k);
+            let fk_len = fk.chars().count();
             let prefix = folded
                 .chars()
                 .zip(fk.chars())
                 .take_while(|(a, b)| a == b)
                 .count();
-            let shorter = folded.chars().count().min(fk.chars().count());
-            (
-                levenshtein(&folded, &fk),
-                prefix >= 4 && prefix * 5 >= shorter * 4,
-                *k,
-            )
+            let shorter = len.min(fk_len);
+            // The distance is at least the difference in length: no need to compute it (a
+            // field name written a megabyte long would take seconds).
+            let distance = if len.abs_diff(fk_len) > limit {
+                len.abs_diff(fk_len)
+            } else {
+                levenshtein(&folded, &fk)
+            };
+            (distance, prefix >= 4 && prefix * 5 >= shorter * 4, *k)
         })
         .filter(|(d, shared_stem, _)| *d <= limit || *shared_stem)
         .min_by_key(|(d, _, _)| *d)

@@ -218,3 +218,41 @@ fn a_root_left_without_routes_still_round_trips() {
     assert!(!b.has_errors(), "{:?}", b.diagnostics());
     assert_eq!(a.config(), b.config());
 }
+
+/// A root route with 1,100 match blocks delegating to a route with 1,100: merging pairs every
+/// block of both (1.2 million blocks, each a copy of two). Refused with an error naming the limit
+/// instead of building them.
+#[test]
+fn merging_that_would_pair_too_many_blocks_is_an_error() {
+    let blocks = |prefix: &str| -> String {
+        (0..1_100)
+            .map(|i| format!("    - uri: {{prefix: {prefix}{i}}}\n"))
+            .collect()
+    };
+    let root_routes = format!(
+        "  - match:\n{}    delegate: {{name: productpage, namespace: nsa}}\n",
+        blocks("/p")
+    );
+    let delegate = format!(
+        "\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {{name: productpage, namespace: nsa}}\nspec:\n  http:\n  - match:\n{}    route:\n    - destination: {{host: productpage}}\n",
+        blocks("/p1")
+    );
+    let start = std::time::Instant::now();
+    let loaded = load(&root_routes, &delegate);
+    let e: Vec<_> = loaded.errors().collect();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert_eq!(e[0].path(), "spec.http[0].delegate");
+    assert!(
+        e[0].message()
+            .contains(&mesh_model::MAX_DELEGATION_WORK.to_string()),
+        "{}",
+        e[0]
+    );
+    assert!(start.elapsed() < std::time::Duration::from_secs(10));
+    // The same routes with a few blocks merge as before.
+    let small = load(
+        "  - match:\n    - uri: {prefix: /p}\n    delegate: {name: productpage, namespace: nsa}\n",
+        &delegate,
+    );
+    assert!(!small.has_errors(), "{:?}", small.diagnostics());
+}

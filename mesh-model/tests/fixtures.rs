@@ -37,6 +37,13 @@ fn parse_header(text: &str) -> Header {
             continue;
         };
         let rest = rest.trim();
+        // An empty target (`| gist`): the whole source.
+        let rest = if rest.starts_with("| ") {
+            format!(" {rest}")
+        } else {
+            rest.to_owned()
+        };
+        let rest = rest.as_str();
         if rest == "none" {
             continue;
         }
@@ -104,7 +111,9 @@ fn check_file(path: &Path, analysis: bool, strict: bool) -> Vec<String> {
     let mut problems = Vec::new();
     for e in &header.expects {
         let mut sev = e.severity;
-        if strict && e.severity == Severity::Warning && e.gist.contains("unknown field") {
+        // Unknown fields and kinds are warnings, errors in strict mode.
+        let strict_error = e.gist.contains("unknown field") || e.gist.contains("not a kind of");
+        if strict && e.severity == Severity::Warning && strict_error {
             sev = Severity::Error;
         }
         let pos = diags.iter().position(|d| {

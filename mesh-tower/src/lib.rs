@@ -224,7 +224,10 @@ pub use mesh_routing as routing;
 
 pub use body::MeshBody;
 pub use error::MeshError;
-pub use files::{load_files, load_str, BuildError, LoadFilesError, ReloadError};
+pub use files::{
+    config_files, load_files, load_str, read_config_files, BuildError, ConfigFiles, LoadFilesError,
+    ReloadError,
+};
 pub use handle::{EndpointPublisher, MeshHandle};
 pub use layer::{
     MeshBuilder, MeshLayer, DEFAULT_MAX_CONCURRENT_MIRRORS, ENVOY_STREAM_IDLE_TIMEOUT,

@@ -1,90 +1,40 @@
-//! Finding YAML files and loading them into one configuration.
+//! Finding YAML files and loading them into one configuration. The walking and reading are
+//! `mesh_tower`'s ([`mesh_tower::config_files`], [`mesh_tower::read_config_files`]), so the CLI
+//! reads exactly what a program using `mesh_tower::load_files` reads.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use mesh_model::{Loaded, Loader, Strictness};
+use mesh_tower::ConfigFiles;
 
 use crate::Failure;
 
-/// Deepest directory nesting walked (protects against symlink loops).
-const MAX_DEPTH: usize = 64;
-
-/// Whether a file name looks like YAML.
-fn is_yaml(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("yaml" | "yml")
-    )
-}
-
 /// The files to read: each file argument as given (whatever its extension), and for each
-/// directory every `*.yaml` / `*.yml` below it, in sorted path order. Duplicates are dropped.
-pub(crate) fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Failure> {
-    let mut out = Vec::new();
-    for path in paths {
-        let meta = std::fs::metadata(path)
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-        if meta.is_dir() {
-            let mut found = Vec::new();
-            walk(path, 0, &mut found)?;
-            found.sort();
-            out.extend(found);
-        } else {
-            out.push(path.clone());
+/// directory every `*.yaml` / `*.yml` below it, in sorted path order, links followed and
+/// `..`-prefixed entries (a ConfigMap mount's internals) skipped; each file once.
+pub(crate) fn collect(paths: &[PathBuf]) -> Result<ConfigFiles, Failure> {
+    let files = mesh_tower::config_files(paths).map_err(|e| match e {
+        mesh_tower::LoadFilesError::Io { path, source } => {
+            Failure::usage(format!("cannot read {}: {source}", path.display()))
         }
-    }
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|p| seen.insert(p.clone()));
-    if out.is_empty() {
+        other => Failure::usage(other.to_string()),
+    })?;
+    if files.files().is_empty() && files.skipped().is_empty() {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         return Err(Failure::usage(format!(
             "no YAML file (*.yaml, *.yml) found in {}",
             names.join(", ")
         )));
     }
-    Ok(out)
-}
-
-fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
-    if depth > MAX_DEPTH {
-        return Err(Failure::usage(format!(
-            "{}: directories nested deeper than {MAX_DEPTH} levels (a symlink loop?)",
-            dir.display()
-        )));
-    }
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| Failure::usage(format!("cannot read directory {}: {e}", dir.display())))?;
-    for entry in entries {
-        let entry = entry
-            .map_err(|e| Failure::usage(format!("cannot read directory {}: {e}", dir.display())))?;
-        let path = entry.path();
-        let meta = std::fs::metadata(&path)
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", path.display())))?;
-        if meta.is_dir() {
-            walk(&path, depth + 1, out)?;
-        } else if is_yaml(&path) {
-            out.push(path);
-        }
-    }
-    Ok(())
+    Ok(files)
 }
 
 /// Reads every file into one [`Loader`] (so the cross-resource analysis sees everything) and
-/// returns what it loaded.
-pub(crate) fn load(files: &[PathBuf], strictness: Strictness) -> Result<Loaded, Failure> {
+/// returns what it loaded. A file that cannot be read, is too large or is not UTF-8, and an
+/// entry skipped while walking (a link to nothing), is a diagnostic like any other.
+pub(crate) fn load(files: &ConfigFiles, strictness: Strictness) -> Result<Loaded, Failure> {
     let mut loader = Loader::new().strictness(strictness);
-    for file in files {
-        let bytes = std::fs::read(file)
-            .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
-        let text = String::from_utf8(bytes).map_err(|e| {
-            Failure::usage(format!(
-                "cannot read {}: not UTF-8 text (invalid byte at offset {})",
-                file.display(),
-                e.utf8_error().valid_up_to()
-            ))
-        })?;
-        loader.add_str(&file.display().to_string(), &text);
-    }
+    mesh_tower::read_config_files(&mut loader, files);
     Ok(loader.finish())
 }
 
@@ -132,15 +82,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn yaml_extensions() {
-        assert!(is_yaml(Path::new("a/b.yaml")));
-        assert!(is_yaml(Path::new("b.yml")));
-        assert!(!is_yaml(Path::new("b.json")));
-        assert!(!is_yaml(Path::new("yaml")));
-        assert!(!is_yaml(Path::new("b.YAML.bak")));
-    }
-
-    #[test]
     fn missing_path_is_a_usage_error() {
         let err = collect(&[PathBuf::from("/definitely/not/here.yaml")]).unwrap_err();
         assert_eq!(err.code, crate::exit::USAGE);
@@ -154,5 +95,40 @@ mod tests {
         assert_eq!(plural(0), "s");
         assert_eq!(plural(1), "");
         assert_eq!(plural(2), "s");
+    }
+
+    /// A ConfigMap mount (files are links into `..data`, a link to a timestamped directory)
+    /// and a dangling link: each resource is read once, and the dangling link is a warning
+    /// naming it while the rest loads.
+    #[cfg(unix)]
+    #[test]
+    fn a_configmap_mount_is_read_once_and_a_dangling_link_is_reported() {
+        use std::os::unix::fs::symlink;
+        let root = std::env::temp_dir().join(format!("meshctl-sources-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let stamp = root.join("..2026_01_01_00_00_00.123");
+        std::fs::create_dir_all(&stamp).unwrap();
+        std::fs::write(
+            stamp.join("a.yaml"),
+            "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: a}\nspec:\n  hosts: [a]\n  http: [{route: [{destination: {host: a}}]}]\n",
+        )
+        .unwrap();
+        symlink("..2026_01_01_00_00_00.123", root.join("..data")).unwrap();
+        symlink("..data/a.yaml", root.join("a.yaml")).unwrap();
+        symlink("..data/gone.yaml", root.join("gone.yaml")).unwrap();
+
+        let files = collect(std::slice::from_ref(&root)).unwrap();
+        assert_eq!(files.files(), [root.join("a.yaml")]);
+        let loaded = load(&files, Strictness::Standard).unwrap();
+        assert_eq!(loaded.config().virtual_services().len(), 1);
+        let w: Vec<String> = loaded.warnings().map(|d| d.to_string()).collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("gone.yaml") && w[0].contains("a link to nothing"),
+            "{}",
+            w[0]
+        );
+        assert!(!loaded.has_errors());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 }

@@ -89,6 +89,7 @@ pub(crate) fn run(
     // The loader lists diagnostics per source, then the cross-resource findings; print them
     // in file order, then line order, so each file's problems read top to bottom.
     let order: HashMap<String, usize> = files
+        .files()
         .iter()
         .enumerate()
         .map(|(i, f)| (f.display().to_string(), i))
@@ -114,7 +115,7 @@ pub(crate) fn run(
         }
         ValidateFormat::Json => {
             let v = json!({
-                "files": files.iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
+                "files": files.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
                 "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
                 "errors": counts.errors,
                 "warnings": counts.warnings,
@@ -127,7 +128,7 @@ pub(crate) fn run(
         }
     }
     crate::out(&out)?;
-    let mut summary = counts.summary(files.len());
+    let mut summary = counts.summary(files.files().len());
     if strict && counts.warnings > 0 {
         summary.push_str(" (--strict: warnings count as errors)");
     }

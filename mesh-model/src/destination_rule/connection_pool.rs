@@ -1,0 +1,204 @@
+//! Connection pool limits (CP-1-CP-5) with Istio's defaults.
+
+use crate::checks::validate_duration;
+use crate::diag::{Cx, Path};
+use crate::{raw, Duration};
+
+/// Connection pool limits with Istio's defaults: every limit 2^32 − 1 (Istio overrides Envoy's
+/// 1024s in `getDefaultCircuitBreakerThresholds`), connect timeout 10 s (mesh default),
+/// requests per connection unlimited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionPoolSettings {
+    pub(crate) max_connections: u32,
+    pub(crate) connect_timeout: std::time::Duration,
+    pub(crate) http1_max_pending_requests: u32,
+    pub(crate) http2_max_requests: u32,
+    pub(crate) max_requests_per_connection: u32,
+    pub(crate) max_retries: u32,
+    pub(crate) idle_timeout: Option<Duration>,
+}
+
+/// Istio's "unlimited": 2^32 − 1.
+pub const UNLIMITED: u32 = u32::MAX;
+
+impl Default for ConnectionPoolSettings {
+    fn default() -> Self {
+        ConnectionPoolSettings {
+            max_connections: UNLIMITED,
+            connect_timeout: std::time::Duration::from_secs(10),
+            http1_max_pending_requests: UNLIMITED,
+            http2_max_requests: UNLIMITED,
+            max_requests_per_connection: 0,
+            max_retries: UNLIMITED,
+            idle_timeout: None,
+        }
+    }
+}
+
+impl ConnectionPoolSettings {
+    /// Maximum connections to the whole cluster.
+    pub fn max_connections(&self) -> u32 {
+        self.max_connections
+    }
+    /// TCP connect timeout.
+    pub fn connect_timeout(&self) -> std::time::Duration {
+        self.connect_timeout
+    }
+    /// Requests allowed to wait for a connection.
+    pub fn http1_max_pending_requests(&self) -> u32 {
+        self.http1_max_pending_requests
+    }
+    /// Concurrent requests allowed to the cluster.
+    pub fn http2_max_requests(&self) -> u32 {
+        self.http2_max_requests
+    }
+    /// Requests per connection; 0 is unlimited.
+    pub fn max_requests_per_connection(&self) -> u32 {
+        self.max_requests_per_connection
+    }
+    /// Concurrent retries allowed to the cluster.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+    /// Upstream idle timeout, when written.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        self.idle_timeout
+    }
+}
+
+/// A uint32 limit: 0 or unset is `default`, negative or too large is an error.
+pub(crate) fn validate_count(cx: &mut Cx<'_>, p: &Path<'_>, v: Option<i64>, default: u32) -> u32 {
+    match v {
+        None | Some(0) => default,
+        Some(n) if n < 0 => {
+            cx.error(
+                p,
+                format!(
+                    "{} {n} cannot be negative; use a positive limit (0 or unset means the default)",
+                    p.last_key()
+                ),
+            );
+            default
+        }
+        Some(n) if n > i64::from(u32::MAX) => {
+            cx.error(
+                p,
+                format!(
+                    "{} {n} is larger than 4294967295 (the uint32 field's maximum)",
+                    p.last_key()
+                ),
+            );
+            default
+        }
+        Some(n) => n as u32,
+    }
+}
+
+/// CP-1-CP-5: at least one of tcp and http, counts and durations in range.
+pub(crate) fn validate_connection_pool(
+    cx: &mut Cx<'_>,
+    p: &Path<'_>,
+    c: &raw::ConnectionPoolSettings,
+) -> ConnectionPoolSettings {
+    let mut out = ConnectionPoolSettings::default();
+    if c.tcp.is_none() && c.http.is_none() {
+        cx.error(
+            p,
+            "connectionPool must have at least one field: tcp or http settings",
+        );
+    }
+    if let Some(t) = &c.tcp {
+        let tp = p.key("tcp");
+        out.max_connections =
+            validate_count(cx, &tp.key("maxConnections"), t.max_connections, UNLIMITED);
+        if let Some(d) =
+            validate_duration(cx, &tp.key("connectTimeout"), t.connect_timeout.as_deref())
+        {
+            out.connect_timeout = d.as_std();
+        }
+        validate_duration(
+            cx,
+            &tp.key("maxConnectionDuration"),
+            t.max_connection_duration.as_deref(),
+        );
+        if let Some(s) = t.idle_timeout.as_deref() {
+            if crate::duration::parse_go(s) != Ok(0) {
+                validate_duration(cx, &tp.key("idleTimeout"), Some(s));
+            }
+        }
+        if let Some(k) = &t.tcp_keepalive {
+            let kp = tp.key("tcpKeepalive");
+            validate_duration(cx, &kp.key("time"), k.time.as_deref());
+            validate_duration(cx, &kp.key("interval"), k.interval.as_deref());
+            if k.probes.is_some_and(|n| n < 0) {
+                cx.error(&kp.key("probes"), "probes cannot be negative");
+            }
+        }
+    }
+    if let Some(h) = &c.http {
+        let hp = p.key("http");
+        out.http1_max_pending_requests = validate_count(
+            cx,
+            &hp.key("http1MaxPendingRequests"),
+            h.http1_max_pending_requests,
+            UNLIMITED,
+        );
+        out.http2_max_requests = validate_count(
+            cx,
+            &hp.key("http2MaxRequests"),
+            h.http2_max_requests,
+            UNLIMITED,
+        );
+        out.max_requests_per_connection = validate_count(
+            cx,
+            &hp.key("maxRequestsPerConnection"),
+            h.max_requests_per_connection,
+            0,
+        );
+        out.max_retries = validate_count(cx, &hp.key("maxRetries"), h.max_retries, UNLIMITED);
+        validate_count(
+            cx,
+            &hp.key("maxConcurrentStreams"),
+            h.max_concurrent_streams,
+            0,
+        );
+        out.idle_timeout = validate_duration(cx, &hp.key("idleTimeout"), h.idle_timeout.as_deref());
+        match h.h2_upgrade_policy.as_deref() {
+            None | Some("DEFAULT" | "DO_NOT_UPGRADE") => {}
+            Some("UPGRADE") => {
+                if h.use_client_protocol == Some(true) {
+                    cx.error(
+                        &hp,
+                        "h2UpgradePolicy UPGRADE cannot be combined with useClientProtocol: true; pick one",
+                    );
+                }
+            }
+            Some(other) => cx.error(
+                &hp.key("h2UpgradePolicy"),
+                format!("unknown h2UpgradePolicy {other:?}: expected one of DEFAULT, DO_NOT_UPGRADE, UPGRADE"),
+            ),
+        }
+        if let Some(k) = &h.http2_keep_alive {
+            let kp = hp.key("http2KeepAlive");
+            match &k.interval {
+                None => cx.error(
+                    &kp.key("interval"),
+                    "http2KeepAlive interval is required (e.g. 30s)",
+                ),
+                Some(s) => {
+                    validate_duration(cx, &kp.key("interval"), Some(s));
+                }
+            }
+            match &k.timeout {
+                None => cx.error(
+                    &kp.key("timeout"),
+                    "http2KeepAlive timeout is required (e.g. 10s)",
+                ),
+                Some(s) => {
+                    validate_duration(cx, &kp.key("timeout"), Some(s));
+                }
+            }
+        }
+    }
+    out
+}
