@@ -203,6 +203,96 @@ Examples:
   meshctl envoy -f istio/ --listen 127.0.0.1:15001 --admin 127.0.0.1:15000 --format json"
     )]
     Envoy(EnvoyArgs),
+
+    /// Send real requests through the mesh and show what happened to them.
+    #[command(
+        long_about = "\
+Loads the configuration, builds the mesh exactly as a service embedding it would (the same \
+MeshLayer, over the mesh's hyper client) for the calling workload (--namespace, \
+--source-label), and sends METHOD URL through it: routing, faults, retries, timeouts, pool \
+limits, outlier detection, load balancing, mirrors.
+
+With -n 1 (the default) it prints the routing decision, every attempt (endpoint, status or \
+error, how long it took, the backoff before it), the response flags Envoy would log (UF, URX, \
+UO, NR, NC, UH, UT, DI, FI, ...; '-' for none), and the response: status, headers and body. \
+A request the mesh answers itself (no route, overflow, a timeout, a failed upstream) shows \
+the local reply an Istio sidecar would send.
+
+With -n N it sends N requests, at most -c at once, and prints a summary: counts per status \
+(local replies included), errors per kind, attempts in all and per endpoint, response flags, \
+and latency percentiles. --format json prints it as one object:
+  {\"requests\": N, \"status\": {\"200\": n, ...}, \"errors\": {\"kind\": n, ...}, \"attempts\": A,
+   \"endpoints\": {\"127.0.0.1:18081\": attempts sent there, ...},
+   \"responseFlags\": {\"URX\": n, ...}, \"latencyMs\": {\"p50\": x, \"p90\": y, \"p99\": z}}
+
+It sends only to loopback and private addresses (the endpoints the configuration names, or \
+the URL's host for a passthrough); any other address is refused. Runs are bounded: at most \
+1,000,000 requests and --max-time seconds in all. A progress bar shows on a terminal.
+
+-d BODY sends BODY; -d @FILE a file's bytes; -d @- streams standard input with no length \
+(one request only), as curl does.
+
+Exit code: 0 when every request got a 2xx response, 1 when any did not (or the time ran \
+out), 2 on usage errors, unreadable files or a configuration that does not load.",
+        after_help = "\
+Examples:
+  meshctl curl -f istio/ GET http://api:8080/
+  meshctl curl -f istio/ -n 1000 -c 16 --format json GET http://api:8080/ | jq .status
+  meshctl curl -f istio/ -H 'end-user: jason' -d @order.json POST http://api:8080/orders
+  some-producer | meshctl curl -f istio/ -d @- POST http://api:8080/upload"
+    )]
+    Curl(CurlArgs),
+}
+
+/// `curl` options.
+#[derive(Debug, Args)]
+pub(crate) struct CurlArgs {
+    #[command(flatten)]
+    pub(crate) config: ConfigArgs,
+    /// The request body: BODY as written, @FILE for a file's bytes, @- to stream standard
+    /// input (no length; -n 1 only).
+    #[arg(short = 'd', long = "data", value_name = "BODY|@FILE|@-")]
+    pub(crate) data: Option<String>,
+    /// How many requests to send (at most 1,000,000).
+    #[arg(
+        short = 'n',
+        long = "requests",
+        value_name = "N",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=crate::curl::MAX_REQUESTS)
+    )]
+    pub(crate) requests: u64,
+    /// How many requests may be in flight at once (at most 1,000).
+    #[arg(
+        short = 'c',
+        long = "concurrency",
+        value_name = "C",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=crate::curl::MAX_CONCURRENCY)
+    )]
+    pub(crate) concurrency: u64,
+    /// Stop after this many seconds in all (requests not finished count as not 2xx).
+    #[arg(long, value_name = "SECS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub(crate) max_time: u64,
+    /// Seed of the mesh's random rolls (weighted splits, faults, load balancing, backoff
+    /// jitter), to repeat a run; random when not given.
+    #[arg(long, value_name = "SEED")]
+    pub(crate) seed: Option<u64>,
+    /// Output format.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        value_parser = format(
+            "The decision, the attempts, the flags and the response (or, with -n N, a summary)",
+            "One JSON object: the same, or the summary",
+            &[],
+        )
+    )]
+    pub(crate) format: Format,
+    #[command(flatten)]
+    pub(crate) request: RequestArgs,
 }
 
 /// `envoy` options.

@@ -5,15 +5,18 @@
 //! given request would go. It uses the same libraries as the in-process mesh clients:
 //! `mesh-model` to load and validate, `mesh-routing` to route.
 //!
-//! It never talks to a cluster or sends a request: everything is computed from the files.
+//! It never talks to a cluster. Only `curl` sends requests, through the mesh, to loopback and
+//! private addresses; everything else is computed from the files.
 //!
-//! Exit codes: 0 success, 1 configuration errors, 2 usage or I/O errors, 3 no route.
+//! Exit codes: 0 success, 1 configuration errors, 2 usage or I/O errors, 3 no route (`curl`:
+//! 0 when every response was a 2xx, 1 otherwise).
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
 
 mod cli;
+mod curl;
 mod envoy;
 mod output;
 mod request;
@@ -24,7 +27,9 @@ mod sources;
 mod validate;
 
 use cli::{Cli, Command};
-pub(crate) use cli::{EnvoyArgs, Format, RequestArgs, RouteArgs, SimulateArgs, ValidateFormat};
+pub(crate) use cli::{
+    CurlArgs, EnvoyArgs, Format, RequestArgs, RouteArgs, SimulateArgs, ValidateFormat,
+};
 
 /// Process exit codes, as documented in `--help`.
 pub(crate) mod exit {
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Route(a) => route::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Envoy(a) => envoy::run(&a),
+        Command::Curl(a) => curl::run(&a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -54,6 +54,15 @@ impl Request {
         }
     }
 
+    /// The request as an [`http::Request`] with `body`, as a client would send it.
+    pub(crate) fn to_http<B>(&self, body: B) -> http::Request<B> {
+        let mut req = http::Request::new(body);
+        *req.method_mut() = self.method.clone();
+        *req.uri_mut() = self.uri.clone();
+        *req.headers_mut() = self.headers.clone();
+        req
+    }
+
     /// The URL as routed.
     pub(crate) fn url(&self) -> String {
         self.uri.to_string()

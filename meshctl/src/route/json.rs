@@ -163,7 +163,7 @@ fn trace_json(trace: &Trace) -> Value {
     })
 }
 
-pub(super) fn client_json(client: &mesh_routing::ClientContext) -> Value {
+pub(crate) fn client_json(client: &mesh_routing::ClientContext) -> Value {
     json!({
         "namespace": client.namespace(),
         "labels": client.labels(),
@@ -172,7 +172,7 @@ pub(super) fn client_json(client: &mesh_routing::ClientContext) -> Value {
 }
 
 /// The decision as one JSON object (the keys are documented in `meshctl route --help`).
-pub(super) fn decision_json(
+pub(crate) fn decision_json(
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,

@@ -1,8 +1,8 @@
 //! `meshctl route`: one routing decision as JSON ([`json`]) or text ([`text`]), and the
 //! helpers `simulate` shares with it.
 
-mod json;
-mod text;
+pub(crate) mod json;
+pub(crate) mod text;
 
 use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{Action, ClusterId, RouteTable};

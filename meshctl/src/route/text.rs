@@ -8,7 +8,7 @@ use mesh_routing::{Action, ClusterId, RequestView, RouteDecision, RouteTable, Tr
 use super::{endpoint_list, fmt_duration, lb_name, share};
 
 /// The decision for humans.
-pub(super) fn decision_text(
+pub(crate) fn decision_text(
     table: &RouteTable,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
