@@ -269,7 +269,13 @@ impl ConfigState {
 mod tests {
     use super::*;
 
-    fn obj(kind: IstioKind, ns: &str, name: &str, created: &str, spec: serde_json::Value) -> DynamicObject {
+    fn obj(
+        kind: IstioKind,
+        ns: &str,
+        name: &str,
+        created: &str,
+        spec: serde_json::Value,
+    ) -> DynamicObject {
         serde_json::from_value(serde_json::json!({
             "apiVersion": "networking.istio.io/v1",
             "kind": kind.as_str(),
@@ -303,14 +309,24 @@ mod tests {
         assert!(!yaml.contains("last-applied") && !yaml.contains("status"));
         let loaded = mesh_model::load_str("x", &yaml);
         assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
-        assert!(loaded.warnings().next().is_none(), "{:?}", loaded.diagnostics());
+        assert!(
+            loaded.warnings().next().is_none(),
+            "{:?}",
+            loaded.diagnostics()
+        );
     }
 
     #[test]
     fn an_invalid_update_keeps_the_previous_version() {
         let mut c = ConfigState::new(None);
-        assert_eq!(c.apply(IstioKind::DestinationRule, &dr("v1")).1, Applied::Changed);
-        assert_eq!(c.apply(IstioKind::DestinationRule, &dr("v1")).1, Applied::Unchanged);
+        assert_eq!(
+            c.apply(IstioKind::DestinationRule, &dr("v1")).1,
+            Applied::Changed
+        );
+        assert_eq!(
+            c.apply(IstioKind::DestinationRule, &dr("v1")).1,
+            Applied::Unchanged
+        );
         let (key, applied) = c.apply(IstioKind::DestinationRule, &dr("Bad_Name!"));
         assert_eq!(key.to_string(), "prod/reviews");
         let Applied::Refused {
@@ -341,11 +357,24 @@ mod tests {
                 serde_json::json!({"hosts": [format!("{name}.example.com")], "http": [{"route": [{"destination": {"host": "x.example.com"}}]}]}),
             )
         };
-        c.apply(IstioKind::VirtualService, &vs("b", "late", "2024-01-02T00:00:00Z"));
-        c.apply(IstioKind::VirtualService, &vs("b", "early", "2024-01-01T00:00:00Z"));
-        c.apply(IstioKind::VirtualService, &vs("a", "early2", "2024-01-01T00:00:00Z"));
+        c.apply(
+            IstioKind::VirtualService,
+            &vs("b", "late", "2024-01-02T00:00:00Z"),
+        );
+        c.apply(
+            IstioKind::VirtualService,
+            &vs("b", "early", "2024-01-01T00:00:00Z"),
+        );
+        c.apply(
+            IstioKind::VirtualService,
+            &vs("a", "early2", "2024-01-01T00:00:00Z"),
+        );
         let (cfg, _) = c.build();
-        let names: Vec<&str> = cfg.virtual_services().iter().map(|v| v.meta().name()).collect();
+        let names: Vec<&str> = cfg
+            .virtual_services()
+            .iter()
+            .map(|v| v.meta().name())
+            .collect();
         assert_eq!(names, ["early2", "early", "late"]);
         assert!(c.delete(IstioKind::VirtualService, &ObjKey::new("b", "late")));
         assert_eq!(c.len(), 2);
@@ -356,7 +385,10 @@ mod tests {
         let filter: ConfigFilter =
             Arc::new(|_, _, hosts: &[String]| hosts.iter().any(|h| h == "reviews"));
         let mut c = ConfigState::new(Some(filter));
-        assert_eq!(c.apply(IstioKind::DestinationRule, &dr("v1")).1, Applied::Changed);
+        assert_eq!(
+            c.apply(IstioKind::DestinationRule, &dr("v1")).1,
+            Applied::Changed
+        );
         let other = obj(
             IstioKind::DestinationRule,
             "prod",

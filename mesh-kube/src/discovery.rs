@@ -260,13 +260,14 @@ impl DiscoveryBuilder {
                     e.allows(ns, &service_fqdn(name, ns, &domain))
                 });
                 let e = egress;
-                let config_filter: ConfigFilter =
-                    Arc::new(move |kind: IstioKind, ns: &str, hosts: &[String]| match kind {
+                let config_filter: ConfigFilter = Arc::new(
+                    move |kind: IstioKind, ns: &str, hosts: &[String]| match kind {
                         IstioKind::DestinationRule => true,
                         IstioKind::VirtualService | IstioKind::ServiceEntry => hosts
                             .iter()
                             .any(|h| e.allows(ns, &mesh_model::resolve_short_name(h, ns))),
-                    });
+                    },
+                );
                 (namespaces, Some(service_filter), Some(config_filter))
             }
         };
@@ -294,11 +295,19 @@ impl DiscoveryBuilder {
             let client = &self.client;
             add(
                 Resource::Service,
-                watch(api::<Service>(client, ns.as_deref()), base.clone(), Obj::Service),
+                watch(
+                    api::<Service>(client, ns.as_deref()),
+                    base.clone(),
+                    Obj::Service,
+                ),
             );
             add(
                 Resource::Slice,
-                watch(api::<EndpointSlice>(client, ns.as_deref()), base.clone(), Obj::Slice),
+                watch(
+                    api::<EndpointSlice>(client, ns.as_deref()),
+                    base.clone(),
+                    Obj::Slice,
+                ),
             );
             add(
                 Resource::Pod,
@@ -413,7 +422,10 @@ fn istio_resource(kind: IstioKind) -> ApiResource {
 }
 
 fn sidecar_resource() -> ApiResource {
-    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(GROUP, VERSION, "Sidecar"), "sidecars")
+    ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk(GROUP, VERSION, "Sidecar"),
+        "sidecars",
+    )
 }
 
 fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>

@@ -351,7 +351,11 @@ mod tests {
             ((Some(false), None, None), Terminating),
         ];
         for ((r, s, t), want) in cases {
-            assert_eq!(Condition::from_conditions(r, s, t), want, "{r:?} {s:?} {t:?}");
+            assert_eq!(
+                Condition::from_conditions(r, s, t),
+                want,
+                "{r:?} {s:?} {t:?}"
+            );
         }
     }
 
@@ -393,11 +397,17 @@ mod tests {
 
         let mut headless = svc.clone();
         headless.spec.as_mut().unwrap().cluster_ip = Some("None".into());
-        let kind = ServiceInfo::from_service(&headless, "cluster.local").unwrap().1.kind;
+        let kind = ServiceInfo::from_service(&headless, "cluster.local")
+            .unwrap()
+            .1
+            .kind;
         assert_eq!(kind, ServiceKind::Headless);
         let mut external = svc;
         external.spec.as_mut().unwrap().type_ = Some("ExternalName".into());
-        let kind = ServiceInfo::from_service(&external, "cluster.local").unwrap().1.kind;
+        let kind = ServiceInfo::from_service(&external, "cluster.local")
+            .unwrap()
+            .1
+            .kind;
         assert_eq!(kind, ServiceKind::ExternalName);
     }
 

@@ -274,8 +274,16 @@ pub(crate) fn applicable<'a>(
     sorted
         .iter()
         .find(|s| s.namespace == ns && selects(s))
-        .or_else(|| sorted.iter().find(|s| s.namespace == ns && s.selector.is_none()))
-        .or_else(|| sorted.iter().find(|s| s.namespace == root && s.selector.is_none()))
+        .or_else(|| {
+            sorted
+                .iter()
+                .find(|s| s.namespace == ns && s.selector.is_none())
+        })
+        .or_else(|| {
+            sorted
+                .iter()
+                .find(|s| s.namespace == root && s.selector.is_none())
+        })
         .copied()
 }
 
@@ -291,7 +299,12 @@ mod tests {
 
     #[test]
     fn namespace_and_host_forms() {
-        let h = parse(&["./*", "istio-system/*", "*/*.example.com", "prod/reviews.prod.svc.cluster.local"]);
+        let h = parse(&[
+            "./*",
+            "istio-system/*",
+            "*/*.example.com",
+            "prod/reviews.prod.svc.cluster.local",
+        ]);
         assert!(h.allows("shop", "cart.shop.svc.cluster.local"));
         assert!(h.allows("istio-system", "anything"));
         assert!(h.allows("other", "api.example.com"));
@@ -349,11 +362,17 @@ mod tests {
             sc("shop", "ns-wide", "2", None),
             sc("shop", "for-cart", "3", Some(("app", "cart"))),
         ];
-        let cart = SidecarScope::new("shop")
-            .with_labels([("app".to_owned(), "cart".to_owned())].into());
+        let cart =
+            SidecarScope::new("shop").with_labels([("app".to_owned(), "cart".to_owned())].into());
         assert_eq!(applicable(&all, &cart).unwrap().name, "for-cart");
-        assert_eq!(applicable(&all, &SidecarScope::new("shop")).unwrap().name, "ns-wide");
-        assert_eq!(applicable(&all, &SidecarScope::new("prod")).unwrap().name, "root");
+        assert_eq!(
+            applicable(&all, &SidecarScope::new("shop")).unwrap().name,
+            "ns-wide"
+        );
+        assert_eq!(
+            applicable(&all, &SidecarScope::new("prod")).unwrap().name,
+            "root"
+        );
         assert!(applicable(&all[1..], &SidecarScope::new("prod")).is_none());
     }
 }

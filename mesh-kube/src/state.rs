@@ -83,7 +83,10 @@ impl EndpointState {
         &mut self.strings
     }
 
-    pub(crate) fn intern_labels(&mut self, labels: std::collections::BTreeMap<String, String>) -> Arc<Labels> {
+    pub(crate) fn intern_labels(
+        &mut self,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Arc<Labels> {
         self.labels.get(labels)
     }
 
@@ -333,9 +336,10 @@ impl EndpointState {
                     {
                         ep = ep.with_locality(Arc::new(locality(&labels, e.zone.as_deref())));
                     } else if let Some(zone) = &e.zone {
-                        let loc = self.zones.entry(Arc::clone(zone)).or_insert_with(|| {
-                            Arc::new(Locality::new(None, Some(zone), None))
-                        });
+                        let loc = self
+                            .zones
+                            .entry(Arc::clone(zone))
+                            .or_insert_with(|| Arc::new(Locality::new(None, Some(zone), None)));
                         ep = ep.with_locality(Arc::clone(loc));
                     }
                     if let Some(node) = &e.node {
@@ -592,7 +596,11 @@ mod tests {
         flush(&mut s);
         s.apply_slice(key, None);
         let r = flush(&mut s);
-        assert_eq!(r.set[0].1.len(), 0, "a service without slices has no endpoints");
+        assert_eq!(
+            r.set[0].1.len(),
+            0,
+            "a service without slices has no endpoints"
+        );
         assert!(s.pod_refs.is_empty() && s.slices_of.is_empty());
         s.apply_service(ObjKey::new("prod", "reviews"), None);
         let r = flush(&mut s);

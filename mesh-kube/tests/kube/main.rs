@@ -1,0 +1,5 @@
+//! mesh-kube against a loopback stand-in API server, driven by the real `kube::Client`, with
+//! pods as real loopback backends. Every wait is bounded; nothing leaves the machine.
+
+mod scenarios;
+mod support;
