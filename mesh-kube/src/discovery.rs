@@ -126,6 +126,8 @@ pub struct Status {
     pub endpoint_publications: u64,
     /// Relists after the first list (a `410 Gone`, a failed list).
     pub relists: u64,
+    /// Lists completed (every watch lists once at start, then once per relist).
+    pub lists_completed: u64,
     /// Watch errors seen (each retried).
     pub watch_errors: u64,
     /// Services held.
@@ -695,6 +697,7 @@ impl Driver {
 
     /// A (re)list ended: whatever this watch held and did not list is gone.
     fn init_done(&mut self, id: usize) {
+        self.status.lists_completed += 1;
         let info = &mut self.infos[id];
         info.synced = true;
         let seen = info.seen.take().unwrap_or_default();

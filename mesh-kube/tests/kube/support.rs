@@ -296,6 +296,8 @@ pub(crate) async fn send(client: &mut Client, n: usize) -> Vec<u16> {
                 let _ = r.into_body().collect().await;
                 out.push(status);
             }
+            // Envoy answers these 503 (`UH`); the mesh returns them as errors.
+            Err(e) if e.is_no_healthy_upstream() => out.push(503),
             Err(e) => panic!("request failed: {e}"),
         }
     }
@@ -306,4 +308,87 @@ pub(crate) async fn send(client: &mut Client, n: usize) -> Vec<u16> {
 pub(crate) async fn send_ok(client: &mut Client, n: usize) {
     let statuses = send(client, n).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+}
+
+/// Requests sent by several tasks until stopped, every outcome recorded.
+pub(crate) struct Traffic {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    done: Arc<Vec<std::sync::atomic::AtomicU64>>,
+    tasks: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Traffic {
+    /// `workers` tasks, each sending one request after the other.
+    pub(crate) fn start(client: &Client, workers: usize) -> Traffic {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let stop = Arc::new(AtomicBool::new(false));
+        let done: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| AtomicU64::new(0)).collect());
+        let tasks = (0..workers)
+            .map(|i| {
+                let (stop, done) = (Arc::clone(&stop), Arc::clone(&done));
+                let mut client = client.clone();
+                tokio::spawn(async move {
+                    let (mut ok, mut failures) = (0u64, Vec::new());
+                    // Bounded: at most 200,000 requests per worker.
+                    for _ in 0..200_000 {
+                        if stop.load(Ordering::SeqCst) {
+                            break;
+                        }
+                        match client.ready().await.unwrap().call(get()).await {
+                            Ok(r) if r.status() == 200 => {
+                                let _ = r.into_body().collect().await;
+                                ok += 1;
+                            }
+                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Err(e) => failures.push(e.to_string()),
+                        }
+                        done[i].fetch_add(1, Ordering::SeqCst);
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        Traffic { stop, done, tasks }
+    }
+
+    /// Returns once every worker has finished a request it started after this call (bounded).
+    pub(crate) async fn barrier(&self) {
+        use std::sync::atomic::Ordering;
+        let start: Vec<u64> = self.done.iter().map(|d| d.load(Ordering::SeqCst)).collect();
+        tokio::time::timeout(WAIT, async {
+            while self
+                .done
+                .iter()
+                .zip(&start)
+                .any(|(d, s)| d.load(Ordering::SeqCst) < s + 2)
+            {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        })
+        .await
+        .expect("traffic keeps flowing");
+    }
+
+    /// Stops the workers; returns the requests that got 200 and the failures.
+    pub(crate) async fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let (mut ok, mut failures) = (0, Vec::new());
+        for t in self.tasks {
+            let (o, f) = t.await.unwrap();
+            ok += o;
+            failures.extend(f);
+        }
+        (ok, failures)
+    }
+}
+
+/// Waits (bounded) until `f` holds, polling every few milliseconds.
+pub(crate) async fn eventually(what: &str, f: impl Fn() -> bool) {
+    let ok = tokio::time::timeout(WAIT, async {
+        while !f() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert!(ok.is_ok(), "timed out waiting for {what}");
 }
