@@ -215,6 +215,7 @@ async fn a_dropped_watch_resumes_and_a_410_relists_without_a_gap() {
     .await;
 
     // Cut every watch connection, and change the cluster before they come back.
+    eventually("six watches open", || env.api.open_watches() >= 6).await;
     let watches = env.api.watches();
     assert!(env.api.drop_watches() >= 6);
     pods.add("v1").await.unwrap();
@@ -234,6 +235,7 @@ async fn a_dropped_watch_resumes_and_a_410_relists_without_a_gap() {
     );
 
     // 410 Gone: every watch relists; the pod removed meanwhile goes, the others stay.
+    eventually("six watches open again", || env.api.open_watches() >= 6).await;
     let lists = env.api.lists();
     assert!(env.api.expire_watches() >= 6);
     let gone = pods.get("reviews-v1-0");
