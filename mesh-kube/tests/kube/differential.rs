@@ -42,7 +42,11 @@ async fn files_and_cluster_build_the_same_config_and_routes() {
     assert!(env.errors().is_empty(), "{:?}", env.errors());
     let from_cluster = env.discovery.config().expect("a configuration");
 
-    assert_eq!(from_cluster.to_yaml(), from_files.to_yaml(), "same resources, same order");
+    assert_eq!(
+        from_cluster.to_yaml(),
+        from_files.to_yaml(),
+        "same resources, same order"
+    );
 
     let authorities = [
         "reviews:9080",
@@ -73,8 +77,15 @@ async fn files_and_cluster_build_the_same_config_and_routes() {
                     );
                     for roll in (0..100).step_by(3) {
                         let (da, db) = (a.route(&view, roll), b.route(&view, roll));
-                        assert_eq!(da.to_string(), db.to_string(), "{ns} {authority}{path} roll {roll}");
-                        assert_eq!(da.cluster().map(|c| a.cluster_name(c)), db.cluster().map(|c| b.cluster_name(c)));
+                        assert_eq!(
+                            da.to_string(),
+                            db.to_string(),
+                            "{ns} {authority}{path} roll {roll}"
+                        );
+                        assert_eq!(
+                            da.cluster().map(|c| a.cluster_name(c)),
+                            db.cluster().map(|c| b.cluster_name(c))
+                        );
                         compared += 1;
                     }
                 }
