@@ -15,6 +15,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use mesh_model::{Diagnostic, MeshConfig};
+use mesh_tower::dns::DnsDiscovery;
 use mesh_tower::{EndpointPublisher, MeshHandle};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -149,6 +150,7 @@ pub struct DiscoveryBuilder {
     debounce: Duration,
     page_size: u32,
     on_error: Option<Arc<dyn Fn(&DiscoveryError) + Send + Sync>>,
+    dns: Option<DnsDiscovery>,
 }
 
 impl fmt::Debug for DiscoveryBuilder {
@@ -191,6 +193,15 @@ impl DiscoveryBuilder {
     #[must_use]
     pub fn page_size(mut self, page_size: u32) -> Self {
         self.page_size = page_size.max(1);
+        self
+    }
+
+    /// Resolves the `DNS` and `DNS_ROUND_ROBIN` ServiceEntries of every configuration applied
+    /// with `dns` (see [`mesh_tower::dns`]), so their addresses are balanced and ejected like
+    /// pods. Without it, requests to them go to the host name.
+    #[must_use]
+    pub fn dns(mut self, dns: DnsDiscovery) -> Self {
+        self.dns = Some(dns);
         self
     }
 
@@ -345,6 +356,7 @@ impl DiscoveryBuilder {
             config_dirty: false,
             deadline: None,
             events: 0,
+            dns: self.dns,
         };
         for e in errors {
             driver.report(e);
@@ -388,6 +400,7 @@ impl Discovery {
             debounce: Duration::from_millis(100),
             page_size: 500,
             on_error: None,
+            dns: None,
         }
     }
 
@@ -527,6 +540,7 @@ struct Driver {
     config_dirty: bool,
     deadline: Option<Instant>,
     events: u64,
+    dns: Option<DnsDiscovery>,
 }
 
 /// Events handled before publishing when many are queued (bounds the latency of the first).
@@ -790,6 +804,9 @@ impl Driver {
                     objects = self.config.len(),
                     "configuration from the cluster applied"
                 );
+                if let Some(dns) = &self.dns {
+                    dns.update(&cfg);
+                }
                 self.config_tx.send_replace(Some(Arc::new(cfg)));
             }
             Err(e) => {

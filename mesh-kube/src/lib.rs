@@ -63,7 +63,9 @@
 //! discovery.wait_until_ready().await;
 //! let http = tower::ServiceBuilder::new()
 //!     .layer(layer)
-//!     .service(mesh_tower::client::legacy_client());
+//!     .service(mesh_tower::client::legacy_client::<
+//!         mesh_tower::body::ReplayBody<http_body_util::Full<bytes::Bytes>>,
+//!     >());
 //! // send requests through `http`; keep `discovery` alive as long as the mesh runs.
 //! # drop((http, discovery)); Ok(()) }
 //! ```

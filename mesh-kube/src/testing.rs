@@ -422,8 +422,8 @@ fn selected(object: &Value, labels: Option<&str>, fields: Option<&str>) -> bool 
             let get = |k: &str| object["metadata"]["labels"][k.trim()].as_str();
             if let Some((k, v)) = term.split_once("!=") {
                 get(k) != Some(v.trim())
-            } else if let Some((k, v)) = term.split_once('=') {
-                get(k.trim_end_matches('=')) == Some(v.trim())
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                get(k) == Some(v.trim())
             } else if let Some(k) = term.strip_prefix('!') {
                 get(k).is_none()
             } else {
@@ -442,8 +442,8 @@ fn selected(object: &Value, labels: Option<&str>, fields: Option<&str>) -> bool 
             };
             if let Some((k, v)) = term.split_once("!=") {
                 get(k) != v.trim()
-            } else if let Some((k, v)) = term.split_once('=') {
-                get(k.trim_end_matches('=')) == v.trim()
+            } else if let Some((k, v)) = term.split_once("==").or_else(|| term.split_once('=')) {
+                get(k) == v.trim()
             } else {
                 true
             }
