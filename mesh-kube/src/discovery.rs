@@ -308,18 +308,16 @@ impl DiscoveryBuilder {
             let client = &self.client;
             add(
                 Resource::Service,
-                watch(
-                    api::<Service>(client, ns.as_deref()),
-                    base.clone(),
-                    Obj::Service,
-                ),
+                watch(api::<Service>(client, ns.as_deref()), base.clone(), |o| {
+                    Obj::Service(Box::new(o))
+                }),
             );
             add(
                 Resource::Slice,
                 watch(
                     api::<EndpointSlice>(client, ns.as_deref()),
                     base.clone(),
-                    Obj::Slice,
+                    |o| Obj::Slice(Box::new(o)),
                 ),
             );
             add(
@@ -327,7 +325,7 @@ impl DiscoveryBuilder {
                 watch(
                     api::<PartialObjectMeta<Pod>>(client, ns.as_deref()),
                     base.clone().fields("status.phase!=Failed"),
-                    Obj::Pod,
+                    |o| Obj::Pod(Box::new(o)),
                 ),
             );
             for kind in IstioKind::ALL {
@@ -338,7 +336,7 @@ impl DiscoveryBuilder {
                 };
                 add(
                     Resource::Istio(kind),
-                    watch(api, base.clone(), move |o| Obj::Istio(kind, o)),
+                    watch(api, base.clone(), move |o| Obj::Istio(kind, Box::new(o))),
                 );
             }
         }
@@ -456,10 +454,10 @@ where
 
 /// What a watch yields, typed per resource.
 enum Obj {
-    Service(Service),
-    Slice(EndpointSlice),
-    Pod(PartialObjectMeta<Pod>),
-    Istio(IstioKind, DynamicObject),
+    Service(Box<Service>),
+    Slice(Box<EndpointSlice>),
+    Pod(Box<PartialObjectMeta<Pod>>),
+    Istio(IstioKind, Box<DynamicObject>),
 }
 
 enum Ev {
@@ -644,7 +642,7 @@ impl Driver {
                 let key = key_of(&pod.metadata)?;
                 let labels = self
                     .endpoints
-                    .intern_labels(pod.metadata.labels.unwrap_or_default());
+                    .intern_labels(pod.metadata.labels.clone().unwrap_or_default());
                 self.endpoints.apply_pod(key.clone(), Some(labels));
                 Some(key)
             }

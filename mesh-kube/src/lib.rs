@@ -1,7 +1,7 @@
 //! Istio traffic configuration and endpoints from a Kubernetes API server, applied to a
 //! [`mesh_tower`] mesh: what istiod would send a sidecar, read in process.
 //!
-//! [`Discovery`] watches, with [`kube::runtime::watcher`]:
+//! [`Discovery`] watches, with [`kube::runtime::watcher()`]:
 //!
 //! * `networking.istio.io/v1` `VirtualService`, `DestinationRule` and `ServiceEntry`, as
 //!   dynamic objects fed to [`mesh_model::Loader`] one by one (source name
@@ -80,7 +80,7 @@
 //! # Tested without a cluster
 //!
 //! No Kubernetes cluster runs where this crate is tested. The tests drive the real
-//! `kube::Client`, from a kubeconfig, against [`testing::FakeApiServer`] (feature `testing`),
+//! `kube::Client`, from a kubeconfig, against `testing::FakeApiServer` (feature `testing`),
 //! a loopback stand-in that speaks list (with pages), watch (with bookmarks, resource
 //! versions and `410 Gone`) and the metadata-only form. What the stand-in cannot prove:
 //! that a real API server answers exactly so (field and label selector edge cases, watch

@@ -5,7 +5,7 @@
 //! Without it, a request to a DNS ServiceEntry goes to the host name and the client's own
 //! resolver picks an address per connection. With it, [`DnsDiscovery`] resolves every name
 //! the configuration asks for and publishes the addresses through an
-//! [`EndpointPublisher`](crate::EndpointPublisher), as Envoy's `STRICT_DNS` and
+//! [`EndpointPublisher`], as Envoy's `STRICT_DNS` and
 //! `LOGICAL_DNS` clusters do:
 //!
 //! * the names resolved are the ServiceEntry's endpoint `address`es when it lists endpoints
