@@ -625,4 +625,117 @@ mod tests {
             }
         );
     }
+
+    /// One endpoint update in a cluster of `services` Services × 10 pods: the watch event's
+    /// JSON decoded, reduced, applied, and the host's endpoints published into a real mesh
+    /// whose configuration names the host (a VirtualService and a DestinationRule with two
+    /// subsets, so three clusters are updated). Returns the mean time per update.
+    fn update_cost(services: usize, updates: usize) -> std::time::Duration {
+        use k8s_openapi::api::discovery::v1::EndpointSlice;
+        use kube::core::WatchEvent;
+
+        let yaml = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: svc-0, namespace: ns}\nspec:\n  host: svc-0\n  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v2, labels: {version: v2}}\n---\napiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata: {name: svc-0, namespace: ns}\nspec:\n  hosts: [svc-0]\n  http:\n  - route:\n    - {destination: {host: svc-0, subset: v1, port: {number: 8080}}, weight: 90}\n    - {destination: {host: svc-0, subset: v2, port: {number: 8080}}, weight: 10}\n";
+        let cfg = mesh_model::load_str("x", yaml).into_result().unwrap();
+        let layer = mesh_tower::MeshLayer::builder()
+            .config(cfg)
+            .client(mesh_routing::ClientContext::new("ns"))
+            .build()
+            .unwrap();
+        let mut publisher = layer.handle().endpoint_source();
+        let mut st = EndpointState::new("cluster.local", None);
+        let slice_json = |svc: usize, ready_last: bool| {
+            let eps: Vec<serde_json::Value> = (0..10)
+                .map(|p| {
+                    serde_json::json!({
+                        "addresses": [format!("10.{}.{}.{}", svc / 250, svc % 250, p + 1)],
+                        "conditions": {"ready": p != 9 || ready_last, "serving": p != 9 || ready_last, "terminating": false},
+                        "targetRef": {"kind": "Pod", "name": format!("svc-{svc}-{p}"), "namespace": "ns"},
+                        "zone": "zone-a", "nodeName": format!("node-{}", p % 3),
+                    })
+                })
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"type": "MODIFIED", "object": {
+                "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": format!("svc-{svc}-abcde"), "namespace": "ns", "resourceVersion": "5",
+                    "labels": {"kubernetes.io/service-name": format!("svc-{svc}")}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": eps,
+            }}))
+            .unwrap()
+        };
+        let apply = |st: &mut EndpointState, bytes: &[u8]| {
+            let ev: WatchEvent<EndpointSlice> = serde_json::from_slice(bytes).unwrap();
+            let WatchEvent::Modified(slice) = ev else {
+                panic!()
+            };
+            let (key, info) = SliceInfo::from_slice(&slice, st.interner()).unwrap();
+            st.apply_slice(key, Some(info));
+        };
+        for svc in 0..services {
+            st.apply_service(
+                ObjKey::new("ns", &format!("svc-{svc}")),
+                Some(ServiceInfo {
+                    fqdn: format!("svc-{svc}.ns.svc.cluster.local").into(),
+                    kind: ServiceKind::Eds,
+                    ports: vec![ServicePort {
+                        name: "http".into(),
+                        port: 8080,
+                    }],
+                    family: Family::V4,
+                }),
+            );
+            for p in 0..10 {
+                let version = if p == 9 { "v2" } else { "v1" };
+                let labels = st.intern_labels(
+                    [
+                        ("app".to_owned(), format!("svc-{svc}")),
+                        ("version".to_owned(), version.to_owned()),
+                    ]
+                    .into(),
+                );
+                st.apply_pod(ObjKey::new("ns", &format!("svc-{svc}-{p}")), Some(labels));
+            }
+            apply(&mut st, &slice_json(svc, true));
+        }
+        st.flush(&mut publisher);
+        let events = [slice_json(0, false), slice_json(0, true)];
+        let start = std::time::Instant::now();
+        for i in 0..updates {
+            let ev: WatchEvent<EndpointSlice> = serde_json::from_slice(&events[i % 2]).unwrap();
+            std::hint::black_box(ev);
+        }
+        let decode = start.elapsed() / updates as u32;
+        let start = std::time::Instant::now();
+        for i in 0..updates {
+            apply(&mut st, &events[i % 2]);
+            assert_eq!(st.flush(&mut Recorder::default()), 1);
+        }
+        let no_publish = start.elapsed() / updates as u32;
+        let start = std::time::Instant::now();
+        for i in 0..updates {
+            apply(&mut st, &events[i % 2]);
+            assert_eq!(st.flush(&mut publisher), 1);
+        }
+        let total = start.elapsed() / updates as u32;
+        eprintln!(
+            "  {services} services: JSON decode {decode:?}; + reduce, apply, endpoints built {no_publish:?}; + publish into the mesh {total:?}"
+        );
+        total
+    }
+
+    #[test]
+    #[ignore = "benchmark: cargo test --release -p mesh-kube --lib endpoint_update_cost -- --ignored --nocapture"]
+    fn endpoint_update_cost() {
+        for services in [100, 10_000] {
+            let mean = update_cost(services, 20_000);
+            eprintln!("one endpoint update, {services} services x 10 pods: {mean:?} (decode + apply + publish)");
+        }
+    }
+
+    #[test]
+    fn endpoint_update_cost_smoke() {
+        // The benchmark's code path, small, so it keeps compiling and working.
+        assert!(update_cost(3, 10) < std::time::Duration::from_secs(1));
+    }
 }
