@@ -627,19 +627,19 @@ impl Driver {
     fn apply(&mut self, obj: Obj) -> Option<ObjKey> {
         match obj {
             Obj::Service(svc) => {
-                let key = key_of(&svc.metadata)?;
+                let key = self.key(&svc.metadata)?;
                 let info = ServiceInfo::from_service(&svc, self.endpoints.domain()).map(|(_, i)| i);
                 self.endpoints.apply_service(key.clone(), info);
                 Some(key)
             }
             Obj::Slice(slice) => {
-                let key = key_of(&slice.metadata)?;
+                let key = self.key(&slice.metadata)?;
                 let info = SliceInfo::from_slice(&slice, self.endpoints.interner()).map(|(_, i)| i);
                 self.endpoints.apply_slice(key.clone(), info);
                 Some(key)
             }
             Obj::Pod(pod) => {
-                let key = key_of(&pod.metadata)?;
+                let key = self.key(&pod.metadata)?;
                 let labels = self
                     .endpoints
                     .intern_labels(pod.metadata.labels.clone().unwrap_or_default());
@@ -677,6 +677,17 @@ impl Driver {
                 Some(key)
             }
         }
+    }
+
+    /// An object's key, its namespace shared (interned).
+    fn key(
+        &mut self,
+        meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> Option<ObjKey> {
+        Some(self.endpoints.key(
+            meta.namespace.as_deref().unwrap_or("default"),
+            meta.name.as_deref()?,
+        ))
     }
 
     fn delete(&mut self, obj: Obj) {

@@ -23,9 +23,10 @@ pub(crate) struct EndpointState {
     slices: HashMap<ObjKey, SliceInfo>,
     /// Service → the names of its slices.
     slices_of: HashMap<ObjKey, Vec<Arc<str>>>,
-    pods: HashMap<ObjKey, Arc<Labels>>,
-    /// Pod → (service name, number of slice endpoints of that service naming the pod).
-    pod_refs: HashMap<ObjKey, Vec<(Arc<str>, u32)>>,
+    /// Pods seen (labels) or named by a slice (references), in one map.
+    pods: HashMap<ObjKey, PodEntry>,
+    /// Pods with labels (seen by the pod watch).
+    pods_known: usize,
     strings: Interner,
     labels: LabelInterner,
     zones: HashMap<Arc<str>, Arc<Locality>>,
@@ -40,6 +41,14 @@ impl std::fmt::Debug for EndpointState {
             .field("pods", &self.pods.len())
             .finish_non_exhaustive()
     }
+}
+
+/// A pod: its labels once the pod watch saw it, and which services' slices name it.
+#[derive(Debug, Default)]
+struct PodEntry {
+    labels: Option<Arc<Labels>>,
+    /// (service name, number of slice endpoints of that service naming the pod).
+    refs: Vec<(Arc<str>, u32)>,
 }
 
 /// Counts of what the state holds.
@@ -59,7 +68,7 @@ impl EndpointState {
             slices: HashMap::new(),
             slices_of: HashMap::new(),
             pods: HashMap::new(),
-            pod_refs: HashMap::new(),
+            pods_known: 0,
             strings: Interner::default(),
             labels: LabelInterner::default(),
             zones: HashMap::new(),
@@ -71,7 +80,7 @@ impl EndpointState {
         Counts {
             services: self.services.len(),
             slices: self.slices.len(),
-            pods: self.pods.len(),
+            pods: self.pods_known,
         }
     }
 
@@ -81,6 +90,14 @@ impl EndpointState {
 
     pub(crate) fn interner(&mut self) -> &mut Interner {
         &mut self.strings
+    }
+
+    /// The key of an object in `namespace`, the namespace shared with every other key.
+    pub(crate) fn key(&mut self, namespace: &str, name: &str) -> ObjKey {
+        ObjKey {
+            namespace: self.strings.get(namespace),
+            name: name.into(),
+        }
     }
 
     pub(crate) fn intern_labels(
@@ -141,13 +158,14 @@ impl EndpointState {
         }
         for e in &slice.endpoints {
             if let Some(pod) = &e.pod {
-                let refs = self
-                    .pod_refs
+                let refs = &mut self
+                    .pods
                     .entry(ObjKey {
                         namespace: Arc::clone(&key.namespace),
                         name: Arc::clone(pod),
                     })
-                    .or_default();
+                    .or_default()
+                    .refs;
                 match refs.iter_mut().find(|(s, _)| *s == slice.service) {
                     Some((_, n)) => *n += 1,
                     None => refs.push((Arc::clone(&slice.service), 1)),
@@ -174,15 +192,16 @@ impl EndpointState {
                     namespace: Arc::clone(&key.namespace),
                     name: Arc::clone(pod),
                 };
-                if let Some(refs) = self.pod_refs.get_mut(&pod_key) {
+                if let Some(entry) = self.pods.get_mut(&pod_key) {
+                    let refs = &mut entry.refs;
                     if let Some(i) = refs.iter().position(|(s, _)| *s == slice.service) {
                         refs[i].1 -= 1;
                         if refs[i].1 == 0 {
                             refs.swap_remove(i);
                         }
                     }
-                    if refs.is_empty() {
-                        self.pod_refs.remove(&pod_key);
+                    if refs.is_empty() && entry.labels.is_none() {
+                        self.pods.remove(&pod_key);
                     }
                 }
             }
@@ -193,17 +212,33 @@ impl EndpointState {
     /// Pod `key` now has `labels` (`None`: deleted).
     pub(crate) fn apply_pod(&mut self, key: ObjKey, labels: Option<Arc<Labels>>) {
         let changed = match labels {
-            Some(l) => match self.pods.insert(key.clone(), Arc::clone(&l)) {
-                Some(old) => !Arc::ptr_eq(&old, &l) && *old != *l,
-                None => true,
+            Some(l) => {
+                let entry = self.pods.entry(key.clone()).or_default();
+                match entry.labels.replace(Arc::clone(&l)) {
+                    Some(old) => !Arc::ptr_eq(&old, &l) && *old != *l,
+                    None => {
+                        self.pods_known += 1;
+                        true
+                    }
+                }
+            }
+            None => match self.pods.get_mut(&key) {
+                Some(entry) if entry.labels.is_some() => {
+                    entry.labels = None;
+                    self.pods_known -= 1;
+                    if entry.refs.is_empty() {
+                        self.pods.remove(&key);
+                    }
+                    true
+                }
+                _ => false,
             },
-            None => self.pods.remove(&key).is_some(),
         };
         if !changed {
             return;
         }
-        if let Some(refs) = self.pod_refs.get(&key) {
-            for (svc, _) in refs {
+        if let Some(entry) = self.pods.get(&key) {
+            for (svc, _) in &entry.refs {
                 self.dirty.insert(ObjKey {
                     namespace: Arc::clone(&key.namespace),
                     name: Arc::clone(svc),
@@ -222,7 +257,11 @@ impl EndpointState {
     }
 
     pub(crate) fn pod_keys(&self, namespace: Option<&str>) -> Vec<ObjKey> {
-        keys_in(&self.pods, namespace)
+        self.pods
+            .iter()
+            .filter(|(k, e)| e.labels.is_some() && namespace.is_none_or(|ns| &*k.namespace == ns))
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Whether a flush would publish anything.
@@ -289,6 +328,7 @@ impl EndpointState {
                         pairs.push((p.port, *target));
                     }
                 }
+                let shared_pairs: Arc<[(u16, u16)]> = pairs.as_slice().into();
                 for e in &slice.endpoints {
                     let health = match e.condition {
                         Condition::Ready => Health::Healthy,
@@ -304,7 +344,7 @@ impl EndpointState {
                                 namespace: Arc::clone(&key.namespace),
                                 name: Arc::clone(pod),
                             };
-                            match self.pods.get(&pod_key) {
+                            match self.pods.get(&pod_key).and_then(|e| e.labels.as_ref()) {
                                 Some(l) => Arc::clone(l),
                                 // istiod skips it until the pod arrives, then replays.
                                 None => continue,
@@ -327,8 +367,8 @@ impl EndpointState {
                             pods_seen.insert(pod);
                         }
                     }
-                    let mut ep = Endpoint::new(&e.address)
-                        .with_port_mappings(&pairs)
+                    let mut ep = Endpoint::from_shared(Arc::clone(&e.address))
+                        .with_shared_port_mappings(Arc::clone(&shared_pairs))
                         .with_mapped_ports_only()
                         .with_health(health);
                     if labels.contains_key("topology.kubernetes.io/region")
@@ -601,7 +641,8 @@ mod tests {
             0,
             "a service without slices has no endpoints"
         );
-        assert!(s.pod_refs.is_empty() && s.slices_of.is_empty());
+        assert!(s.slices_of.is_empty());
+        assert!(s.pods.values().all(|e| e.refs.is_empty()));
         s.apply_service(ObjKey::new("prod", "reviews"), None);
         let r = flush(&mut s);
         assert_eq!(r.removed, [FQDN]);

@@ -172,6 +172,24 @@ impl Endpoint {
         }
     }
 
+    /// An endpoint at a shared `address` (no copy: a source that keeps the address can share
+    /// it with the endpoints it publishes), weight 1, no labels.
+    pub fn from_shared(address: Arc<str>) -> Self {
+        Endpoint {
+            address,
+            ..Endpoint::new("")
+        }
+    }
+
+    /// Replace the port mappings with a shared list (no copy: endpoints of one Kubernetes
+    /// EndpointSlice share theirs). Pairs for the same service port after the first are
+    /// ignored by [`port_for`](Self::port_for).
+    #[must_use]
+    pub fn with_shared_port_mappings(mut self, pairs: Arc<[(u16, u16)]>) -> Self {
+        self.ports = pairs;
+        self
+    }
+
     /// Serve only the service ports given with [`with_port_mapping`](Self::with_port_mapping)
     /// or [`with_port_mappings`](Self::with_port_mappings): a cluster for another port does not
     /// select this endpoint (a Kubernetes endpoint whose EndpointSlice has no port of that

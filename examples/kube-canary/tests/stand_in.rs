@@ -31,7 +31,13 @@ async fn the_canary_runs_on_the_stand_in_pods() {
     assert_eq!(pods_hit, 3, "every v1 pod is balanced onto: {split}");
     // 50/50 after the VirtualService update; the ejected pod stays ejected.
     assert_eq!(shifted.failed, 0, "{shifted}");
-    assert!(!shifted.by_endpoint.keys().any(|k| k.contains("reviews-v1-1")), "{shifted}");
+    assert!(
+        !shifted
+            .by_endpoint
+            .keys()
+            .any(|k| k.contains("reviews-v1-1")),
+        "{shifted}"
+    );
     let share = shifted.v2 as f64 / (shifted.v1 + shifted.v2) as f64;
     assert!((0.35..0.65).contains(&share), "v2 share {share}");
     // The scaled-down pod gets nothing.
