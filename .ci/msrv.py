@@ -26,7 +26,7 @@ import sys
 
 # The crates whose rust-version is a promise to users (the examples and `mesh-tests` are not
 # published).
-PUBLISHED = ["mesh-model", "mesh-routing", "mesh-resilience", "mesh-tower", "meshctl"]
+PUBLISHED = ["mesh-model", "mesh-routing", "mesh-resilience", "mesh-tower", "mesh-kube", "meshctl"]
 
 
 def version_key(text):

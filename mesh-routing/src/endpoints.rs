@@ -45,15 +45,115 @@ use crate::lb::{EjectedSet, LbState, LoadBalancer};
 /// Labels of a workload or an endpoint.
 pub type Labels = BTreeMap<String, String>;
 
+/// Whether an endpoint may receive traffic, as its source knows it.
+///
+/// Kubernetes maps EndpointSlice conditions to it as istiod does (`ready` → healthy,
+/// not ready → unhealthy; terminating endpoints are never published). An unhealthy endpoint is
+/// known to the registry but never selected into a cluster, so it is never picked: istiod
+/// either does not send it or sends it with Envoy's `healthy_panic_threshold: 0`, and in
+/// neither case does Envoy balance onto it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Health {
+    /// May receive traffic (the default).
+    #[default]
+    Healthy,
+    /// Known, never picked.
+    Unhealthy,
+}
+
+/// Where an endpoint runs: Istio's locality (`region/zone/subzone`).
+///
+/// Subsets can select on it through the topology labels Istio adds to every endpoint
+/// (`topology.kubernetes.io/region`, `topology.kubernetes.io/zone`,
+/// `topology.istio.io/subzone`); see [`Endpoint::label`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Locality {
+    region: Option<Arc<str>>,
+    zone: Option<Arc<str>>,
+    subzone: Option<Arc<str>>,
+}
+
+impl Locality {
+    /// A locality with the parts that are known (empty strings count as unknown).
+    pub fn new(region: Option<&str>, zone: Option<&str>, subzone: Option<&str>) -> Self {
+        let part = |p: Option<&str>| p.filter(|p| !p.is_empty()).map(Arc::from);
+        Locality {
+            region: part(region),
+            zone: part(zone),
+            subzone: part(subzone),
+        }
+    }
+
+    /// The region, if known.
+    pub fn region(&self) -> Option<&str> {
+        self.region.as_deref()
+    }
+
+    /// The zone, if known.
+    pub fn zone(&self) -> Option<&str> {
+        self.zone.as_deref()
+    }
+
+    /// The subzone, if known.
+    pub fn subzone(&self) -> Option<&str> {
+        self.subzone.as_deref()
+    }
+
+    /// Whether no part is known.
+    pub fn is_empty(&self) -> bool {
+        self.region.is_none() && self.zone.is_none() && self.subzone.is_none()
+    }
+}
+
+impl std::fmt::Display for Locality {
+    /// `region/zone/subzone`, unknown parts empty (Istio's locality string).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{}/{}",
+            self.region().unwrap_or(""),
+            self.zone().unwrap_or(""),
+            self.subzone().unwrap_or("")
+        )
+    }
+}
+
+/// The label key Istio gives an endpoint's region.
+pub const LABEL_REGION: &str = "topology.kubernetes.io/region";
+/// The label key Istio gives an endpoint's zone.
+pub const LABEL_ZONE: &str = "topology.kubernetes.io/zone";
+/// The label key Istio gives an endpoint's subzone.
+pub const LABEL_SUBZONE: &str = "topology.istio.io/subzone";
+/// The label key Istio gives an endpoint's node name.
+pub const LABEL_HOSTNAME: &str = "kubernetes.io/hostname";
+
 /// One upstream endpoint, as a source publishes it.
+///
+/// Cheap to clone: every field is shared (`Arc`) or a small copy. Two endpoints are equal
+/// when every field is, which is how the registry tells that a publication changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
+    /// The IP address (or host name) to connect to.
     address: Arc<str>,
+    /// Load-balancing weight, ≥ 1.
     weight: u32,
+    /// The workload's labels (for Kubernetes, the pod's); shared between endpoints of one
+    /// workload when the source interns them.
     labels: Arc<Labels>,
     /// (service port, endpoint port) pairs, from ServiceEntry endpoint `ports` or a
     /// Kubernetes target port.
     ports: Arc<[(u16, u16)]>,
+    /// When set, the endpoint serves only the service ports in `ports` (Kubernetes: an
+    /// EndpointSlice port exists for the service port's name); otherwise a port without a
+    /// mapping is served on the service port itself (ServiceEntry semantics).
+    mapped_ports_only: bool,
+    /// Whether it may receive traffic.
+    health: Health,
+    /// Region, zone and subzone, when the source knows them.
+    locality: Option<Arc<Locality>>,
+    /// The node (Kubernetes `nodeName`) it runs on, when known.
+    node: Option<Arc<str>>,
 }
 
 impl Endpoint {
@@ -65,7 +165,137 @@ impl Endpoint {
             weight: 1,
             labels: Arc::default(),
             ports: Arc::new([]),
+            mapped_ports_only: false,
+            health: Health::Healthy,
+            locality: None,
+            node: None,
         }
+    }
+
+    /// An endpoint at a shared `address` (no copy: a source that keeps the address can share
+    /// it with the endpoints it publishes), weight 1, no labels.
+    pub fn from_shared(address: Arc<str>) -> Self {
+        Endpoint {
+            address,
+            ..Endpoint::new("")
+        }
+    }
+
+    /// Replace the port mappings with a shared list (no copy: endpoints of one Kubernetes
+    /// EndpointSlice share theirs). Pairs for the same service port after the first are
+    /// ignored by [`port_for`](Self::port_for).
+    #[must_use]
+    pub fn with_shared_port_mappings(mut self, pairs: Arc<[(u16, u16)]>) -> Self {
+        self.ports = pairs;
+        self
+    }
+
+    /// Serve only the service ports given with [`with_port_mapping`](Self::with_port_mapping)
+    /// or [`with_port_mappings`](Self::with_port_mappings): a cluster for another port does not
+    /// select this endpoint (a Kubernetes endpoint whose EndpointSlice has no port of that
+    /// name).
+    #[must_use]
+    pub fn with_mapped_ports_only(mut self) -> Self {
+        self.mapped_ports_only = true;
+        self
+    }
+
+    /// Replace the port mappings with `(service port, endpoint port)` pairs at once (one
+    /// allocation; later pairs for the same service port are ignored).
+    #[must_use]
+    pub fn with_port_mappings(mut self, pairs: &[(u16, u16)]) -> Self {
+        let mut ports: Vec<(u16, u16)> = Vec::with_capacity(pairs.len());
+        for &(s, e) in pairs {
+            if !ports.iter().any(|(p, _)| *p == s) {
+                ports.push((s, e));
+            }
+        }
+        self.ports = ports.into();
+        self
+    }
+
+    /// Whether this endpoint serves `service_port` (always, unless
+    /// [`with_mapped_ports_only`](Self::with_mapped_ports_only) was set and no mapping names
+    /// the port).
+    pub fn serves(&self, service_port: u16) -> bool {
+        !self.mapped_ports_only || self.ports.iter().any(|(s, _)| *s == service_port)
+    }
+
+    /// The `(service port, endpoint port)` mappings.
+    pub fn port_mappings(&self) -> &[(u16, u16)] {
+        &self.ports
+    }
+
+    /// Set whether the endpoint may receive traffic (see [`Health`]).
+    #[must_use]
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
+    }
+
+    /// Whether the endpoint may receive traffic.
+    pub fn health(&self) -> Health {
+        self.health
+    }
+
+    /// Whether the endpoint is [`Health::Healthy`].
+    pub fn is_healthy(&self) -> bool {
+        self.health == Health::Healthy
+    }
+
+    /// Set the locality (shared: sources intern one per zone).
+    #[must_use]
+    pub fn with_locality(mut self, locality: Arc<Locality>) -> Self {
+        self.locality = (!locality.is_empty()).then_some(locality);
+        self
+    }
+
+    /// The locality, when known.
+    pub fn locality(&self) -> Option<&Locality> {
+        self.locality.as_deref()
+    }
+
+    /// Set the node name (shared: sources intern one per node).
+    #[must_use]
+    pub fn with_node_name(mut self, node: Arc<str>) -> Self {
+        self.node = (!node.is_empty()).then_some(node);
+        self
+    }
+
+    /// The node the endpoint runs on, when known.
+    pub fn node_name(&self) -> Option<&str> {
+        self.node.as_deref()
+    }
+
+    /// Replace the labels with a shared map (no copy: endpoints of one workload can share
+    /// it).
+    #[must_use]
+    pub fn with_shared_labels(mut self, labels: Arc<Labels>) -> Self {
+        self.labels = labels;
+        self
+    }
+
+    /// The value of label `key` as Istio sees it on the endpoint: the endpoint's own label,
+    /// else, for the topology keys Istio adds ([`LABEL_REGION`], [`LABEL_ZONE`],
+    /// [`LABEL_SUBZONE`], [`LABEL_HOSTNAME`]), the locality or node name.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        if let Some(v) = self.labels.get(key) {
+            return Some(v);
+        }
+        let loc = self.locality.as_deref();
+        match key {
+            LABEL_REGION => loc.and_then(Locality::region),
+            LABEL_ZONE => loc.and_then(Locality::zone),
+            LABEL_SUBZONE => loc.and_then(Locality::subzone),
+            LABEL_HOSTNAME => self.node.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Whether the endpoint carries every label of `selector` (a subset's labels), the
+    /// topology labels of [`label`](Self::label) included.
+    pub fn matches(&self, selector: &Labels) -> bool {
+        selector.iter().all(|(k, v)| self.label(k) == Some(v))
     }
 
     /// Traffic for `service_port` goes to `endpoint_port` on this endpoint.
@@ -273,7 +503,8 @@ impl EndpointSelector {
         }
     }
 
-    /// The cluster's endpoints from its host's (`None`: no source knows the host). An
+    /// The cluster's endpoints from its host's (`None`: no source knows the host): the
+    /// healthy ones that serve the cluster's port and carry the subset's labels. An
     /// unknown host resolves by name when the cluster is not a subset (a subset of an
     /// unknown host has no endpoints: Envoy's `no healthy upstream`). Endpoints whose address
     /// does not make a valid `host:port` authority (Unix sockets, for example) are left out.
@@ -290,9 +521,10 @@ impl EndpointSelector {
         };
         let selected = all
             .iter()
+            .filter(|e| e.is_healthy() && e.serves(self.port))
             .filter(|e| match &self.subset {
                 Subset::All => true,
-                Subset::Labels(s) => labels_match(s, e.labels()),
+                Subset::Labels(s) => e.matches(s),
                 Subset::Undefined => false,
             })
             .filter_map(|e| ClusterEndpoint::new(e.clone(), e.port_for(self.port)))
@@ -463,4 +695,91 @@ pub enum EndpointChoice<'a> {
     /// Every endpoint is ejected, or none carries the subset's labels: Envoy answers 503
     /// `no healthy upstream` (flag `UH`).
     NoHealthyUpstream,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST: &str = "api.default.svc.cluster.local";
+
+    fn addresses(eps: &ClusterEndpoints) -> Vec<&str> {
+        eps.iter().map(ClusterEndpoint::address).collect()
+    }
+
+    #[test]
+    fn unhealthy_endpoints_are_never_selected() {
+        let all = [
+            Endpoint::new("10.0.0.1"),
+            Endpoint::new("10.0.0.2").with_health(Health::Unhealthy),
+        ];
+        let eps = EndpointSelector::new(HOST, 80).select(Some(&all));
+        assert_eq!(addresses(&eps), ["10.0.0.1"]);
+        // A host whose endpoints are all unhealthy has none (no fallback to its name).
+        let eps = EndpointSelector::new(HOST, 80).select(Some(&all[1..]));
+        assert!(eps.is_empty());
+        assert!(eps.resolve().is_none());
+    }
+
+    #[test]
+    fn mapped_ports_only_serves_the_mapped_service_ports() {
+        let all = [
+            Endpoint::new("10.0.0.1")
+                .with_port_mappings(&[(80, 8080), (9090, 9091)])
+                .with_mapped_ports_only(),
+            Endpoint::new("10.0.0.2"),
+        ];
+        let on_80 = EndpointSelector::new(HOST, 80).select(Some(&all));
+        assert_eq!(on_80.get(0).unwrap().authority(), "10.0.0.1:8080");
+        assert_eq!(on_80.get(1).unwrap().authority(), "10.0.0.2:80");
+        let on_81 = EndpointSelector::new(HOST, 81).select(Some(&all));
+        assert_eq!(addresses(&on_81), ["10.0.0.2"]);
+        assert_eq!(all[0].port_mappings(), [(80, 8080), (9090, 9091)]);
+    }
+
+    #[test]
+    fn subsets_select_on_topology_labels() {
+        let zone_a = Arc::new(Locality::new(Some("eu"), Some("eu-a"), None));
+        let all = [
+            Endpoint::new("10.0.0.1")
+                .with_locality(Arc::clone(&zone_a))
+                .with_node_name("node-1".into()),
+            Endpoint::new("10.0.0.2").with_label(LABEL_ZONE, "eu-b"),
+        ];
+        let sel = |k: &str, v: &str| {
+            EndpointSelector::new(HOST, 80).with_subset([(k.to_owned(), v.to_owned())].into())
+        };
+        assert_eq!(
+            addresses(&sel(LABEL_ZONE, "eu-a").select(Some(&all))),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            addresses(&sel(LABEL_ZONE, "eu-b").select(Some(&all))),
+            ["10.0.0.2"]
+        );
+        assert_eq!(
+            addresses(&sel(LABEL_REGION, "eu").select(Some(&all))),
+            ["10.0.0.1"]
+        );
+        assert_eq!(
+            addresses(&sel(LABEL_HOSTNAME, "node-1").select(Some(&all))),
+            ["10.0.0.1"]
+        );
+        assert_eq!(all[0].locality().unwrap().to_string(), "eu/eu-a/");
+        assert_eq!(all[0].node_name(), Some("node-1"));
+        // An empty locality or node name is "unknown".
+        let e = Endpoint::new("10.0.0.3")
+            .with_locality(Arc::new(Locality::default()))
+            .with_node_name("".into());
+        assert!(e.locality().is_none() && e.node_name().is_none());
+    }
+
+    #[test]
+    fn shared_labels_are_not_copied() {
+        let labels = Arc::new(Labels::from([("version".to_owned(), "v1".to_owned())]));
+        let a = Endpoint::new("10.0.0.1").with_shared_labels(Arc::clone(&labels));
+        let b = Endpoint::new("10.0.0.2").with_shared_labels(Arc::clone(&labels));
+        assert!(std::ptr::eq(a.labels(), b.labels()));
+        assert_eq!(Arc::strong_count(&labels), 3);
+    }
 }

@@ -200,6 +200,9 @@ pub mod body;
 pub mod client;
 mod cluster;
 mod compiled;
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub mod dns;
 mod driver;
 pub mod error;
 mod files;

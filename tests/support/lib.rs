@@ -197,6 +197,7 @@ pub struct BackendBuilder {
     name: Option<String>,
     labels: BTreeMap<String, String>,
     rules: Vec<Rule>,
+    bind: Option<SocketAddr>,
 }
 
 impl BackendBuilder {
@@ -218,9 +219,20 @@ impl BackendBuilder {
         self
     }
 
-    /// Binds `127.0.0.1:0` and starts serving on the current tokio runtime.
+    /// Binds `addr` instead of `127.0.0.1:0`: another loopback address (`127.0.0.2:8080`),
+    /// so that several backends share a port the way pods behind one Service do.
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = Some(addr);
+        self
+    }
+
+    /// Binds `127.0.0.1:0` (or the [`bind`](Self::bind) address) and starts serving on the
+    /// current tokio runtime.
     pub async fn start(self) -> std::io::Result<Backend> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = match self.bind {
+            Some(addr) => TcpListener::bind(addr).await?,
+            None => TcpListener::bind("127.0.0.1:0").await?,
+        };
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             name: self.name.unwrap_or_else(|| "backend".to_owned()),
@@ -279,7 +291,7 @@ impl Backend {
             .await
     }
 
-    /// The bound address (`127.0.0.1:<port>`).
+    /// The bound address (`127.0.0.1:<port>` unless bound elsewhere).
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
