@@ -142,7 +142,8 @@ pub use outlier::{
 };
 pub use pool::{
     Admission, ConnectionPool, InvalidRetryBudget, Overflow, PendingTicket, PoolLimits, Protocol,
-    RequestPermit, RetryBudget, RetryPermit, OVERFLOW_BODY, UNLIMITED,
+    RequestPermit, RetryBudget, RetryPermit, DEFAULT_MAX_CONCURRENT_STREAMS, OVERFLOW_BODY,
+    UNLIMITED,
 };
 pub use retry::{
     Backoff, DoneReason, InvalidBackoff, RetryDecision, RetryPolicy, RetryState, TriedEndpoints,

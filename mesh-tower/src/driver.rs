@@ -136,7 +136,7 @@ where
         let deadline = idle_deadline.or(attempt_deadline);
         let (result, waited) = attempt::send(
             client.clone(),
-            template.request(to, count, close),
+            template.request(to, count, close, cluster),
             deadline,
             span.clone(),
         )

@@ -3,6 +3,7 @@
 //! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
 
 mod connections;
+mod connector;
 mod exactly;
 mod hostile;
 mod load;
