@@ -149,7 +149,10 @@ pub use retry::{
     Backoff, DoneReason, InvalidBackoff, RetryDecision, RetryPolicy, RetryState, TriedEndpoints,
     TIMEOUT_BODY,
 };
-pub use timeout::{Deadlines, InvalidDeadlines};
+pub use timeout::{
+    format_grpc_timeout, is_grpc_request, parse_grpc_timeout, Deadlines, InvalidDeadlines,
+    GRPC_TIMEOUT,
+};
 
 /// The one clock read in the unit tests: an arbitrary anchor; every test time is
 /// `anchor + n ms`, so nothing depends on the real clock.
