@@ -4,7 +4,7 @@
 //! transport failure reason); hostile servers (a stalled handshake, garbage instead of a
 //! ServerHello); certificate rotation under load with no failed request.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,148 +12,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use mesh_tests::pki::{server_config, workload_dir, Ca, Dir};
 use mesh_tests::Backend;
 use mesh_tower::client::MeshClient;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, KeyUsagePurpose, SanType,
-};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::connector::{destination_rule, get, mesh_client_with, send, service_entry};
 
 const CERTIFICATE_VERIFY_FAILED: &str =
     "TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end";
-
-/// A certificate authority.
-struct Ca {
-    issuer: CertifiedIssuer<'static, KeyPair>,
-}
-
-/// A leaf certificate with its key.
-struct Leaf {
-    der: CertificateDer<'static>,
-    pem: String,
-    key_pem: String,
-    key_der: Vec<u8>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
-        Ca { issuer }
-    }
-
-    fn pem(&self) -> String {
-        self.issuer.pem()
-    }
-
-    /// A leaf with DNS names `dns` and URI SANs `uris`; `expired` dates it in the past.
-    fn leaf(&self, dns: &[&str], uris: &[&str], expired: bool) -> Leaf {
-        let mut params =
-            CertificateParams::new(dns.iter().map(|d| (*d).to_owned()).collect::<Vec<_>>())
-                .unwrap();
-        for u in uris {
-            params
-                .subject_alt_names
-                .push(SanType::URI((*u).try_into().unwrap()));
-        }
-        if expired {
-            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
-            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
-        }
-        let key = KeyPair::generate().unwrap();
-        let cert = params.signed_by(&key, &self.issuer).unwrap();
-        Leaf {
-            der: cert.der().clone(),
-            pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-            key_der: key.serialize_der(),
-        }
-    }
-}
-
-/// A directory of test files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "mesh-tls-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-
-    /// Writes `name` atomically (a new file renamed over the old), as istio-agent does.
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        let tmp = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&tmp, contents).unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
-        path
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A rustls server configuration: `leaf` (chained to nothing more), clients verified against
-/// `client_ca` when given, ALPN `h2` and `http/1.1`.
-fn server_config(leaf: &Leaf, client_ca: Option<&Ca>) -> Arc<rustls::ServerConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .unwrap();
-    let builder = match client_ca {
-        Some(ca) => {
-            let mut roots = rustls::RootCertStore::empty();
-            roots.add(ca.issuer.der().clone()).unwrap();
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots),
-                provider,
-            )
-            .build()
-            .unwrap();
-            builder.with_client_cert_verifier(verifier)
-        }
-        None => builder.with_no_client_auth(),
-    };
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der.clone()));
-    let mut config = builder
-        .with_single_cert(vec![leaf.der.clone()], key)
-        .unwrap();
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
-}
-
-/// The workload's files in istio-agent's proxyless layout.
-fn workload_dir(ca: &Ca, client: &Leaf) -> Dir {
-    let dir = Dir::new();
-    dir.write("root-cert.pem", &ca.pem());
-    dir.write("cert-chain.pem", &client.pem);
-    dir.write("key.pem", &client.key_pem);
-    dir
-}
 
 const SERVER_ID: &str = "spiffe://cluster.local/ns/default/sa/api";
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";

@@ -33,6 +33,8 @@
 //! # }
 //! ```
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
