@@ -262,7 +262,7 @@ impl TlsOrigin {
     /// load (a rotation caught half-way: the certificate written, not yet the key), the
     /// previous credentials keep serving.
     pub(crate) fn config(&self, h2: bool) -> Result<Arc<ClientConfig>, String> {
-        let stamps: Vec<Stamp> = self.files().map(|p| stamp(p)).collect();
+        let stamps: Vec<Stamp> = self.files().map(stamp).collect();
         let mut loaded = lock(&self.loaded);
         let pick = |l: &Loaded| Arc::clone(if h2 { &l.h2 } else { &l.h1 });
         if let Some(l) = loaded.as_ref().filter(|l| l.stamps == stamps) {
