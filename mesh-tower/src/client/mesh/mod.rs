@@ -1,87 +1,4 @@
-//! [`MeshClient`]: the mesh-owned connector. It keeps connections per cluster and endpoint and
-//! applies each cluster's merged DestinationRule to them, as an Istio sidecar's Envoy does:
-//!
-//! | DestinationRule | What the client does |
-//! |---|---|
-//! | `tcp.connectTimeout` (10 s by default) | bounds the TCP connect **and** the TLS handshake |
-//! | `tcp.tcpKeepalive` | `SO_KEEPALIVE` with the probes, time and interval written |
-//! | `tcp.maxConnections` | sockets (open or connecting) to the whole cluster; beyond it a request waits for a connection of its endpoint; an endpoint with no connection may always get one (as Envoy) |
-//! | `tcp.maxConnectionDuration` | the connection drains then: no new request, closed when idle |
-//! | `http.idleTimeout`, else `tcp.idleTimeout` (Envoy's 1 h by default; `0s`: never) | an idle connection closes |
-//! | `http.maxRequestsPerConnection` | a connection closes after that many requests |
-//! | `http.maxConcurrentStreams` (1024 by default, Envoy ≥ 1.36) | streams per HTTP/2 connection, never above the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` |
-//! | `http.http2KeepAlive` | HTTP/2 PINGs every `interval`; no answer in `timeout` closes the connection |
-//! | `http.h2UpgradePolicy`, `http.useClientProtocol`, the port's protocol | HTTP/1.1, HTTP/2 (prior knowledge in plaintext; ALPN `h2` offered over TLS) or the caller's version ([`UpstreamProtocol`](mesh_routing::UpstreamProtocol)) |
-//! | `http.http1MaxPendingRequests`, `http.http2MaxRequests`, `http.maxRetries` | the mesh's admission, as with any client |
-//! | `tls` | TLS origination with rustls (below) |
-//!
-//! HTTP/1 carries one request per connection at a time; HTTP/2 multiplexes. The port a
-//! request goes to is the endpoint's (ServiceEntry endpoint `ports` by port name), never the
-//! request URL's. Connections of an endpoint that leaves the cluster (removed, ejected by
-//! outlier detection) and every connection of a cluster whose policy changed on reload drain:
-//! their requests finish, no new one starts on them.
-//!
-//! # TLS
-//!
-//! | `tls.mode` | Roots | Client certificate | SNI | Server names checked | ALPN |
-//! |---|---|---|---|---|---|
-//! | `DISABLE` | – | – | – | – | – |
-//! | `SIMPLE` | `caCertificates`, else the system's | – | `sni`, else the request's host | `subjectAltNames` (else the ServiceEntry's), else the host when `sni` is unset | `h2` for HTTP/2 clusters |
-//! | `MUTUAL` | as `SIMPLE` | `clientCertificate`, `privateKey` | as `SIMPLE` | as `SIMPLE` | as `SIMPLE` |
-//! | `ISTIO_MUTUAL` | `root-cert.pem` | `cert-chain.pem`, `key.pem` | `sni`, else `outbound_.PORT_.SUBSET_.FQDN` | `subjectAltNames` (else the ServiceEntry's), else any SPIFFE ID of the trust domain | `istio-h2`, `istio`, `h2` / `istio-http/1.1`, `istio`, `http/1.1` |
-//!
-//! `insecureSkipVerify: true` accepts any server certificate. The `ISTIO_MUTUAL` files are
-//! read from the directory istio-agent writes for proxyless clients
-//! ([`DEFAULT_WORKLOAD_CERTIFICATES`], set with
-//! [`MeshClientBuilder::workload_certificates`]). Every file is looked at again when a new
-//! connection is made and read again when it changed (certificate rotation); connections
-//! already open keep their session, so requests in flight are never dropped. While a rotation
-//! is half-written (a certificate that does not match the key), the previous credentials
-//! serve.
-//!
-//! A TLS failure is a connect failure (`UF`, 503): the local reply carries Envoy's transport
-//! failure reason (`TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`
-//! for a certificate that fails verification; `TLS error: Secret is not supplied by SDS` when
-//! the credentials cannot be loaded); see [`ConnectError`].
-//!
-//! Not supported (warned about when the configuration loads): `credentialName` (Kubernetes
-//! secrets; with no files named, the cluster is plaintext, as istiod configures a sidecar) and
-//! `caCrl` (not checked). Auto mTLS (ISTIO_MUTUAL chosen per endpoint from its
-//! `security.istio.io/tlsMode` label when no DestinationRule sets `tls`) is not done: write
-//! `tls` in a DestinationRule.
-//!
-//! # Differences from Istio + Envoy
-//!
-//! - `ISTIO_MUTUAL` with no identity to expect (no `subjectAltNames` in the DestinationRule or
-//!   the ServiceEntry) still requires a SPIFFE ID of the trust domain; Envoy accepts any
-//!   certificate the mesh root signed. [`MeshClientBuilder::verify_trust_domain`] turns it off.
-//! - TLS failures other than certificate verification carry rustls's description in the
-//!   transport failure reason (`TLS_error:|<rustls error>:TLS_error_end`), not BoringSSL's code.
-//! - A connect failure other than TLS has no transport failure reason in the local reply
-//!   (Envoy writes `delayed connect error: ...`).
-//!
-//! # Example
-//!
-//! ```no_run
-//! use bytes::Bytes;
-//! use http_body_util::Full;
-//! use mesh_tower::body::ReplayBody;
-//! use mesh_tower::client::MeshClient;
-//! use mesh_tower::MeshLayer;
-//! use tower::{Layer, ServiceExt};
-//!
-//! # async fn demo(config: mesh_tower::model::MeshConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let layer = MeshLayer::builder().config(config).build()?;
-//! let client = MeshClient::builder()
-//!     .workload_certificates("/var/lib/istio/data")
-//!     .build_for::<ReplayBody<Full<Bytes>>>(&layer);
-//! let mesh = layer.layer(client);
-//! let res = mesh
-//!     .oneshot(http::Request::get("http://api.default.svc.cluster.local:8080/").body(Full::<Bytes>::default())?)
-//!     .await?;
-//! println!("{}", res.status());
-//! # Ok(()) }
-//! ```
+//! The mesh-owned connector, [`MeshClient`] (its documentation says what it applies and how).
 
 mod dial;
 mod error;
@@ -129,8 +46,7 @@ const FRESH_CONNECTION_TRIES: usize = 3;
 static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 
 /// The mesh-owned connector: a `tower::Service<http::Request<B>>` that keeps connections per
-/// cluster and endpoint and applies each cluster's DestinationRule to them. See the
-/// [module docs](self).
+/// cluster and endpoint and applies each cluster's DestinationRule to them.
 ///
 /// Put it under a [`MeshLayer`](crate::MeshLayer) built with
 /// [`MeshClientBuilder::build_for`] (so that each attempt tells it its cluster). Used alone,
@@ -139,6 +55,93 @@ static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
 ///
 /// `B` is the request body type (under the mesh, [`ReplayBody`](crate::body::ReplayBody) of
 /// the caller's body). Cheap to clone; clones share the connections.
+///
+/// # Connection settings
+///
+/// Each cluster's merged DestinationRule applies to its connections as an Istio sidecar's Envoy
+/// applies it:
+///
+/// | DestinationRule | What the client does |
+/// |---|---|
+/// | `tcp.connectTimeout` (10 s by default) | bounds the TCP connect **and** the TLS handshake |
+/// | `tcp.tcpKeepalive` | `SO_KEEPALIVE` with the probes, time and interval written |
+/// | `tcp.maxConnections` | sockets (open or connecting) to the whole cluster; beyond it a request waits for a connection of its endpoint; an endpoint with no connection may always get one (as Envoy) |
+/// | `tcp.maxConnectionDuration` | the connection drains then: no new request, closed when idle |
+/// | `http.idleTimeout`, else `tcp.idleTimeout` (Envoy's 1 h by default; `0s`: never) | an idle connection closes |
+/// | `http.maxRequestsPerConnection` | a connection closes after that many requests |
+/// | `http.maxConcurrentStreams` (1024 by default, Envoy ≥ 1.36) | streams per HTTP/2 connection, never above the peer's `SETTINGS_MAX_CONCURRENT_STREAMS` |
+/// | `http.http2KeepAlive` | HTTP/2 PINGs every `interval`; no answer in `timeout` closes the connection |
+/// | `http.h2UpgradePolicy`, `http.useClientProtocol`, the port's protocol | HTTP/1.1, HTTP/2 (prior knowledge in plaintext; ALPN `h2` offered over TLS) or the caller's version ([`UpstreamProtocol`](mesh_routing::UpstreamProtocol)) |
+/// | `http.http1MaxPendingRequests`, `http.http2MaxRequests`, `http.maxRetries` | the mesh's admission, as with any client |
+/// | `tls` | TLS origination with rustls (below) |
+///
+/// HTTP/1 carries one request per connection at a time; HTTP/2 multiplexes. The port a
+/// request goes to is the endpoint's (ServiceEntry endpoint `ports` by port name), never the
+/// request URL's. Connections of an endpoint that leaves the cluster (removed, ejected by
+/// outlier detection) and every connection of a cluster whose policy changed on reload drain:
+/// their requests finish, no new one starts on them.
+///
+/// # TLS
+///
+/// | `tls.mode` | Roots | Client certificate | SNI | Server names checked | ALPN |
+/// |---|---|---|---|---|---|
+/// | `DISABLE` | – | – | – | – | – |
+/// | `SIMPLE` | `caCertificates`, else the system's | – | `sni`, else the request's host | `subjectAltNames` (else the ServiceEntry's), else the host when `sni` is unset | `h2` for HTTP/2 clusters |
+/// | `MUTUAL` | as `SIMPLE` | `clientCertificate`, `privateKey` | as `SIMPLE` | as `SIMPLE` | as `SIMPLE` |
+/// | `ISTIO_MUTUAL` | `root-cert.pem` | `cert-chain.pem`, `key.pem` | `sni`, else `outbound_.PORT_.SUBSET_.FQDN` | `subjectAltNames` (else the ServiceEntry's), else any SPIFFE ID of the trust domain | `istio-h2`, `istio`, `h2` / `istio-http/1.1`, `istio`, `http/1.1` |
+///
+/// `insecureSkipVerify: true` accepts any server certificate. The `ISTIO_MUTUAL` files are
+/// read from the directory istio-agent writes for proxyless clients
+/// ([`DEFAULT_WORKLOAD_CERTIFICATES`], set with
+/// [`MeshClientBuilder::workload_certificates`]). Every file is looked at again when a new
+/// connection is made and read again when it changed (certificate rotation); connections
+/// already open keep their session, so requests in flight are never dropped. While a rotation
+/// is half-written (a certificate that does not match the key), the previous credentials
+/// serve.
+///
+/// A TLS failure is a connect failure (`UF`, 503): the local reply carries Envoy's transport
+/// failure reason (`TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`
+/// for a certificate that fails verification; `TLS error: Secret is not supplied by SDS` when
+/// the credentials cannot be loaded); see [`ConnectError`].
+///
+/// Not supported (warned about when the configuration loads): `credentialName` (Kubernetes
+/// secrets; with no files named, the cluster is plaintext, as istiod configures a sidecar) and
+/// `caCrl` (not checked). Auto mTLS (ISTIO_MUTUAL chosen per endpoint from its
+/// `security.istio.io/tlsMode` label when no DestinationRule sets `tls`) is not done: write
+/// `tls` in a DestinationRule.
+///
+/// # Differences from Istio + Envoy
+///
+/// - `ISTIO_MUTUAL` with no identity to expect (no `subjectAltNames` in the DestinationRule or
+///   the ServiceEntry) still requires a SPIFFE ID of the trust domain; Envoy accepts any
+///   certificate the mesh root signed. [`MeshClientBuilder::verify_trust_domain`] turns it off.
+/// - TLS failures other than certificate verification carry rustls's description in the
+///   transport failure reason (`TLS_error:|<rustls error>:TLS_error_end`), not BoringSSL's code.
+/// - A connect failure other than TLS has no transport failure reason in the local reply
+///   (Envoy writes `delayed connect error: ...`).
+///
+/// # Example
+///
+/// ```no_run
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use mesh_tower::body::ReplayBody;
+/// use mesh_tower::client::MeshClient;
+/// use mesh_tower::MeshLayer;
+/// use tower::{Layer, ServiceExt};
+///
+/// # async fn demo(config: mesh_tower::model::MeshConfig) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = MeshLayer::builder().config(config).build()?;
+/// let client = MeshClient::builder()
+///     .workload_certificates("/var/lib/istio/data")
+///     .build_for::<ReplayBody<Full<Bytes>>>(&layer);
+/// let mesh = layer.layer(client);
+/// let res = mesh
+///     .oneshot(http::Request::get("http://api.default.svc.cluster.local:8080/").body(Full::<Bytes>::default())?)
+///     .await?;
+/// println!("{}", res.status());
+/// # Ok(()) }
+/// ```
 pub struct MeshClient<B> {
     inner: Arc<Inner<B>>,
 }
