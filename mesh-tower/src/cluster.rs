@@ -80,6 +80,7 @@ impl ClusterInner {
 /// The cluster of an attempt, as a request extension for a client that keeps connections per
 /// cluster ([`MeshClient`](crate::client::MeshClient)).
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
 pub(crate) struct Upstream(pub(crate) Arc<ClusterState>);
 
 /// Connections a client keeps to the endpoints of one cluster (the pools of
@@ -89,6 +90,7 @@ pub(crate) trait EndpointConnections: Send + Sync + 'static {
     /// Connections to endpoints for which `keep` says no drain.
     fn retain(&self, keep: &dyn Fn(&Authority) -> bool);
     /// The client's own view of itself, to find its typed pool again.
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
@@ -97,6 +99,7 @@ pub(crate) trait EndpointConnections: Send + Sync + 'static {
 pub(crate) struct ConnectionSlots {
     slots: ArcSwap<Vec<(u64, Arc<dyn EndpointConnections>)>>,
     /// Serialises additions (reads never lock).
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
     add: Mutex<()>,
 }
 
@@ -110,6 +113,7 @@ impl std::fmt::Debug for ConnectionSlots {
 
 impl ConnectionSlots {
     /// Client `id`'s pool for this cluster, made by `make` on first use.
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
     pub(crate) fn get_or_insert(
         &self,
         id: u64,
