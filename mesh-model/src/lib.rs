@@ -174,6 +174,7 @@ mod meta;
 mod names;
 pub mod percent;
 pub mod policy;
+mod protocol;
 pub mod raw;
 pub mod retry_on;
 mod service_entry;
@@ -184,8 +185,9 @@ pub use analysis::find_destination_rule;
 pub use config::{Loaded, MeshConfig};
 pub use delegate::MAX_DELEGATION_WORK;
 pub use destination_rule::{
-    ConnectionPoolSettings, DestinationRule, HashKey, HashTable, LoadBalancer, OutlierDetection,
-    PortPolicy, RetryBudget, SimpleLb, Subset, TrafficPolicy, UNLIMITED,
+    ConnectionPoolSettings, DestinationRule, H2UpgradePolicy, HashKey, HashTable, Http2KeepAlive,
+    LoadBalancer, OutlierDetection, PortPolicy, RetryBudget, SimpleLb, Subset, TcpKeepalive,
+    TlsMode, TrafficPolicy, UNLIMITED,
 };
 pub use diag::{Diagnostic, Kind, ResourceRef, Severity};
 pub use duration::{Duration, DurationError};
@@ -198,6 +200,7 @@ pub use matching::{Regex, RegexError, StringMatch, MAX_CONFIG_REGEX_BYTES, MAX_R
 pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
 pub use percent::{Percentage, PercentageError};
 pub use policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};
+pub use protocol::PortProtocol;
 pub use retry_on::{is_go_known_status, RetryCondition, RetryOn, RetryOnError, StatusCodeSet};
 pub use service_entry::{Endpoint, Resolution, ServiceEntry, ServicePort};
 pub use virtual_service::{

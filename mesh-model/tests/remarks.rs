@@ -23,20 +23,36 @@ fn dr(policy: &str) -> String {
 }
 
 #[test]
-fn istio_mutual_tls_is_remarked_and_still_loads() {
-    let loaded = load_str("dr.yaml", &dr("    tls:\n      mode: ISTIO_MUTUAL\n"));
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
-    let r = remarks(&loaded);
-    assert_eq!(r.len(), 1, "{r:?}");
-    assert_eq!(r[0].0, "spec.trafficPolicy.tls.mode");
-    assert!(r[0].1.contains("ISTIO_MUTUAL"), "{}", r[0].1);
-    assert_eq!(loaded.config().destination_rules().len(), 1);
+fn every_tls_mode_is_applied_so_none_is_remarked() {
+    for mode in ["DISABLE", "SIMPLE", "ISTIO_MUTUAL"] {
+        let loaded = load_str("dr.yaml", &dr(&format!("    tls:\n      mode: {mode}\n")));
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+        assert!(
+            remarks(&loaded).is_empty(),
+            "{mode}: {:?}",
+            loaded.diagnostics()
+        );
+        assert_eq!(loaded.config().destination_rules().len(), 1);
+    }
 }
 
 #[test]
-fn tls_disable_is_not_remarked() {
-    let loaded = load_str("dr.yaml", &dr("    tls:\n      mode: DISABLE\n"));
-    assert!(remarks(&loaded).is_empty(), "{:?}", loaded.diagnostics());
+fn tls_credential_name_and_crl_are_remarked() {
+    let loaded = load_str(
+        "dr.yaml",
+        &dr("    tls:\n      mode: SIMPLE\n      credentialName: my-secret\n"),
+    );
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.trafficPolicy.tls.credentialName");
+    let loaded = load_str(
+        "dr.yaml",
+        &dr("    tls:\n      mode: SIMPLE\n      caCertificates: /ca.pem\n      caCrl: /crl.pem\n"),
+    );
+    let r = remarks(&loaded);
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!(r[0].0, "spec.trafficPolicy.tls.caCrl");
 }
 
 #[test]

@@ -143,13 +143,17 @@ pub use outlier::{
 };
 pub use pool::{
     Admission, ConnectionPool, InvalidRetryBudget, Overflow, PendingTicket, PoolLimits, Protocol,
-    RequestPermit, RetryBudget, RetryPermit, OVERFLOW_BODY, UNLIMITED,
+    RequestPermit, RetryBudget, RetryPermit, DEFAULT_MAX_CONCURRENT_STREAMS, OVERFLOW_BODY,
+    UNLIMITED,
 };
 pub use retry::{
     Backoff, DoneReason, InvalidBackoff, RetryDecision, RetryPolicy, RetryState, TriedEndpoints,
     TIMEOUT_BODY,
 };
-pub use timeout::{Deadlines, InvalidDeadlines};
+pub use timeout::{
+    format_grpc_timeout, is_grpc_request, parse_grpc_timeout, Deadlines, InvalidDeadlines,
+    GRPC_TIMEOUT,
+};
 
 /// The one clock read in the unit tests: an arbitrary anchor; every test time is
 /// `anchor + n ms`, so nothing depends on the real clock.

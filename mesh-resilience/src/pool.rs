@@ -98,8 +98,9 @@ pub const OVERFLOW_BODY: &str =
     "upstream connect error or disconnect/reset before headers. reset reason: overflow";
 /// Istio's default for every limit (2^32 − 1).
 pub const UNLIMITED: u32 = u32::MAX;
-/// Istio's default `maxConcurrentStreams` per HTTP/2 connection (2^31 − 1).
-pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = (1 << 31) - 1;
+/// The default `maxConcurrentStreams` per HTTP/2 connection: 1024, Envoy's default since 1.36
+/// (Istio 1.28 and later write no value, so Envoy's applies; before, 2^31 − 1).
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 1024;
 
 /// Which limit overflowed. The driver turns request overflows into Envoy's 503 (flag `UO`);
 /// retry overflows end the request with the last attempt's result.
@@ -140,8 +141,8 @@ pub enum Protocol {
     /// One request per connection at a time (HTTP/1.1).
     #[default]
     Http1,
-    /// Multiplexed: up to `max_concurrent_streams` requests per connection (0 means Istio's
-    /// default, 2^31 − 1).
+    /// Multiplexed: up to `max_concurrent_streams` requests per connection (0 means the
+    /// default, [`DEFAULT_MAX_CONCURRENT_STREAMS`]).
     Http2 {
         /// Istio `http.maxConcurrentStreams`.
         max_concurrent_streams: u32,

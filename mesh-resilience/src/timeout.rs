@@ -107,6 +107,84 @@ impl Deadlines {
     }
 }
 
+/// The `grpc-timeout` request header.
+pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+
+/// Whether a request is gRPC by its `content-type` (Envoy's `isGrpcRequestHeaders`:
+/// `application/grpc`, `application/grpc+proto`, `application/grpc;...`).
+pub fn is_grpc_request(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .map(http::HeaderValue::as_bytes)
+        .and_then(|ct| ct.strip_prefix(b"application/grpc"))
+        .is_some_and(|rest| rest.is_empty() || rest[0] == b'+' || rest[0] == b';')
+}
+
+/// A `grpc-timeout` value (1 to 8 digits and a unit: `H`, `M`, `S`, `m`, `u`, `n`); `None`
+/// for anything else, which Envoy treats as no timeout.
+pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits
+        .iter()
+        .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// A duration as Envoy writes `grpc-timeout` (`toGrpcTimeout`): whole milliseconds in the
+/// finest unit that fits in 8 digits (`m`, then `S`, `M`, `H`).
+pub fn format_grpc_timeout(d: Duration) -> http::HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let ms = d.as_millis();
+    let (n, unit) = if ms <= MAX {
+        (ms, 'm')
+    } else if ms / 1000 <= MAX {
+        (ms / 1000, 'S')
+    } else if ms / 60_000 <= MAX {
+        (ms / 60_000, 'M')
+    } else {
+        ((ms / 3_600_000).min(MAX), 'H')
+    };
+    http::HeaderValue::try_from(format!("{n}{unit}"))
+        .unwrap_or_else(|_| http::HeaderValue::from_static("99999999H"))
+}
+
+impl Deadlines {
+    /// The deadlines of a gRPC request under Istio, which writes `max_grpc_timeout` on every
+    /// route (the route timeout, or 0 without one): Envoy's global timeout becomes the
+    /// caller's `grpc-timeout` (none when missing or zero), capped by the route timeout when
+    /// there is one. The per-try timeout is kept (and ignored if not below the result).
+    #[must_use]
+    pub fn for_grpc(self, grpc_timeout: Option<Duration>) -> Deadlines {
+        let caller = grpc_timeout.filter(|d| !d.is_zero());
+        let route = match (caller, self.route) {
+            (Some(c), Some(r)) => Some(c.min(r)),
+            (Some(c), None) => Some(c),
+            (None, r) => r,
+        };
+        Deadlines {
+            route,
+            per_try: self.per_try,
+        }
+    }
+
+    /// The `grpc-timeout` Envoy sends upstream for a gRPC request with these deadlines: the
+    /// per-try timeout in effect, else the route timeout; `None` when neither is set.
+    pub fn upstream_grpc_timeout(&self) -> Option<Duration> {
+        self.per_try().or(self.route)
+    }
+}
+
 /// The earlier of two optional deadlines (`None` = no deadline).
 pub(crate) fn min_deadline(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
@@ -149,6 +227,57 @@ mod tests {
             Deadlines::new(None, Some(Duration::ZERO)),
             Err(InvalidDeadlines::ZeroPerTry)
         );
+    }
+
+    #[test]
+    fn grpc_timeout_values() {
+        let p = |s: &str| parse_grpc_timeout(s.as_bytes());
+        assert_eq!(p("100m"), Some(Duration::from_millis(100)));
+        assert_eq!(p("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(p("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(p("5u"), Some(Duration::from_micros(5)));
+        assert_eq!(p("123456789m"), None, "at most 8 digits");
+        assert_eq!(p("m"), None);
+        assert_eq!(p("10x"), None);
+        assert_eq!(p("-1S"), None);
+        assert_eq!(format_grpc_timeout(Duration::from_millis(1500)), "1500m");
+        assert_eq!(
+            format_grpc_timeout(Duration::from_secs(200_000)),
+            "200000S",
+            "milliseconds past 8 digits become seconds"
+        );
+        let mut h = http::HeaderMap::new();
+        assert!(!is_grpc_request(&h));
+        for (ct, grpc) in [
+            ("application/grpc", true),
+            ("application/grpc+proto", true),
+            ("application/grpc;charset=utf-8", true),
+            ("application/grpc-web", false),
+            ("application/json", false),
+        ] {
+            h.insert(http::header::CONTENT_TYPE, ct.parse().unwrap());
+            assert_eq!(is_grpc_request(&h), grpc, "{ct}");
+        }
+    }
+
+    #[test]
+    fn grpc_deadline_is_the_callers_capped_by_the_route() {
+        let ms = |n| Some(Duration::from_millis(n));
+        // (route, per_try, grpc-timeout, route after, upstream grpc-timeout)
+        let cases = [
+            (None, None, None, None, None),
+            (None, None, ms(300), ms(300), ms(300)),
+            (ms(1000), None, ms(300), ms(300), ms(300)),
+            (ms(1000), None, ms(3000), ms(1000), ms(1000)),
+            (ms(1000), None, None, ms(1000), ms(1000)),
+            (None, ms(100), ms(300), ms(300), ms(100)),
+            (None, None, Some(Duration::ZERO), None, None),
+        ];
+        for (route, per_try, grpc, want, upstream) in cases {
+            let d = Deadlines::new(route, per_try).unwrap().for_grpc(grpc);
+            assert_eq!(d.route(), want, "{route:?} {per_try:?} {grpc:?}");
+            assert_eq!(d.upstream_grpc_timeout(), upstream);
+        }
     }
 
     #[test]

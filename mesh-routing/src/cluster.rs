@@ -137,6 +137,47 @@ pub struct ClusterPolicy {
     pub(crate) hash: Option<HashPolicy>,
     pub(crate) pool_limits: PoolLimits,
     pub(crate) outlier: Option<OutlierConfig>,
+    pub(crate) upstream_protocol: UpstreamProtocol,
+    pub(crate) service_alt_names: Arc<[String]>,
+}
+
+/// The HTTP version a cluster speaks to its endpoints, chosen as istiod does
+/// (`setUpstreamProtocol`, `shouldH2Upgrade`, `applyConnectionPool`): `useClientProtocol`
+/// follows the caller; a port of protocol `HTTP2`, `GRPC` or `GRPC-WEB` speaks HTTP/2;
+/// `h2UpgradePolicy: UPGRADE` speaks HTTP/2 on any port; other `HTTP` ports speak HTTP/1.1 (the
+/// mesh-wide default is `DO_NOT_UPGRADE`); a port of no known protocol (detected by a
+/// sidecar) follows the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1.
+    Http1,
+    /// HTTP/2 (with prior knowledge in plaintext; over TLS, ALPN `h2` is offered).
+    Http2,
+    /// The caller's version: HTTP/2 for HTTP/2 requests, else HTTP/1.1.
+    #[default]
+    ClientProtocol,
+}
+
+impl UpstreamProtocol {
+    /// The protocol of a cluster on a port of protocol `port` with `pool` as its merged
+    /// `connectionPool`.
+    pub fn select(
+        port: mesh_model::PortProtocol,
+        pool: Option<&mesh_model::ConnectionPoolSettings>,
+    ) -> UpstreamProtocol {
+        use mesh_model::H2UpgradePolicy;
+        if pool.is_some_and(mesh_model::ConnectionPoolSettings::use_client_protocol) {
+            return UpstreamProtocol::ClientProtocol;
+        }
+        if port.is_http2() {
+            return UpstreamProtocol::Http2;
+        }
+        match pool.map(mesh_model::ConnectionPoolSettings::h2_upgrade_policy) {
+            Some(H2UpgradePolicy::Upgrade) => UpstreamProtocol::Http2,
+            _ if port == mesh_model::PortProtocol::Unsupported => UpstreamProtocol::ClientProtocol,
+            _ => UpstreamProtocol::Http1,
+        }
+    }
 }
 
 impl ClusterPolicy {
@@ -183,5 +224,14 @@ impl ClusterPolicy {
     /// means off.
     pub fn outlier(&self) -> Option<&OutlierConfig> {
         self.outlier.as_ref()
+    }
+    /// The HTTP version the cluster speaks upstream.
+    pub fn upstream_protocol(&self) -> UpstreamProtocol {
+        self.upstream_protocol
+    }
+    /// The `subjectAltNames` of the ServiceEntry that declares the host (the identities of its
+    /// workloads), empty when none: what `ISTIO_MUTUAL` checks when the rule names none.
+    pub fn service_alt_names(&self) -> &[String] {
+        &self.service_alt_names
     }
 }

@@ -140,7 +140,7 @@ mod table;
 pub mod weighted;
 
 pub use client::ClientContext;
-pub use cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy};
+pub use cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy, UpstreamProtocol};
 pub use compile::CompileError;
 pub use compiled::{CompileNote, DirectResponse, RouteTable};
 pub use decision::{

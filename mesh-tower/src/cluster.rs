@@ -4,9 +4,12 @@
 //! `registry`); per-endpoint state (in-flight requests, outlier counters and ejections,
 //! requests sent) follows each endpoint by its address.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
+
+use arc_swap::ArcSwap;
 
 use http::uri::Authority;
 use mesh_resilience::{
@@ -76,6 +79,72 @@ impl ClusterInner {
     }
 }
 
+/// The cluster of an attempt, as a request extension for a client that keeps connections per
+/// cluster ([`MeshClient`](crate::client::MeshClient)).
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
+pub(crate) struct Upstream(pub(crate) Arc<ClusterState>);
+
+/// Connections a client keeps to the endpoints of one cluster (the pools of
+/// [`MeshClient`](crate::client::MeshClient)), told when endpoints leave so that their
+/// connections drain: requests in flight finish, no new request starts on them.
+pub(crate) trait EndpointConnections: Send + Sync + 'static {
+    /// Connections to endpoints for which `keep` says no drain.
+    fn retain(&self, keep: &dyn Fn(&Authority) -> bool);
+    /// The client's own view of itself, to find its typed pool again.
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// The connection pools clients keep for a cluster, one per client (by the client's id).
+#[derive(Default)]
+pub(crate) struct ConnectionSlots {
+    slots: ArcSwap<Vec<(u64, Arc<dyn EndpointConnections>)>>,
+    /// Serialises additions (reads never lock).
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
+    add: Mutex<()>,
+}
+
+impl std::fmt::Debug for ConnectionSlots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionSlots")
+            .field("clients", &self.slots.load().len())
+            .finish()
+    }
+}
+
+impl ConnectionSlots {
+    /// Client `id`'s pool for this cluster, made by `make` on first use.
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
+    pub(crate) fn get_or_insert(
+        &self,
+        id: u64,
+        make: impl FnOnce() -> Arc<dyn EndpointConnections>,
+    ) -> Arc<dyn EndpointConnections> {
+        if let Some((_, c)) = self.slots.load().iter().find(|(i, _)| *i == id) {
+            return Arc::clone(c);
+        }
+        let _add = lock(&self.add);
+        let current = self.slots.load_full();
+        if let Some((_, c)) = current.iter().find(|(i, _)| *i == id) {
+            return Arc::clone(c);
+        }
+        let made = make();
+        let mut next = Vec::with_capacity(current.len() + 1);
+        next.extend(current.iter().cloned());
+        next.push((id, Arc::clone(&made)));
+        self.slots.store(Arc::new(next));
+        made
+    }
+
+    /// Tells every pool which endpoints remain.
+    fn retain(&self, keep: &dyn Fn(&Authority) -> bool) {
+        for (_, c) in self.slots.load().iter() {
+            c.retain(keep);
+        }
+    }
+}
+
 /// The state of one cluster. See the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct ClusterState {
@@ -84,6 +153,11 @@ pub(crate) struct ClusterState {
     /// Wakes requests waiting as pending when a permit frees or the limits change.
     pub(crate) notify: Notify,
     pub(crate) counters: Counters,
+    /// The merged DestinationRule policy in force (replaced only when it changes, so that a
+    /// client can keep what it derived from it while the pointer stays the same).
+    pub(crate) policy: ArcSwap<ClusterPolicy>,
+    /// Connections clients keep to the cluster's endpoints.
+    pub(crate) connections: ConnectionSlots,
 }
 
 /// The cluster's pool limits: its DestinationRule's, with the mesh's default retry budget
@@ -127,6 +201,8 @@ impl ClusterState {
             }),
             notify: Notify::new(),
             counters: Counters::default(),
+            policy: ArcSwap::from_pointee(policy.clone()),
+            connections: ConnectionSlots::default(),
         }
     }
 
@@ -145,6 +221,9 @@ impl ClusterState {
         host_endpoints: Option<&[Endpoint]>,
         now: Instant,
     ) {
+        if **self.policy.load() != *policy {
+            self.policy.store(Arc::new(policy.clone()));
+        }
         let mut inner = self.lock();
         inner.pool.set_limits(limits(policy, default_budget));
         inner.balancer = policy.load_balancer();
@@ -162,23 +241,43 @@ impl ClusterState {
         };
         let changed = inner.selector != selector;
         inner.selector = selector;
-        if changed {
+        let remaining = if changed {
             let endpoints = inner.selector.select(host_endpoints);
             set_endpoints(&mut inner, endpoints);
-        }
+            Some(authorities(&inner.endpoints).collect::<Vec<_>>())
+        } else {
+            None
+        };
         // The limits may have grown: let pending requests look again.
         drop(inner);
         self.notify.notify_waiters();
+        if let Some(remaining) = remaining {
+            self.drain_others(&remaining);
+        }
     }
 
     /// The host's endpoints changed: select this cluster's again. Endpoints that remain keep
-    /// their in-flight count, outlier state and counters; the balancer starts over.
+    /// their in-flight count, outlier state and counters; the balancer starts over; the
+    /// connections of endpoints that left drain.
     pub(crate) fn update_endpoints(&self, host_endpoints: Option<&[Endpoint]>) {
         let mut inner = self.lock();
         let endpoints = inner.selector.select(host_endpoints);
         if endpoints != inner.endpoints {
             set_endpoints(&mut inner, endpoints);
+            let remaining: Vec<Authority> = authorities(&inner.endpoints).collect();
+            drop(inner);
+            self.drain_others(&remaining);
         }
+    }
+
+    /// Connections to endpoints not in `remaining` drain.
+    fn drain_others(&self, remaining: &[Authority]) {
+        self.connections.retain(&|a| remaining.contains(a));
+    }
+
+    /// Connections to an ejected endpoint drain (outside the cluster's lock).
+    pub(crate) fn drain_endpoint(&self, endpoint: &Authority) {
+        self.connections.retain(&|a| a != endpoint);
     }
 
     /// Gives back a pool permit and an endpoint's in-flight slot.

@@ -76,16 +76,21 @@ where
         fwd.add_cors(abort.headers_mut());
         return Ok(abort);
     }
+    let policy = match overrides {
+        Some(o) => o.apply(fwd.decision.retry_policy()),
+        None => fwd.decision.retry_policy(),
+    };
+    let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
+        grpc_deadlines(&mut parts.headers, policy)
+    } else {
+        policy
+    };
     let mut template = attempt::Template::new(parts, body, &fwd, &shared);
     mirror::spawn_copies(&shared, &compiled, &fwd, &template, &client, &mut rolls);
 
     let cluster = fwd.cluster.as_ref();
     let name = cluster.map(|c| &c.name);
     let mut now = crate::time::now().into_std();
-    let policy = match overrides {
-        Some(o) => o.apply(fwd.decision.retry_policy()),
-        None => fwd.decision.retry_policy(),
-    };
     let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
     // An error after routing is a local reply of the router, which carries the route's
     // response header operations.
@@ -151,7 +156,7 @@ where
         let deadline = idle_deadline.or(attempt_deadline);
         let (result, waited) = attempt::send(
             client.clone(),
-            template.request(to, count, close),
+            template.request(to, count, close, cluster),
             deadline,
             span.clone(),
         )
@@ -254,6 +259,26 @@ fn attempt_span(attempt: u32) -> tracing::Span {
         retry_reason = field::Empty,
         backoff_ms = field::Empty,
     )
+}
+
+/// A gRPC request's deadlines as Envoy sets them under Istio (which writes `max_grpc_timeout`
+/// on every route): the caller's `grpc-timeout` capped by the route timeout; the header sent
+/// upstream says the per-try timeout in effect, else that global one.
+fn grpc_deadlines(
+    headers: &mut http::HeaderMap,
+    policy: mesh_resilience::RetryPolicy,
+) -> mesh_resilience::RetryPolicy {
+    let caller = headers
+        .get(mesh_resilience::GRPC_TIMEOUT)
+        .and_then(|v| mesh_resilience::parse_grpc_timeout(v.as_bytes()));
+    let deadlines = policy.deadlines().for_grpc(caller);
+    if let Some(t) = deadlines.upstream_grpc_timeout() {
+        headers.insert(
+            mesh_resilience::GRPC_TIMEOUT,
+            mesh_resilience::format_grpc_timeout(t),
+        );
+    }
+    policy.with_deadlines(deadlines)
 }
 
 /// A trusted caller's `x-envoy-*` overrides, if it sent any; the two timeout headers are

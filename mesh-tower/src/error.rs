@@ -18,7 +18,7 @@
 //! | no route matched ([`is_no_route`](MeshError::is_no_route)) | 404 | empty | |
 //! | no healthy endpoint ([`is_no_healthy_upstream`](MeshError::is_no_healthy_upstream)) | 503 | `no healthy upstream` | |
 //! | route names an undefined subset or host ([`is_unknown_cluster`](MeshError::is_unknown_cluster)) | 503 | empty | |
-//! | connect failure, reset, refused stream ([`is_upstream`](MeshError::is_upstream)) | 503 | `upstream connect error or disconnect/reset before headers. reset reason: <reason>` | |
+//! | connect failure, reset, refused stream ([`is_upstream`](MeshError::is_upstream)) | 503 | `upstream connect error or disconnect/reset before headers. reset reason: <reason>` (TLS failures add `, transport failure reason: <reason>`, see [`transport_failure_reason`](MeshError::transport_failure_reason)) | |
 //! | upstream protocol error | 502 | same prefix, `reset reason: protocol error` | |
 //! | body too large to retry ([`is_body_too_large_to_retry`](MeshError::is_body_too_large_to_retry)) | 507 | `exceeded request buffer limit while retrying upstream` | |
 //!
@@ -416,8 +416,35 @@ impl MeshError {
                 Bytes::from_static(b"exceeded request buffer limit while retrying upstream")
             }
             Kind::Overflow => upstream("overflow"),
-            Kind::Upstream(f) => upstream(f.reset_reason()),
+            Kind::Upstream(f) => match self.transport_failure_reason() {
+                Some(t) => upstream(&format!(
+                    "{}, transport failure reason: {t}",
+                    f.reset_reason()
+                )),
+                None => upstream(f.reset_reason()),
+            },
         }
+    }
+
+    /// Envoy's transport failure reason (`%UPSTREAM_TRANSPORT_FAILURE_REASON%`) when the
+    /// connection failed in TLS: the server's certificate did not verify
+    /// (`TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end`),
+    /// the credentials could not be loaded, the handshake failed. Only
+    /// [`MeshClient`](crate::client::MeshClient) knows it.
+    pub fn transport_failure_reason(&self) -> Option<&str> {
+        #[cfg(feature = "mesh-client")]
+        {
+            let mut next: Option<&(dyn StdError + 'static)> =
+                self.inner.source.as_deref().map(|e| e as _);
+            for _ in 0..32 {
+                let e = next?;
+                if let Some(c) = e.downcast_ref::<crate::client::ConnectError>() {
+                    return c.transport_failure_reason();
+                }
+                next = e.source();
+            }
+        }
+        None
     }
 
     /// The local reply Envoy would have sent for this error.
@@ -579,6 +606,12 @@ pub(crate) fn classify(err: &(dyn StdError + 'static)) -> UpstreamFailure {
 }
 
 fn inspect(e: &(dyn StdError + 'static), s: &mut Signals) {
+    #[cfg(feature = "mesh-client")]
+    if let Some(c) = e.downcast_ref::<crate::client::ConnectError>() {
+        s.connect = true;
+        s.timeout |= c.is_timeout();
+        return;
+    }
     if let Some(io) = e.downcast_ref::<std::io::Error>() {
         use std::io::ErrorKind as K;
         match io.kind() {
@@ -616,6 +649,12 @@ fn inspect_clients(e: &(dyn StdError + 'static), s: &mut Signals) {
         return;
     }
     if let Some(h2) = e.downcast_ref::<h2::Error>() {
+        if h2.is_go_away() && h2.is_remote() && h2.reason() == Some(h2::Reason::NO_ERROR) {
+            // A stream above a graceful GOAWAY's last stream id: never processed, as a
+            // refused stream (nghttp2, under Envoy, closes such streams REFUSED_STREAM).
+            s.refused_stream = true;
+            return;
+        }
         match h2.reason() {
             Some(h2::Reason::REFUSED_STREAM) => s.refused_stream = true,
             Some(h2::Reason::PROTOCOL_ERROR | h2::Reason::FRAME_SIZE_ERROR) => {

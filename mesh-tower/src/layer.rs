@@ -68,6 +68,12 @@ impl MeshLayer {
     pub fn handle(&self) -> MeshHandle {
         MeshHandle::new(Arc::clone(&self.shared))
     }
+
+    /// The shared state (for a client that attaches itself to the layer).
+    #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl<S> tower_layer::Layer<S> for MeshLayer {

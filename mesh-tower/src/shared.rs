@@ -1,7 +1,7 @@
 //! [`Shared`]: what every `Mesh<S>` of one layer shares: the compiled configuration (swapped
 //! on reload), the cluster registry, the settings, the seed of the rolls and the counters.
 
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -48,6 +48,10 @@ pub(crate) struct Shared {
     pub(crate) hosts: HostCache,
     /// Serialises reloads (the swap itself is atomic).
     reload: Mutex<()>,
+    /// Whether attempts carry their cluster to the client (a
+    /// [`MeshClient`](crate::client::MeshClient) was attached); other clients are spared the
+    /// request extension.
+    pub(crate) upstream_info: AtomicBool,
 }
 
 impl Shared {
@@ -73,6 +77,7 @@ impl Shared {
             totals: Counters::default(),
             hosts: HostCache::default(),
             reload: Mutex::new(()),
+            upstream_info: AtomicBool::new(false),
         })
     }
 
@@ -81,6 +86,11 @@ impl Shared {
     pub(crate) fn request_rolls(&self) -> Rolls {
         let index = self.requests.fetch_add(1, Relaxed);
         Rolls::for_request(self.seed, index)
+    }
+
+    /// Whether attempts carry their cluster to the client.
+    pub(crate) fn upstream_info(&self) -> bool {
+        self.upstream_info.load(Relaxed)
     }
 
     /// Compiles `config` and swaps it in. Clusters that still exist keep their state (pool

@@ -94,9 +94,11 @@ fn validate_directory_reports_every_file_sorted_and_fails_on_errors() {
     let errors = lines.iter().filter(|l| l.contains(": error: ")).count();
     let warnings = lines.iter().filter(|l| l.contains(": warning: ")).count();
     assert_eq!(errors, 2, "{text}");
+    // The one warning is warnings.yaml's typo (the canary's `tls` is applied, not warned about).
+    assert_eq!(warnings, 1, "{text}");
     assert_eq!(
         summary.trim_end(),
-        format!("2 errors, {warnings} warnings, 0 notes in 5 files")
+        "2 errors, 1 warning, 0 notes in 5 files"
     );
 }
 
@@ -130,12 +132,33 @@ fn validate_strict_turns_unknown_fields_into_errors() {
 
 #[test]
 fn validate_strict_fails_on_plain_warnings() {
-    // The canary has warnings that are not unknown fields (an unreachable route, TLS not
-    // enforced): accepted normally, fatal with --strict.
-    let normal = meshctl(&["validate", &fixture("canary.yaml")]);
+    // A warning that is not an unknown field (a rule after a match-less one is never used):
+    // accepted normally, fatal with --strict.
+    let dir = scratch("strict-plain-warning");
+    let file = dir.join("shadowed.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: networking.istio.io/v1\n\
+         kind: VirtualService\n\
+         metadata: {name: shadowed, namespace: default}\n\
+         spec:\n  \
+           hosts: [api]\n  \
+           http:\n  \
+           - route: [{destination: {host: api}}]\n  \
+           - match: [{headers: {end-user: {exact: jason}}}]\n    \
+             route: [{destination: {host: api}}]\n",
+    )
+    .unwrap();
+    let file = file.display().to_string();
+    let normal = meshctl(&["validate", &file]);
     assert_eq!(code(&normal), 0, "{}", stdout(&normal));
-    assert!(stdout(&normal).contains(": warning: "));
-    let strict = meshctl(&["validate", "--strict", &fixture("canary.yaml")]);
+    let text = stdout(&normal);
+    assert!(
+        text.contains(": warning: VirtualService/shadowed: spec.http[1]: "),
+        "{text}"
+    );
+    assert!(!text.contains("unknown field"), "{text}");
+    let strict = meshctl(&["validate", "--strict", &file]);
     assert_eq!(code(&strict), 1);
     assert!(stderr(&strict).contains("--strict: warnings count as errors"));
 }
@@ -560,7 +583,7 @@ fn route_warnings_go_to_stderr_unless_quiet() {
         if quiet {
             a.push("-q");
         }
-        a.extend(["-f", "tests/fixtures/canary.yaml", "GET", "http://api/"]);
+        a.extend(["-f", "tests/fixtures/warnings.yaml", "GET", "http://typo/"]);
         a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()
     };
     let loud = meshctl(&args(false).iter().map(String::as_str).collect::<Vec<_>>());

@@ -3,6 +3,7 @@
 //! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
 
 mod connections;
+mod connector;
 mod exactly;
 mod hostile;
 mod istio_exact;
@@ -13,3 +14,4 @@ mod rel;
 mod reload_storm;
 mod retry_after_ejection;
 mod support_backend;
+mod tls;

@@ -33,6 +33,8 @@
 //! # }
 //! ```
 
+pub mod pki;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt;
@@ -185,6 +187,27 @@ struct Shared {
     received: Mutex<Vec<Received>>,
     arrivals: AtomicU64,
     connections: AtomicU64,
+    /// Connections open now, the most ever open at once, and closed so far.
+    open: AtomicU64,
+    max_open: AtomicU64,
+    closed: AtomicU64,
+    closed_notify: Notify,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tls_connections: Mutex<Vec<TlsConnection>>,
+    h2_max_concurrent_streams: Option<u32>,
+}
+
+/// What a TLS backend learnt of one connection's handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConnection {
+    /// The SNI the client sent.
+    pub sni: Option<String>,
+    /// The protocols the client offered by ALPN, in its order.
+    pub offered_alpn: Vec<String>,
+    /// The protocol agreed by ALPN.
+    pub alpn: Option<String>,
+    /// The client's certificate (DER), when it sent one.
+    pub client_certificate: Option<Vec<u8>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -198,6 +221,8 @@ pub struct BackendBuilder {
     labels: BTreeMap<String, String>,
     rules: Vec<Rule>,
     bind: Option<SocketAddr>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    h2_max_concurrent_streams: Option<u32>,
 }
 
 impl BackendBuilder {
@@ -226,6 +251,19 @@ impl BackendBuilder {
         self
     }
 
+    /// Serves TLS with this configuration (its ALPN list and client verification included);
+    /// what each handshake carried is recorded ([`Backend::tls_connections`]).
+    pub fn tls(mut self, config: Arc<rustls::ServerConfig>) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
+    /// The HTTP/2 `SETTINGS_MAX_CONCURRENT_STREAMS` the backend advertises.
+    pub fn h2_max_concurrent_streams(mut self, n: u32) -> Self {
+        self.h2_max_concurrent_streams = Some(n);
+        self
+    }
+
     /// Binds `127.0.0.1:0` (or the [`bind`](Self::bind) address) and starts serving on the
     /// current tokio runtime.
     pub async fn start(self) -> std::io::Result<Backend> {
@@ -246,6 +284,13 @@ impl BackendBuilder {
             received: Mutex::new(Vec::new()),
             arrivals: AtomicU64::new(0),
             connections: AtomicU64::new(0),
+            open: AtomicU64::new(0),
+            max_open: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            closed_notify: Notify::new(),
+            tls: self.tls,
+            tls_connections: Mutex::new(Vec::new()),
+            h2_max_concurrent_streams: self.h2_max_concurrent_streams,
         });
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(serve(listener, Arc::clone(&shared), stop_rx));
@@ -360,6 +405,37 @@ impl Backend {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections open now.
+    pub fn open_connections(&self) -> u64 {
+        self.shared.open.load(Ordering::SeqCst)
+    }
+
+    /// The most connections ever open at the same time.
+    pub fn max_open_connections(&self) -> u64 {
+        self.shared.max_open.load(Ordering::SeqCst)
+    }
+
+    /// Connections closed so far (by either side).
+    pub fn closed_connections(&self) -> u64 {
+        self.shared.closed.load(Ordering::SeqCst)
+    }
+
+    /// Waits until at least `n` connections have closed (no timer: bound it yourself).
+    pub async fn wait_closed(&self, n: u64) {
+        loop {
+            let notified = self.shared.closed_notify.notified();
+            if self.closed_connections() >= n {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// What each TLS handshake carried, in order (TLS backends only).
+    pub fn tls_connections(&self) -> Vec<TlsConnection> {
+        lock(&self.shared.tls_connections).clone()
+    }
+
     /// Forgets the records and counters (rules are kept, with their counts).
     pub fn reset_counts(&self) {
         lock(&self.shared.received).clear();
@@ -404,29 +480,43 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
                 shared.connections.fetch_add(1, Ordering::SeqCst);
-                let Ok((stream, handle)) = split_handle(stream) else { continue };
+                let open = shared.open.fetch_add(1, Ordering::SeqCst) + 1;
+                shared.max_open.fetch_max(open, Ordering::SeqCst);
+                let Ok((stream, handle)) = split_handle(stream) else {
+                    connection_closed(&shared);
+                    continue;
+                };
                 let ctl = Arc::new(ConnControl { kill: Notify::new(), reset: AtomicBool::new(false) });
-                let svc_shared = Arc::clone(&shared);
-                let svc_ctl = Arc::clone(&ctl);
-                let service = hyper::service::service_fn(move |req| {
-                    handle_request(Arc::clone(&svc_shared), Arc::clone(&svc_ctl), req)
-                });
-                let conn = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                let conn = graceful.watch(conn);
+                let shared = Arc::clone(&shared);
+                let watcher = graceful.watcher();
                 conns.spawn(async move {
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = ctl.kill.notified() => {
-                            if ctl.reset.load(Ordering::SeqCst) {
-                                let _ = handle.set_zero_linger();
+                    match shared.tls.clone() {
+                        None => serve_connection(stream, &shared, &ctl, watcher).await,
+                        Some(config) => {
+                            let acceptor = tokio_rustls::LazyConfigAcceptor::new(
+                                rustls::server::Acceptor::default(),
+                                stream,
+                            );
+                            if let Ok(start) = acceptor.await {
+                                let offered: Vec<String> = start
+                                    .client_hello()
+                                    .alpn()
+                                    .into_iter()
+                                    .flatten()
+                                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                                    .collect();
+                                if let Ok(tls) = start.into_stream(config).await {
+                                    record_tls(&shared, tls.get_ref().1, offered);
+                                    serve_connection(tls, &shared, &ctl, watcher).await;
+                                }
                             }
-                            // Dropping the connection future closes the
-                            // socket once `handle` goes too.
                         }
                     }
+                    if ctl.reset.load(Ordering::SeqCst) {
+                        let _ = handle.set_zero_linger();
+                    }
                     drop(handle);
+                    connection_closed(&shared);
                 });
             }
         }
@@ -434,6 +524,52 @@ async fn serve(listener: TcpListener, shared: Arc<Shared>, mut stop: oneshot::Re
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
     conns.shutdown().await;
+}
+
+fn connection_closed(shared: &Shared) {
+    shared.open.fetch_sub(1, Ordering::SeqCst);
+    shared.closed.fetch_add(1, Ordering::SeqCst);
+    shared.closed_notify.notify_waiters();
+}
+
+fn record_tls(shared: &Shared, conn: &rustls::ServerConnection, offered_alpn: Vec<String>) {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let record = TlsConnection {
+        sni: conn.server_name().map(str::to_owned),
+        offered_alpn,
+        alpn: conn.alpn_protocol().map(text),
+        client_certificate: conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.as_ref().to_vec()),
+    };
+    lock(&shared.tls_connections).push(record);
+}
+
+/// Serves one connection (plain or TLS) until it ends or a rule kills it.
+async fn serve_connection<S>(
+    stream: S,
+    shared: &Arc<Shared>,
+    ctl: &Arc<ConnControl>,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = Arc::clone(shared);
+    let svc_ctl = Arc::clone(ctl);
+    let service = hyper::service::service_fn(move |req| {
+        handle_request(Arc::clone(&svc_shared), Arc::clone(&svc_ctl), req)
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(n) = shared.h2_max_concurrent_streams {
+        builder.http2().max_concurrent_streams(n);
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let conn = watcher.watch(conn.into_owned());
+    tokio::select! {
+        _ = conn => {}
+        _ = ctl.kill.notified() => {}
+    }
 }
 
 /// Duplicates the socket so the connection task can still reach it (to set

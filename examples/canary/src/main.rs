@@ -5,9 +5,21 @@
 //!    DestinationRule `api-dr`) plus a ServiceEntry declaring the backends (the template
 //!    `config/endpoints.yaml.tmpl` with the backends' ports filled in), and prints what the
 //!    validator says about them, each diagnostic once.
-//! 3. Wraps a hyper-util client in the mesh and sends traffic to `http://api:8080/...`:
-//!    the 90/10 split, then with one v2 pod failing every request (retries mask it, outlier
-//!    detection ejects it), then after reloading with `reload/shift.yaml` (all traffic to v2).
+//! 3. Puts the mesh in front of its own connector (`MeshClient`) and sends traffic to
+//!    `http://api:8080/...`: the 90/10 split, then with one v2 pod failing every request
+//!    (retries mask it, outlier detection ejects it), then after reloading with
+//!    `reload/shift.yaml` (all traffic to v2).
+//!
+//! The v2 pods accept only mutual TLS, as pods under a STRICT PeerAuthentication do: subset
+//! v2 of `api-dr` says `tls: {mode: ISTIO_MUTUAL}`. The demo makes a mesh CA on the spot and
+//! gives the v2 pods the identity `spiffe://cluster.local/ns/default/sa/api` (they accept only
+//! clients with a certificate of that CA) and the calling workload the identity
+//! `spiffe://cluster.local/ns/default/sa/checkout`, whose certificate, key and mesh root are
+//! written as istio-agent writes them for a proxyless workload (`cert-chain.pem`, `key.pem`,
+//! `root-cert.pem`, in a temporary directory here, removed at exit) for `MeshClient` to read. After each phase it prints what the v2 pods saw of the new TLS
+//! handshakes (the SNI and the ALPN a sidecar sends), and stops with an error if one came
+//! without the workload's client certificate. The v1 pods speak plaintext: their policy has no
+//! `tls` block (and the mesh does not do auto mTLS).
 //!
 //! `config/` validates on its own (`meshctl validate examples/canary/config/`): the template
 //! is not read by the loaders (they read `*.yaml` and `*.yml` only), and the reload's
@@ -24,7 +36,9 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::{BodyExt, Empty};
 use indicatif::{ProgressBar, ProgressStyle};
+use mesh_tests::pki::{server_config, workload_dir, Ca};
 use mesh_tests::{Action, Backend, Rule, Select};
+use mesh_tower::client::{MeshClient, MeshClientBody};
 use mesh_tower::{ClientContext, MeshHandle, MeshLayer};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -70,26 +84,45 @@ async fn run() -> Result<(), BoxError> {
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let reload_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reload");
 
-    // 1. Backends.
+    // 1. A mesh CA and identities; backends (v2 accepts only mutual TLS).
+    let ca = Ca::new("mesh-root");
+    let api_identity = ca.leaf(&[], &[API_IDENTITY], false);
+    let checkout = ca.leaf(&[], &[CHECKOUT_IDENTITY], false);
+    let certs = workload_dir(&ca, &checkout);
+    let mut tls = TlsReport {
+        client_certificate: checkout.der.to_vec(),
+        seen: Vec::new(),
+    };
+    let mtls = server_config(&api_identity, Some(&ca));
     let mut pods = Vec::new();
     for (name, version) in PODS {
-        let b = Backend::builder()
+        let mut b = Backend::builder()
             .name(name)
             .label("app", "api")
-            .label("version", version)
-            .start()
-            .await?;
-        pods.push(b);
+            .label("version", version);
+        if version == "v2" {
+            b = b.tls(Arc::clone(&mtls));
+        }
+        pods.push(b.start().await?);
     }
     println!("backends:");
     for b in &pods {
         println!(
-            "  {:<9} version={}  {}",
+            "  {:<9} version={}  {}  {}",
             b.name(),
             b.labels()["version"],
-            b.addr()
+            b.addr(),
+            if b.labels()["version"] == "v2" {
+                "mutual TLS only"
+            } else {
+                "plaintext"
+            }
         );
     }
+    println!(
+        "client identity {CHECKOUT_IDENTITY}: its certificates in {} (removed at exit)",
+        certs.path().display()
+    );
 
     // 2. Config: the seed's canary plus a ServiceEntry with the backends' real ports.
     let canary = std::fs::read_to_string(config_dir.join("canary.yaml"))?;
@@ -108,8 +141,8 @@ async fn run() -> Result<(), BoxError> {
         &mut shown,
     )?;
 
-    // 3. The mesh around a hyper-util client. The calling workload is `checkout` in `default`:
-    //    not `frontend`, so the 90/10 rule applies rather than the frontend-only one.
+    // 3. The mesh around its connector. The calling workload is `checkout` in `default`: not
+    //    `frontend`, so the 90/10 rule applies rather than the frontend-only one.
     let layer = MeshLayer::builder()
         .config(config)
         .client(ClientContext::new("default").with_label("app", "checkout"))
@@ -118,20 +151,21 @@ async fn run() -> Result<(), BoxError> {
         .build()?;
     let handle = layer.handle();
     let mut clusters = Clusters::default();
-    let client = ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::legacy_client::<
-            mesh_tower::body::ReplayBody<Empty<Bytes>>,
-        >());
+    let connector = MeshClient::builder()
+        .workload_certificates(certs.path())
+        .build_for::<mesh_tower::body::ReplayBody<Empty<Bytes>>>(&layer);
+    let client = ServiceBuilder::new().layer(layer).service(connector);
 
     println!("\n== phase 1: the canary split, 90% v1 / 10% v2 ==");
     let t = run_phase(&client, "90/10").await;
     report(&t, &handle, &pods, &mut clusters);
+    tls.print(&pods)?;
 
     println!("\n== phase 2: pod api-v2-b answers 503 to everything ==");
     pods[3].set_rules([Rule::new(Select::All, Action::Status(503))]);
     let t = run_phase(&client, "v2-b failing").await;
     report(&t, &handle, &pods, &mut clusters);
+    tls.print(&pods)?;
     println!(
         "  -> retries to the other v2 pod masked the failures (the client saw {} of {} fail; as under\n     Istio, no retry budget limits the retries); outlier detection ejected api-v2-b after 5\n     consecutive 5xx (maxEjectionPercent 50 allows one of the two v2 pods)",
         t.errors.values().sum::<usize>(),
@@ -153,12 +187,84 @@ async fn run() -> Result<(), BoxError> {
     handle.reload(shifted)?;
     let t = run_phase(&client, "0/100").await;
     report(&t, &handle, &pods, &mut clusters);
+    tls.print(&pods)?;
 
     println!("\ndone in {:.1?}", started.elapsed());
     for b in pods {
         b.shutdown().await;
     }
     Ok(())
+}
+
+/// The identity of the `api` pods.
+const API_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/api";
+/// The identity of the calling workload.
+const CHECKOUT_IDENTITY: &str = "spiffe://cluster.local/ns/default/sa/checkout";
+
+/// What the v2 pods saw of the mesh's TLS handshakes, phase by phase: the evidence that the
+/// traffic to v2 was mutual TLS with the workload's certificate, with the SNI and the ALPN a
+/// sidecar sends.
+#[derive(Debug)]
+struct TlsReport {
+    /// The certificate (DER) the client was given in its workload directory.
+    client_certificate: Vec<u8>,
+    /// Per v2 pod, the handshakes already reported.
+    seen: Vec<usize>,
+}
+
+impl TlsReport {
+    /// Prints, per v2 pod of `pods`, the handshakes since the last report, grouped by what they
+    /// carried.
+    ///
+    /// Fails when a handshake did not carry the workload's certificate: the v2 pods require a
+    /// client certificate of the mesh CA, so that would mean another identity reached them.
+    fn print(&mut self, pods: &[Backend]) -> Result<(), BoxError> {
+        let v2: Vec<&Backend> = pods
+            .iter()
+            .filter(|b| b.labels()["version"] == "v2")
+            .collect();
+        self.seen.resize(v2.len(), 0);
+        for (b, seen) in v2.into_iter().zip(&mut self.seen) {
+            let all = b.tls_connections();
+            let new = &all[(*seen).min(all.len())..];
+            *seen = all.len();
+            if new
+                .iter()
+                .any(|h| h.client_certificate.as_deref() != Some(&self.client_certificate[..]))
+            {
+                return Err(format!(
+                    "{}: a TLS connection without the workload's client certificate",
+                    b.name()
+                )
+                .into());
+            }
+            if new.is_empty() {
+                println!(
+                    "  {}: no new TLS connection ({} in all)",
+                    b.name(),
+                    all.len()
+                );
+                continue;
+            }
+            let mut kinds: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+            for h in new {
+                let key = (
+                    h.sni.clone().unwrap_or_else(|| "-".to_owned()),
+                    h.offered_alpn.join(", "),
+                    h.alpn.clone().unwrap_or_else(|| "-".to_owned()),
+                );
+                *kinds.entry(key).or_default() += 1;
+            }
+            for ((sni, offered, agreed), n) in kinds {
+                println!(
+                    "  {}: {n} new mutual TLS connection(s) with the checkout certificate; \
+                     SNI {sni}, ALPN offered [{offered}], agreed {agreed}",
+                    b.name()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The template of the ServiceEntry for the backends, in `config/`. Its `.tmpl` suffix keeps
@@ -257,7 +363,7 @@ async fn run_phase<S>(client: &S, label: &str) -> Tally
 where
     S: Service<
             Request<Empty<Bytes>>,
-            Response = http::Response<mesh_tower::MeshBody<hyper::body::Incoming>>,
+            Response = http::Response<mesh_tower::MeshBody<MeshClientBody>>,
             Error = mesh_tower::MeshError,
         > + Clone
         + Send
@@ -505,64 +611,99 @@ mod tests {
         assert_eq!(line_of(&dr, "kind: VirtualService"), None);
     }
 
-    /// The start and the reload state both validate, and a diagnostic of the DestinationRule,
-    /// which both contain, reads the same in both (so the demo prints it once).
-    #[test]
-    fn both_states_validate_and_share_their_destination_rule_diagnostics() {
-        let canary = include_str!("../config/canary.yaml");
-        let shift = include_str!("../reload/shift.yaml");
+    /// The endpoints of the demo's own four pods.
+    fn endpoints() -> String {
         let pods: Vec<&str> = PODS.iter().map(|(name, _)| *name).collect();
-        let endpoints = fill_template(
+        fill_template(
             "t",
             include_str!("../config/endpoints.yaml.tmpl"),
             &values(&pods),
         )
-        .unwrap();
-        let lines = |sources: &[(&str, &str)]| {
-            let mut loader = mesh_model::Loader::new();
-            for (name, text) in sources {
-                loader.add_str(name, text);
-            }
-            let loaded = loader.finish();
-            assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
-            loaded
-                .warnings()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-        };
-        let start = lines(&[
+        .unwrap()
+    }
+
+    /// The warnings of a configuration that must validate.
+    fn warnings(sources: &[(&str, &str)]) -> Vec<String> {
+        let mut loader = mesh_model::Loader::new();
+        for (name, text) in sources {
+            loader.add_str(name, text);
+        }
+        let loaded = loader.finish();
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+        loaded.warnings().map(ToString::to_string).collect()
+    }
+
+    /// The start and the reload state both validate, with no warning: the `tls` block of
+    /// subset v2 (ISTIO_MUTUAL) is applied by the connector, not warned about.
+    #[test]
+    fn both_states_validate_without_a_warning() {
+        let canary = include_str!("../config/canary.yaml");
+        let shift = include_str!("../reload/shift.yaml");
+        let endpoints = endpoints();
+        let start = warnings(&[
             ("config/canary.yaml", canary),
             ("config/endpoints.yaml", &endpoints),
         ]);
-        let reload = lines(&[
+        assert_eq!(start, Vec::<String>::new());
+        let reload = warnings(&[
             ("reload/shift.yaml", shift),
             ("config/canary.yaml", &dr_only(canary)),
             ("config/endpoints.yaml", &endpoints),
         ]);
+        assert_eq!(reload, Vec::<String>::new());
+    }
+
+    /// Subset v2 of the canary is mutual TLS with the mesh's certificates, as the demo's v2
+    /// pods require; v1 is plaintext, as its pods are.
+    #[test]
+    fn subset_v2_is_istio_mutual_and_v1_is_plaintext() {
+        let mut loader = mesh_model::Loader::new();
+        loader.add_str("config/canary.yaml", include_str!("../config/canary.yaml"));
+        let config = loader.finish().into_result().expect("valid");
+        let [dr] = config.destination_rules() else {
+            panic!("one DestinationRule");
+        };
+        let mode = |subset| {
+            dr.effective_policy(Some(subset), Some(8080))
+                .tls()
+                .and_then(|t| t.mode.clone())
+        };
+        assert_eq!(mode("v2").as_deref(), Some("ISTIO_MUTUAL"));
+        assert_eq!(mode("v1"), None);
+    }
+
+    /// A diagnostic of the DestinationRule, which the start and the reload state both contain,
+    /// reads the same in both, so the demo prints it once. The canary has none, so the test
+    /// gives its DestinationRule one (an unknown field, a warning).
+    #[test]
+    fn a_destination_rule_diagnostic_is_printed_once() {
+        let field = "      maxEjectionPercent: 50\n";
+        let canary = include_str!("../config/canary.yaml");
+        assert_eq!(canary.matches(field).count(), 1);
+        let canary = canary.replace(field, &format!("{field}      maxEjectionPercnt: 50\n"));
+        let shift = include_str!("../reload/shift.yaml");
+        let endpoints = endpoints();
+        let start_sources = [
+            ("config/canary.yaml", canary.as_str()),
+            ("config/endpoints.yaml", endpoints.as_str()),
+        ];
+        let dr = dr_only(&canary);
+        let reload_sources = [
+            ("reload/shift.yaml", shift),
+            ("config/canary.yaml", dr.as_str()),
+            ("config/endpoints.yaml", endpoints.as_str()),
+        ];
+        let start = warnings(&start_sources);
         assert!(
-            !start.is_empty(),
-            "the canary's DestinationRule has a tls warning"
+            start.iter().any(|w| w.contains("maxEjectionPercnt")),
+            "{start:?}"
         );
-        assert_eq!(start, reload);
+        assert_eq!(start, warnings(&reload_sources));
         let mut shown = Shown::default();
-        load(
-            &[
-                ("config/canary.yaml", canary),
-                ("config/endpoints.yaml", &endpoints),
-            ],
-            &mut shown,
-        )
-        .unwrap();
+        load(&start_sources, &mut shown).unwrap();
         let before = shown.0.len();
-        load(
-            &[
-                ("reload/shift.yaml", shift),
-                ("config/canary.yaml", &dr_only(canary)),
-                ("config/endpoints.yaml", &endpoints),
-            ],
-            &mut shown,
-        )
-        .unwrap();
+        assert!(before > 0);
+        load(&reload_sources, &mut shown).unwrap();
         assert_eq!(shown.0.len(), before, "nothing new to print on reload");
     }
 }

@@ -21,7 +21,10 @@ mod subset;
 mod tls;
 mod traffic_policy;
 
-pub use connection_pool::{ConnectionPoolSettings, UNLIMITED};
+pub use connection_pool::{
+    ConnectionPoolSettings, H2UpgradePolicy, Http2KeepAlive, TcpKeepalive, UNLIMITED,
+};
+pub use tls::TlsMode;
 pub use load_balancer::{HashKey, HashTable, LoadBalancer, SimpleLb};
 pub use outlier::OutlierDetection;
 pub use retry_budget::RetryBudget;

@@ -1,4 +1,4 @@
-//! Client TLS settings (TLS-1-TLS-4): validated, not enforced by this library.
+//! Client TLS settings (TLS-1-TLS-4): validated here; `mesh_tower`'s `MeshClient` originates them.
 
 use crate::diag::{Cx, Path};
 use crate::raw;
@@ -69,7 +69,54 @@ pub(crate) fn validate_tls(cx: &mut Cx<'_>, p: &Path<'_>, t: &raw::ClientTlsSett
             );
         }
     }
-    if mode != "DISABLE" {
-        cx.warn(&p.key("mode"), format!("tls mode {mode} is validated but not enforced by this library: the wrapped client's own TLS settings apply"));
+    // Every mode is originated by mesh-tower's MeshClient; what it cannot do is said here.
+    if t.credential_name.is_some() {
+        cx.warn(
+            &p.key("credentialName"),
+            "credentialName (a Kubernetes secret) is not read by this library: name the files with clientCertificate, privateKey and caCertificates (at a sidecar without workloadSelector istiod sends no TLS settings for it either)",
+        );
+    }
+    if t.ca_crl.is_some() {
+        cx.warn(
+            &p.key("caCrl"),
+            "caCrl is validated but not checked by this library: revoked server certificates are accepted",
+        );
+    }
+}
+
+/// A client TLS `mode` (`ClientTLSSettings.TLSmode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// `DISABLE`: plaintext.
+    Disable,
+    /// `SIMPLE`: TLS, the server verified.
+    Simple,
+    /// `MUTUAL`: TLS with a client certificate from files.
+    Mutual,
+    /// `ISTIO_MUTUAL`: mutual TLS with the workload's mesh certificate.
+    IstioMutual,
+}
+
+impl TlsMode {
+    /// The mode of a (validated) `tls` block: `DISABLE` when unset; `None` for a mode Istio
+    /// does not know (validation rejects those).
+    pub fn of(tls: &raw::ClientTlsSettings) -> Option<TlsMode> {
+        Some(match tls.mode.as_deref() {
+            None | Some("DISABLE") => TlsMode::Disable,
+            Some("SIMPLE") => TlsMode::Simple,
+            Some("MUTUAL") => TlsMode::Mutual,
+            Some("ISTIO_MUTUAL") => TlsMode::IstioMutual,
+            Some(_) => return None,
+        })
+    }
+
+    /// The name as written in YAML.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsMode::Disable => "DISABLE",
+            TlsMode::Simple => "SIMPLE",
+            TlsMode::Mutual => "MUTUAL",
+            TlsMode::IstioMutual => "ISTIO_MUTUAL",
+        }
     }
 }

@@ -45,7 +45,7 @@ impl TrafficPolicy {
     pub fn outlier_detection(&self) -> Option<&OutlierDetection> {
         self.outlier_detection.as_ref()
     }
-    /// Client TLS settings as written (validated, not enforced by this library).
+    /// Client TLS settings as written (validated; `mesh_tower`'s `MeshClient` originates it).
     pub fn tls(&self) -> Option<&raw::ClientTlsSettings> {
         self.tls.as_ref()
     }

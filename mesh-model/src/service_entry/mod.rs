@@ -65,6 +65,11 @@ impl ServiceEntry {
     pub fn location(&self) -> Option<&str> {
         self.location.as_deref()
     }
+    /// The identities (SANs) the workloads behind the hosts present: what an `ISTIO_MUTUAL`
+    /// connection checks when the DestinationRule names none.
+    pub fn subject_alt_names(&self) -> &[String] {
+        &self.raw.subject_alt_names
+    }
 
     /// Back to the wire form.
     pub fn to_raw(&self) -> raw::ServiceEntry {

@@ -9,19 +9,20 @@ mod policy;
 mod rules;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use mesh_model::{
-    HttpMatch, HttpRoute, MeshConfig, Resolution, RouteAction, RouteDestination, ServiceEntry,
-    StringMatch, VirtualService,
+    HttpMatch, HttpRoute, MeshConfig, PortProtocol, Resolution, RouteAction, RouteDestination,
+    ServiceEntry, StringMatch, VirtualService,
 };
 use mesh_resilience::{MirrorPolicy, Protocol, RetryPolicy};
 
 pub use error::CompileError;
 
 use crate::client::ClientContext;
-use crate::cluster::ClusterPolicy;
+use crate::cluster::{ClusterPolicy, UpstreamProtocol};
 use crate::compiled::{
     CompileNote, CompiledAction, CompiledDest, CompiledRoute, DestEntry, DirectResponse, KeptBlock,
     PrefixMode, RouteRetry, RouteTable, VirtualHost,
@@ -39,15 +40,6 @@ fn id(meta: &mesh_model::Meta) -> String {
 /// Expand a short name (no dot) with `namespace`, as mesh-model (and Istio) do.
 fn expand(host: &str, namespace: &str) -> String {
     mesh_model::resolve_short_name(host, namespace)
-}
-
-/// Whether a port protocol is HTTP/2 to Istio (`IsHTTP2`: `HTTP2`, `GRPC`, `GRPC-WEB`).
-fn is_http2(protocol: Option<&str>) -> bool {
-    protocol.is_some_and(|p| {
-        ["HTTP2", "GRPC", "GRPC-WEB"]
-            .iter()
-            .any(|h| p.eq_ignore_ascii_case(h))
-    })
 }
 
 /// Whether a resource in `ns` with `export_to` is visible to a client in `client_ns`
@@ -88,9 +80,11 @@ struct Compiler<'c> {
     dest_ids: HashMap<(String, Option<String>), u32>,
     notes: Vec<CompileNote>,
     endpoints: StaticEndpoints,
-    /// Ports of ServiceEntry hosts, each with whether its protocol is HTTP/2 (`HTTP2`,
-    /// `GRPC`, `GRPC-WEB`: Istio gives such clusters HTTP/2 upstream options).
-    se_ports: HashMap<String, Vec<(u16, bool)>>,
+    /// Ports of ServiceEntry hosts, each with its protocol (`HTTP2`, `GRPC`, `GRPC-WEB`: Istio
+    /// gives such clusters HTTP/2 upstream options).
+    se_ports: HashMap<String, Vec<(u16, PortProtocol)>>,
+    /// The ServiceEntry `subjectAltNames` of each host that has some.
+    se_alt_names: HashMap<String, Arc<[String]>>,
     /// Namespace of ServiceEntry hosts.
     se_namespace: HashMap<String, String>,
 }
@@ -119,6 +113,7 @@ impl RouteTable {
             notes: Vec::new(),
             endpoints: StaticEndpoints::new(),
             se_ports: HashMap::new(),
+            se_alt_names: HashMap::new(),
             se_namespace: HashMap::new(),
         };
         c.service_entries();
@@ -161,11 +156,20 @@ impl<'c> Compiler<'c> {
         let ns = se.meta().namespace();
         for host in se.hosts() {
             let host = host.to_ascii_lowercase();
-            self.se_ports.entry(host.clone()).or_default().extend(
-                se.ports()
-                    .iter()
-                    .map(|p| (p.number(), is_http2(p.protocol()))),
-            );
+            self.se_ports
+                .entry(host.clone())
+                .or_default()
+                .extend(se.ports().iter().map(|p| {
+                    (
+                        p.number(),
+                        PortProtocol::of_service_entry_port(p.protocol()),
+                    )
+                }));
+            if !se.subject_alt_names().is_empty() {
+                self.se_alt_names
+                    .entry(host.clone())
+                    .or_insert_with(|| se.subject_alt_names().into());
+            }
             self.se_namespace
                 .entry(host.clone())
                 .or_insert_with(|| ns.to_owned());
@@ -595,17 +599,12 @@ impl<'c> Compiler<'c> {
                 ports.extend(tp.port_level().iter().map(|p| p.port()));
             }
         }
-        let h2_ports: Vec<u16> = self
-            .se_ports
-            .get(host)
-            .into_iter()
-            .flatten()
-            .filter(|(_, h2)| *h2)
-            .map(|(p, _)| *p)
-            .collect();
-        ports.extend(&h2_ports);
+        let se_ports: &[(u16, PortProtocol)] = self.se_ports.get(host).map_or(&[], Vec::as_slice);
+        // Every declared port gets its own policy: its protocol decides the upstream one.
+        ports.extend(se_ports.iter().map(|(p, _)| *p));
         ports.sort_unstable();
         ports.dedup();
+        let alt_names = self.se_alt_names.get(host).cloned().unwrap_or_default();
         let merged = |port: Option<u16>| {
             let mut policy = rules::merged_policy(&drs, subset, port).map_err(|message| {
                 CompileError::Policy {
@@ -614,11 +613,21 @@ impl<'c> Compiler<'c> {
                     message,
                 }
             })?;
-            if port.is_some_and(|p| h2_ports.contains(&p)) {
+            let port_protocol = port
+                .and_then(|p| se_ports.iter().find(|(n, _)| *n == p))
+                .map_or(PortProtocol::Unsupported, |(_, proto)| *proto);
+            policy.upstream_protocol =
+                UpstreamProtocol::select(port_protocol, policy.connection_pool());
+            policy.service_alt_names = alt_names.clone();
+            if policy.upstream_protocol == UpstreamProtocol::Http2 {
                 // Requests multiplex over HTTP/2 connections: `maxConnections` counts
-                // connections of many streams each.
+                // connections of up to `maxConcurrentStreams` streams each.
+                let streams = policy.connection_pool().map_or(
+                    0,
+                    mesh_model::ConnectionPoolSettings::max_concurrent_streams,
+                );
                 policy.pool_limits = policy.pool_limits.with_protocol(Protocol::Http2 {
-                    max_concurrent_streams: 0,
+                    max_concurrent_streams: streams,
                 });
             }
             Ok::<_, CompileError>(policy)

@@ -41,6 +41,8 @@
 
 #[cfg(feature = "hyper-util")]
 mod hyper;
+#[cfg(feature = "mesh-client")]
+mod mesh;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 
@@ -49,6 +51,12 @@ mod reqwest;
 pub use self::hyper::{
     http_connector, legacy_builder, legacy_client, LegacyClient, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_POOL_IDLE_TIMEOUT,
+};
+#[cfg(feature = "mesh-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mesh-client")))]
+pub use self::mesh::{
+    ConnectError, MeshClient, MeshClientBody, MeshClientBuilder, DEFAULT_TRUST_DOMAIN,
+    DEFAULT_WORKLOAD_CERTIFICATES,
 };
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

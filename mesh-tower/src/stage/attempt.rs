@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{CONNECTION, HOST};
@@ -15,6 +16,7 @@ use tower::ServiceExt;
 use tower_service::Service;
 
 use crate::body::ReplayBody;
+use crate::cluster::{ClusterState, Upstream};
 use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::route::Forward;
@@ -38,6 +40,9 @@ pub(crate) struct Template<B> {
     pub(crate) body: ReplayBody<B>,
     /// Whether the body could be replayed when the request entered (else it is sent once).
     pub(crate) replayable_at_start: bool,
+    /// Whether each attempt carries its cluster ([`Upstream`]) and the `Host` whatever the
+    /// version, for a client that speaks to each cluster as its policy says.
+    upstream_info: bool,
 }
 
 impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
@@ -93,6 +98,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
             extensions: Some(extensions),
             body,
             replayable_at_start,
+            upstream_info: shared.upstream_info(),
         }
     }
 
@@ -122,6 +128,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         to: Option<&Authority>,
         attempt_count: Option<u32>,
         close: bool,
+        cluster: Option<&Arc<ClusterState>>,
     ) -> Request<ReplayBody<B>> {
         let mut req = self.build(to);
         if close && self.version <= Version::HTTP_11 {
@@ -131,6 +138,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         if let Some(ext) = self.extensions.take() {
             *req.extensions_mut() = ext;
         }
+        self.tag(&mut req, cluster);
         if let Some(n) = attempt_count {
             req.headers_mut()
                 .insert(X_ENVOY_ATTEMPT_COUNT, attempt_count_value(n));
@@ -138,10 +146,23 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         req
     }
 
-    /// A mirror copy to `to`, with the `Host` Envoy gives shadows (`api:8080` →
+    /// Tells a client that wants it which cluster the request is for (after the caller's
+    /// extensions are in place).
+    fn tag(&self, req: &mut Request<ReplayBody<B>>, cluster: Option<&Arc<ClusterState>>) {
+        if let (true, Some(cs)) = (self.upstream_info, cluster) {
+            req.extensions_mut().insert(Upstream(Arc::clone(cs)));
+        }
+    }
+
+    /// A mirror copy to `to` in `cluster`, with the `Host` Envoy gives shadows (`api:8080` →
     /// `api-shadow:8080`), over any HTTP version.
-    pub(crate) fn shadow(&self, to: &Authority) -> Request<ReplayBody<B>> {
+    pub(crate) fn shadow(
+        &self,
+        to: &Authority,
+        cluster: &Arc<ClusterState>,
+    ) -> Request<ReplayBody<B>> {
         let mut req = self.build(Some(to));
+        self.tag(&mut req, Some(cluster));
         // A mirror copy follows the attempts: it never reads the caller's body ahead of
         // them, so it cannot push the replay buffer past its cap and fail the request.
         *req.body_mut() = self.body.follower();
@@ -170,8 +191,10 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         *req.headers_mut() = self.headers.clone();
         // Over HTTP/1 the `Host` header names the service while the URI names the endpoint;
         // over HTTP/2 the `:authority` is the endpoint.
+        // A client that chooses the upstream version itself gets the `Host` always and moves
+        // it into `:authority` for HTTP/2.
         if let Some(h) = &self.host {
-            if self.version <= Version::HTTP_11 {
+            if self.version <= Version::HTTP_11 || self.upstream_info {
                 req.headers_mut().insert(HOST, h.clone());
             }
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mesh_resilience::{
-    ConnectionPool, Outcome, PoolLimits, RetryDecision, RetryPolicy, RetryState,
+    ConnectionPool, Outcome, OutlierEvent, PoolLimits, RetryDecision, RetryPolicy, RetryState,
 };
 
 use crate::cluster::{ClusterState, Counters};
@@ -60,16 +60,29 @@ impl Retry {
         let mut guard = cs.lock();
         let inner = &mut *guard;
         cs.sweep(inner, now);
+        let mut ejected = None;
         if let Some(Target::Endpoint(e)) = target {
             if let Some(index) = inner.index_of(e) {
                 let event = inner
                     .outlier
                     .as_mut()
                     .and_then(|od| od.record(index, outcome, now));
+                if let Some(OutlierEvent::Ejected { endpoint, .. }) = &event {
+                    ejected = inner
+                        .endpoints
+                        .get(*endpoint)
+                        .map(|e| e.authority().clone());
+                }
                 cs.log_outlier(inner, event);
             }
         }
-        self.state.on_outcome(outcome, now, roll, &mut inner.pool)
+        let decision = self.state.on_outcome(outcome, now, roll, &mut inner.pool);
+        drop(guard);
+        if let Some(endpoint) = ejected {
+            // No new request goes there: its connections drain.
+            cs.drain_endpoint(&endpoint);
+        }
+        decision
     }
 
     /// Gives the retry slot back now (the request ends without the retry it was granted).

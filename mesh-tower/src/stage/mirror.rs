@@ -96,7 +96,7 @@ pub(crate) fn spawn_copies<S, B, RB>(
             continue;
         };
         Counters::bump(&cluster.counters.requests);
-        let req = template.shadow(&to);
+        let req = template.shadow(&to, &cluster);
         shared.mirrors_sent.fetch_add(1, Relaxed);
         let client = client.clone();
         runtime.spawn(
