@@ -11,6 +11,8 @@ pub struct ClientContext {
     labels: Labels,
     gateway: String,
     root_namespace: String,
+    workload_name: String,
+    cluster_id: String,
 }
 
 impl ClientContext {
@@ -22,6 +24,8 @@ impl ClientContext {
             labels: Labels::new(),
             gateway: "mesh".to_owned(),
             root_namespace: "istio-system".to_owned(),
+            workload_name: String::new(),
+            cluster_id: String::new(),
         }
     }
 
@@ -51,6 +55,33 @@ impl ClientContext {
     pub fn with_root_namespace(mut self, ns: &str) -> Self {
         self.root_namespace = ns.to_owned();
         self
+    }
+
+    /// Name the client's workload (a sidecar's `WORKLOAD_NAME`: the Deployment's name in
+    /// Kubernetes). Telemetry only: Istio's `source_workload` label. Default empty, as a
+    /// sidecar without it reports.
+    #[must_use]
+    pub fn with_workload_name(mut self, name: &str) -> Self {
+        self.workload_name = name.to_owned();
+        self
+    }
+
+    /// Name the cluster the client runs in (a sidecar's `CLUSTER_ID`, `Kubernetes` in a
+    /// single-cluster install). Telemetry only: Istio's `source_cluster` label. Default empty.
+    #[must_use]
+    pub fn with_cluster_id(mut self, id: &str) -> Self {
+        self.cluster_id = id.to_owned();
+        self
+    }
+
+    /// The client's workload name (empty when not set).
+    pub fn workload_name(&self) -> &str {
+        &self.workload_name
+    }
+
+    /// The client's cluster id (empty when not set).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// The client's namespace.

@@ -18,7 +18,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
-use crate::telemetry::ResponseFlags;
+use crate::telemetry::{Exchange, ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -43,11 +43,29 @@ impl<S, B, RB> Client<B, RB> for S where
 {
 }
 
-/// Routes, faults, mirrors, then attempts until the retry policy is done.
+/// One request through the mesh, with its telemetry: started here, finished when the
+/// response ends (an error or a local reply at once).
 pub(crate) async fn drive<S, B, RB>(
     shared: Arc<Shared>,
     client: S,
     req: Request<B>,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    S: Client<B, RB>,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let mut ex = Exchange::start(&shared, &req);
+    let result = forward(&shared, client, req, &mut ex).await;
+    ex.finish(&shared, result)
+}
+
+/// Routes, faults, mirrors, then attempts until the retry policy is done.
+async fn forward<S, B, RB>(
+    shared: &Arc<Shared>,
+    client: S,
+    req: Request<B>,
+    ex: &mut Exchange,
 ) -> Result<Response<MeshBody<RB>>, MeshError>
 where
     S: Client<B, RB>,
@@ -65,22 +83,28 @@ where
         headers::remove_external(&mut parts.headers);
         None
     };
-    let fwd = match route::route(&shared, &compiled, &parts, &mut rolls) {
+    let fwd = match route::route(shared, &compiled, &parts, &mut rolls) {
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
+    ex.routed(fwd.cluster.as_ref());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
     if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls, &mut flags).await {
         return Ok(abort);
     }
-    let mut template = attempt::Template::new(parts, body, &fwd, &shared);
-    mirror::spawn_copies(&shared, &compiled, &fwd, &template, &client, &mut rolls);
+    let mut template = attempt::Template::new(parts, body, &fwd, shared);
+    mirror::spawn_copies(shared, &compiled, &fwd, &template, &client, &mut rolls);
 
     let cluster = fwd.cluster.as_ref();
     let name = cluster.map(|c| &c.name);
-    let mut now = crate::time::now().into_std();
+    // The clock was read when the request entered; only a fault delay moved it since.
+    let mut now = if flags.contains(ResponseFlag::DelayInjected) {
+        crate::time::now().into_std()
+    } else {
+        ex.start.into_std()
+    };
     let policy = match overrides {
         Some(o) => o.apply(fwd.decision.retry_policy()),
         None => fwd.decision.retry_policy(),
@@ -117,6 +141,10 @@ where
             },
             None => None,
         };
+        ex.peer = match &target {
+            Some(Target::Endpoint(e)) => e.series,
+            _ => 0,
+        };
         let to = target.as_ref().map(Target::authority);
         if let (Some(cs), Some(to)) = (cluster, to) {
             Counters::bump(&cs.counters.requests);
@@ -147,6 +175,11 @@ where
         .await;
         let outcome = classify::outcome(result.as_ref());
         let idle_fired = result.is_none() && idle_deadline.is_some();
+        if let (Some(cs), None, false) = (cluster, &result, idle_fired) {
+            if deadline != route_deadline {
+                Counters::bump(&cs.counters.per_try_timeouts);
+            }
+        }
         let result = result.unwrap_or_else(|| {
             Err(if idle_deadline.is_some() {
                 MeshError::stream_idle_timeout()
@@ -170,6 +203,9 @@ where
         }
         if let RetryDecision::Done(reason) = &decision {
             flags.insert_done(reason);
+            if let Some(cs) = cluster {
+                count_done(&cs.counters, reason, n);
+            }
         }
         match decision {
             RetryDecision::Retry { after }
@@ -221,6 +257,20 @@ where
         if let Some(cs) = cluster {
             Counters::bump(&cs.counters.retries);
         }
+    }
+}
+
+/// Counts how the retries of a request to a cluster ended (Envoy's `upstream_rq_retry_*` and
+/// `upstream_rq_timeout`).
+fn count_done(c: &Counters, reason: &DoneReason, attempt: u32) {
+    match reason {
+        DoneReason::AttemptsExhausted => Counters::bump(&c.retry_limit_exceeded),
+        DoneReason::RetryOverflow(_) => Counters::bump(&c.retry_overflows),
+        DoneReason::RouteTimeout => Counters::bump(&c.route_timeouts),
+        DoneReason::Success | DoneReason::NotRetriable if attempt > 1 => {
+            Counters::bump(&c.retry_successes);
+        }
+        _ => {}
     }
 }
 

@@ -363,6 +363,11 @@ impl MeshError {
         }
     }
 
+    /// The length of the local reply's body (the bytes Envoy would send).
+    pub(crate) fn reply_len(&self) -> usize {
+        self.reply_body().len()
+    }
+
     fn reply_body(&self) -> Bytes {
         let upstream = |reason: &str| {
             let middle = if self.retried() {

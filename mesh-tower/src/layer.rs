@@ -57,6 +57,7 @@ impl MeshLayer {
             max_concurrent_mirrors: DEFAULT_MAX_CONCURRENT_MIRRORS,
             stream_idle_timeout: None,
             trust_envoy_headers: false,
+            metrics: true,
         }
     }
 
@@ -86,6 +87,7 @@ pub struct MeshBuilder {
     max_concurrent_mirrors: usize,
     stream_idle_timeout: Option<Duration>,
     trust_envoy_headers: bool,
+    metrics: bool,
 }
 
 impl MeshBuilder {
@@ -164,6 +166,16 @@ impl MeshBuilder {
         self
     }
 
+    /// Whether Istio's standard metrics are recorded (`istio_requests_total`,
+    /// `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`;
+    /// see [`telemetry`](crate::telemetry)). Default `true`, as every Istio sidecar reports
+    /// them; they go to the `metrics` recorder the application installs, and cost nothing
+    /// while none is.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
     /// Compiles the route table (every route's and cluster's policies converted once) and
     /// publishes the configuration's ServiceEntry `STATIC` endpoints.
     pub fn build(self) -> Result<MeshLayer, BuildError> {
@@ -175,6 +187,7 @@ impl MeshBuilder {
             max_concurrent_mirrors: self.max_concurrent_mirrors,
             stream_idle_timeout: self.stream_idle_timeout,
             trust_envoy_headers: self.trust_envoy_headers,
+            metrics: self.metrics,
         };
         let shared = Shared::new(&config, self.client, settings)?;
         Ok(MeshLayer {

@@ -19,6 +19,7 @@ use mesh_routing::endpoints::{Endpoint, EndpointSelector, EndpointSink};
 use mesh_routing::{ClusterName, ClusterPolicy};
 
 use crate::cluster::{lock, ClusterState};
+use crate::telemetry::metrics::{ClusterMetrics, ServiceLabels, SourceLabels};
 
 /// The number of a source of endpoints.
 pub(crate) type SourceId = u32;
@@ -51,15 +52,18 @@ struct Inner {
 #[derive(Debug)]
 pub(crate) struct Registry {
     inner: Mutex<Inner>,
+    /// The client's metric labels, shared by every cluster's series.
+    source: Arc<SourceLabels>,
 }
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(source: Arc<SourceLabels>) -> Self {
         Registry {
             inner: Mutex::new(Inner {
                 next_source: CONFIG_SOURCE + 1,
                 ..Inner::default()
             }),
+            source,
         }
     }
 
@@ -72,13 +76,14 @@ impl Registry {
     }
 
     /// The state of cluster `name`: the existing one, reconfigured with `policy` and
-    /// `selector`, or a new one.
+    /// `selector`, or a new one (whose metrics name `service`).
     pub(crate) fn cluster(
         &self,
         name: ClusterName,
         policy: &ClusterPolicy,
         selector: EndpointSelector,
         now: Instant,
+        service: ServiceLabels,
     ) -> Arc<ClusterState> {
         let mut inner = lock(&self.inner);
         let host_endpoints = inner
@@ -97,6 +102,7 @@ impl Registry {
             selector,
             host_endpoints.as_deref(),
             now,
+            ClusterMetrics::new(Arc::clone(&self.source), service),
         ));
         inner.clusters.insert(name, Arc::downgrade(&state));
         let entry = inner.hosts.entry(host).or_default();

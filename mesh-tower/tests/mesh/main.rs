@@ -13,6 +13,7 @@ mod faults;
 mod flags;
 mod hygiene;
 mod idle;
+mod metrics;
 mod mirrors;
 mod outlier;
 mod pools;
