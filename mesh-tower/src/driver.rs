@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use mesh_resilience::headers::{
-    self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+    self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS, X_REQUEST_ID,
 };
 use mesh_resilience::retry::EnvoyOverrides;
 use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
@@ -18,7 +18,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
-use crate::telemetry::{Exchange, ResponseFlag, ResponseFlags};
+use crate::telemetry::{request_id, Exchange, ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -83,18 +83,24 @@ where
         headers::remove_external(&mut parts.headers);
         None
     };
+    // Envoy's UUID request-id extension: the caller's id is kept, a missing one generated.
+    let request_id = (shared.settings.generate_request_id
+        && !parts.headers.contains_key(X_REQUEST_ID))
+    .then(|| request_id::uuid_v4(rolls.request_id()));
+    ex.request_id(request_id.as_ref());
     let fwd = match route::route(shared, &compiled, &parts, &mut rolls) {
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
     ex.routed(fwd.cluster.as_ref());
+    ex.route(&fwd.decision, fwd.cluster.is_none());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
     if let Some(abort) = fault::inject(fwd.decision.fault(), &mut rolls, &mut flags).await {
         return Ok(abort);
     }
-    let mut template = attempt::Template::new(parts, body, &fwd, shared);
+    let mut template = attempt::Template::new(parts, body, &fwd, shared, request_id);
     mirror::spawn_copies(shared, &compiled, &fwd, &template, &client, &mut rolls);
 
     let cluster = fwd.cluster.as_ref();
@@ -146,6 +152,7 @@ where
             _ => 0,
         };
         let to = target.as_ref().map(Target::authority);
+        ex.attempt(now, name, to);
         if let (Some(cs), Some(to)) = (cluster, to) {
             Counters::bump(&cs.counters.requests);
             if !span.is_disabled() {

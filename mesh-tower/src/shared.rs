@@ -27,6 +27,8 @@ pub(crate) struct Settings {
     pub(crate) stream_idle_timeout: Option<std::time::Duration>,
     pub(crate) trust_envoy_headers: bool,
     pub(crate) metrics: bool,
+    pub(crate) generate_request_id: bool,
+    pub(crate) access_log: bool,
 }
 
 /// The mesh-wide part of telemetry.

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body::Body;
 use mesh_model::GrpcStatus;
 use mesh_resilience::headers::GRPC_STATUS;
@@ -13,6 +13,7 @@ use crate::body::MeshBody;
 use crate::cluster::ClusterState;
 use crate::error::MeshError;
 use crate::shared::Shared;
+use crate::telemetry::access_log::AccessEntry;
 use crate::telemetry::metrics::{Completed, Series};
 use crate::telemetry::{ResponseFlag, ResponseFlags};
 
@@ -29,13 +30,19 @@ pub(crate) struct Exchange {
     /// The destination series of the last attempt's endpoint in `cluster` (0: none).
     pub(crate) peer: u32,
     passthrough: bool,
+    /// The access-log entry, when the log is on.
+    log: Option<Box<AccessEntry>>,
 }
 
 impl Exchange {
     /// A request enters the mesh now.
     pub(crate) fn start<B: Body>(shared: &Shared, req: &Request<B>) -> Self {
         let metrics = shared.telemetry.metrics && crate::telemetry::metrics::recorder_installed();
-        let (grpc, request_bytes) = if metrics {
+        let log = shared
+            .settings
+            .access_log
+            .then(|| Box::new(AccessEntry::new(req)));
+        let (grpc, request_bytes) = if metrics || log.is_some() {
             let hint = req.body().size_hint();
             (is_grpc(req.headers()), hint.exact().unwrap_or(hint.lower()))
         } else {
@@ -49,6 +56,49 @@ impl Exchange {
             cluster: None,
             peer: 0,
             passthrough: false,
+            log,
+        }
+    }
+
+    /// Whether anything is recorded for this request.
+    fn active(&self) -> bool {
+        self.metrics || self.log.is_some()
+    }
+
+    /// The id the mesh generated for the request.
+    pub(crate) fn request_id(&mut self, id: Option<&HeaderValue>) {
+        if let (Some(log), Some(id)) = (self.log.as_mut(), id) {
+            log.set_request_id(id);
+        }
+    }
+
+    /// The route that took the request (for the access log's `route_name`).
+    pub(crate) fn route(&mut self, decision: &mesh_routing::RouteDecision<'_>, passthrough: bool) {
+        if let Some(log) = self.log.as_mut() {
+            log.route_name = match decision.route() {
+                Some(r) => match (r.name, r.match_name) {
+                    (Some(n), Some(m)) => format!("{n}.{m}"),
+                    (Some(n), None) => n.to_owned(),
+                    _ => "-".to_owned(),
+                },
+                // Istio's default route of a service, or its catch-all for unknown hosts.
+                None if passthrough => "allow_any".to_owned(),
+                None => "default".to_owned(),
+            };
+        }
+    }
+
+    /// An attempt starts now, to `endpoint` of `cluster`.
+    pub(crate) fn attempt(
+        &mut self,
+        now: std::time::Instant,
+        cluster: Option<&mesh_routing::ClusterName>,
+        endpoint: Option<&http::uri::Authority>,
+    ) {
+        if let Some(log) = self.log.as_mut() {
+            log.attempt_start = Some(tokio::time::Instant::from_std(now));
+            log.upstream_cluster = cluster.map(ToString::to_string);
+            log.upstream_host = endpoint.map(ToString::to_string);
         }
     }
 
@@ -68,14 +118,15 @@ impl Exchange {
         shared: &Shared,
         result: Result<Response<MeshBody<RB>>, MeshError>,
     ) -> Result<Response<MeshBody<RB>>, MeshError> {
-        if !self.metrics {
+        if !self.active() {
             return result;
         }
-        let series = match &self.cluster {
+        let series = self.metrics.then(|| match &self.cluster {
             Some(c) => c.metrics.series(self.peer),
             None if self.passthrough => Arc::clone(&shared.telemetry.passthrough),
             None => Arc::clone(&shared.telemetry.unrouted),
-        };
+        });
+        let mut log = self.log;
         match result {
             Err(e) => {
                 // A gRPC caller gets Envoy's local reply as a trailers-only 200 with the
@@ -86,24 +137,43 @@ impl Exchange {
                 } else {
                     (status, None)
                 };
-                series.record(&Completed {
+                let c = Completed {
                     status,
                     grpc_status,
                     flags: e.response_flags(),
                     duration: crate::time::now() - self.start,
                     request_bytes: self.request_bytes,
                     response_bytes: e.reply_len() as u64,
-                });
+                };
+                if let Some(s) = series {
+                    s.record(&c);
+                }
+                if let Some(log) = log {
+                    log.emit(&c, e.details());
+                }
                 Err(e)
             }
             Ok(mut res) => {
+                let flags = ResponseFlags::of(&res);
+                let details = match res.body().local_len() {
+                    None => "via_upstream",
+                    Some(_) if flags.contains(ResponseFlag::FaultInjected) => "fault_filter_abort",
+                    Some(_) => "direct_response",
+                };
+                if let Some(log) = log.as_mut() {
+                    log.upstream_service_time = log
+                        .attempt_start
+                        .map(|at| crate::time::now().saturating_duration_since(at));
+                }
                 let mut tail = Tail {
                     series,
+                    log,
+                    details,
                     start: self.start,
                     status: res.status().as_u16(),
                     grpc: self.grpc,
                     grpc_status: None,
-                    flags: ResponseFlags::of(&res),
+                    flags,
                     request_bytes: self.request_bytes,
                     response_bytes: 0,
                 };
@@ -136,7 +206,9 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// fails, or is dropped before its end (flag `DC`, as Envoy's for a caller that went away).
 #[derive(Debug)]
 pub(crate) struct Tail {
-    series: Arc<Series>,
+    series: Option<Arc<Series>>,
+    log: Option<Box<AccessEntry>>,
+    details: &'static str,
     start: tokio::time::Instant,
     status: u16,
     grpc: bool,
@@ -171,14 +243,20 @@ impl Tail {
             self.grpc_status
                 .unwrap_or_else(|| GrpcStatus::from_http_status(self.status).code() as u8)
         });
-        self.series.record(&Completed {
+        let c = Completed {
             status: self.status,
             grpc_status,
             flags: self.flags,
             duration: crate::time::now() - self.start,
             request_bytes: self.request_bytes,
             response_bytes: self.response_bytes,
-        });
+        };
+        if let Some(s) = &self.series {
+            s.record(&c);
+        }
+        if let Some(log) = &self.log {
+            log.emit(&c, self.details);
+        }
     }
 }
 

@@ -61,6 +61,28 @@
 //! `/stats/prometheus`. Connection stats (`upstream_cx_*`) are not among them: the mesh does
 //! not own connections (the client does).
 //!
+//! # Access log
+//!
+//! With [`MeshBuilder::access_log`](crate::MeshBuilder::access_log) (off by default, as Istio's
+//! `accessLogFile: ""`), every request ends with one `tracing` event at target
+//! [`ACCESS_LOG_TARGET`] (level `INFO`) whose fields are the keys of Istio's JSON access log
+//! ([`ACCESS_LOG_FIELDS`]: `start_time`, `method`, `path`, `protocol`, `response_code`,
+//! `response_flags`, `response_code_details`, `bytes_received`, `bytes_sent`, `duration`,
+//! `upstream_service_time`, `x_forwarded_for`, `user_agent`, `request_id`, `authority`,
+//! `upstream_host`, `upstream_cluster`, `route_name`, and the address fields, always `-` in a
+//! client). [`AccessLogLine`] collects them from the event and prints Envoy's default text
+//! format. `path` is the caller's (before any rewrite, Envoy's `X-ENVOY-ORIGINAL-PATH?:PATH`);
+//! `route_name` is the route's `name` (`name.match` with a named match), `-` for an unnamed
+//! route, `default` for a service without VirtualService, `allow_any` for an unknown host.
+//!
+//! # Trace context
+//!
+//! `x-request-id` is kept when the caller sends one and otherwise generated (a version-4 UUID,
+//! [`MeshBuilder::generate_request_id`](crate::MeshBuilder::generate_request_id)), the same on
+//! every attempt and mirror copy. W3C Trace Context and B3 headers
+//! ([`TRACE_CONTEXT`](mesh_resilience::headers::TRACE_CONTEXT)) go upstream unchanged, on
+//! every attempt and mirror: the application forwards them, as Istio asks of applications.
+//!
 //! # Differences from Istio + Envoy
 //!
 //! - Destination labels come from the chosen endpoint's labels (as a sidecar learns them from
@@ -73,6 +95,10 @@
 //! - A request whose future is dropped before its response is not counted (Envoy counts it
 //!   with `DC`, response code 0).
 //! - Envoy's cluster stats are published when asked, not continuously.
+//! - The mesh starts no trace spans of its own and makes no sampling decision (Envoy packs its
+//!   trace decision into the UUID's version nibble; the mesh's ids always say version 4).
+//! - The access log's `bytes_*` are body bytes; `connection_termination_details`,
+//!   `upstream_transport_failure_reason` and the address fields are `-`.
 //!
 //! # Response flags
 //!
@@ -135,11 +161,14 @@
 //! checks, overload manager) or to the server side of a connection. They parse and print all
 //! the same, so a tool reading a sidecar's logs can use this type too.
 
+mod access_log;
 pub(crate) mod envoy;
 mod exchange;
 mod flags;
 pub(crate) mod metrics;
+pub(crate) mod request_id;
 
+pub use access_log::{AccessLogLine, ACCESS_LOG_FIELDS, ACCESS_LOG_TARGET};
 pub use envoy::{ENVOY_CLUSTER_COUNTERS, ENVOY_CLUSTER_GAUGES};
 pub(crate) use exchange::{Exchange, Tail, TailSlot};
 pub use flags::{ResponseFlag, ResponseFlags, UnknownResponseFlag};

@@ -125,8 +125,8 @@ async fn a_callers_envoy_control_headers_are_removed_unread() {
     let names: Vec<&str> = seen[0].headers.keys().map(|k| k.as_str()).collect();
     assert_eq!(
         names,
-        ["x-envoy-custom", "host"],
-        "only non-control headers go upstream"
+        ["x-envoy-custom", "host", "x-request-id"],
+        "only non-control headers go upstream, and the x-request-id Envoy adds"
     );
 }
 

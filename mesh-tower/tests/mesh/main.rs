@@ -22,3 +22,4 @@ mod replies;
 mod retries;
 mod rewrite;
 mod stats;
+mod tracing_ctx;
