@@ -12,3 +12,4 @@ mod rel;
 mod reload_storm;
 mod retry_after_ejection;
 mod support_backend;
+mod telemetry;

@@ -19,6 +19,15 @@
 //! ([`MeshBuilder::metrics`](crate::MeshBuilder::metrics)) and cost nothing until a recorder is
 //! installed.
 //!
+//! To serve them to Prometheus, install `metrics-exporter-prometheus`'s recorder with those
+//! buckets and answer `GET /metrics` with its `PrometheusHandle::render`, after
+//! [`MeshHandle::record_envoy_stats`](crate::MeshHandle::record_envoy_stats) for Envoy's
+//! cluster stats. The canary demo (`examples/canary`) does exactly that: `cargo run -p
+//! example-canary -- --serve 127.0.0.1:9464` serves `/metrics` there until interrupted, and
+//! `.ci/prometheus_e2e.py` scrapes it with a real Prometheus and checks that
+//! `sum by (destination_version) (istio_requests_total)` equals what the demo's client received
+//! from each version.
+//!
 //! Labels, in Istio's order, and where each value comes from (`unknown` as Istio's own
 //! fallback):
 //!
