@@ -1,4 +1,4 @@
-//! `meshctl route`: one routing decision as JSON ([`json`]) or text ([`text`]), and the
+//! `meshctl route`: one routing decision as JSON ([`json`](mod@json)) or text ([`text`]), and the
 //! helpers `simulate` shares with it.
 
 mod json;
