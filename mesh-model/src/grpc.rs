@@ -138,6 +138,21 @@ impl GrpcStatus {
             .unwrap_or(GrpcStatus::Unknown)
     }
 
+    /// The gRPC status Envoy infers from an HTTP status when a gRPC response carries none
+    /// (`Grpc::Utility::httpToGrpcStatus`, gRPC's HTTP-to-gRPC mapping): 400→`INTERNAL`,
+    /// 401→`UNAUTHENTICATED`, 403→`PERMISSION_DENIED`, 404→`UNIMPLEMENTED`,
+    /// 429, 502, 503, 504→`UNAVAILABLE`, anything else `UNKNOWN`.
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            400 => GrpcStatus::Internal,
+            401 => GrpcStatus::Unauthenticated,
+            403 => GrpcStatus::PermissionDenied,
+            404 => GrpcStatus::Unimplemented,
+            429 | 502 | 503 | 504 => GrpcStatus::Unavailable,
+            _ => GrpcStatus::Unknown,
+        }
+    }
+
     /// The HTTP status Envoy substitutes for this gRPC status when it feeds outlier detection
     /// (`Grpc::Utility::grpcToHttpStatus`): `OK`→200, `CANCELLED`→499, `INVALID_ARGUMENT`,
     /// `FAILED_PRECONDITION`, `OUT_OF_RANGE`→400, `UNAUTHENTICATED`→401,
@@ -173,6 +188,25 @@ impl fmt::Display for GrpcStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grpc_status_inferred_from_http_status() {
+        let cases = [
+            (400, 13),
+            (401, 16),
+            (403, 7),
+            (404, 12),
+            (429, 14),
+            (502, 14),
+            (503, 14),
+            (504, 14),
+            (200, 2),
+            (500, 2),
+        ];
+        for (http, grpc) in cases {
+            assert_eq!(GrpcStatus::from_http_status(http).code(), grpc, "{http}");
+        }
+    }
 
     #[test]
     fn grpc_header_parsing() {

@@ -30,6 +30,24 @@ pub const X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS: HeaderName =
 /// `x-envoy-upstream-rq-per-try-timeout-ms`: the per-try timeout a trusted caller asks for.
 pub const X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS: HeaderName =
     HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+/// `x-request-id`: the request's id, kept across retries and mirrors; Envoy adds a UUID when
+/// the caller sends none.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The trace context headers an Istio sidecar's application forwards and the mesh passes on
+/// unchanged: W3C Trace Context (`traceparent`, `tracestate`) and Zipkin's B3, multi-header and
+/// single-header.
+pub const TRACE_CONTEXT: [&str; 8] = [
+    "traceparent",
+    "tracestate",
+    "x-b3-traceid",
+    "x-b3-spanid",
+    "x-b3-parentspanid",
+    "x-b3-sampled",
+    "x-b3-flags",
+    "b3",
+];
+
 /// `x-envoy-internal`: set by Envoy on requests it considers internal; a caller's own value is
 /// always removed.
 pub const X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");

@@ -15,6 +15,8 @@
 //! | decide | the route's weighted pick ([`Rolls::route`]) first, then fault delay, fault abort, each mirror, each backoff ([`Rolls::decide`]) |
 //! | pick | each endpoint pick of the load balancer ([`Rolls::pick`]) |
 //!
+//! A request's id ([`Rolls::request_id`]) derives from its seed apart from both streams.
+//!
 //! So the mesh built with seed `S` and `meshctl simulate --seed S` route the `i`-th request to
 //! the same destination and the same endpoint, whatever faults or mirrors the route has.
 //!
@@ -33,6 +35,8 @@
 const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
 /// Mixed into a request seed to start its pick stream.
 const PICK_STREAM: u64 = 0x7069_636b_5f73_7472; // "pick_str"
+/// Mixed into a request seed for the two words of its request id.
+const ID_STREAM: [u64; 2] = [0x7265_715f_6964_5f61, 0x7265_715f_6964_5f62]; // "req_id_a", "req_id_b"
 
 /// A SplitMix64 generator producing `u64` rolls.
 #[derive(Debug, Clone)]
@@ -67,6 +71,8 @@ const fn mix(mut z: u64) -> u64 {
 pub struct Rolls {
     decide: Rng,
     pick: Rng,
+    /// The request's own seed, from which [`Rolls::request_id`] derives.
+    request: u64,
 }
 
 impl Rolls {
@@ -77,6 +83,7 @@ impl Rolls {
         Self {
             decide: Rng::with_seed(request),
             pick: Rng::with_seed(mix(request ^ PICK_STREAM)),
+            request,
         }
     }
 
@@ -96,6 +103,15 @@ impl Rolls {
     #[inline]
     pub fn pick(&mut self) -> u64 {
         self.pick.next_u64()
+    }
+
+    /// 128 random bits for the request's id (an `x-request-id` UUID), derived from the
+    /// request's seed alone: drawing them moves neither stream.
+    pub const fn request_id(&self) -> [u64; 2] {
+        [
+            mix(self.request ^ ID_STREAM[0]),
+            mix(self.request ^ ID_STREAM[1]),
+        ]
     }
 }
 
@@ -154,5 +170,9 @@ mod tests {
         }
         assert_eq!(a.pick(), b.pick());
         assert_ne!(a.route(), b.route());
+        // The request id is fixed by the request alone.
+        assert_eq!(a.request_id(), b.request_id());
+        assert_ne!(a.request_id(), Rolls::for_request(3, 2).request_id());
+        assert_ne!(a.request_id()[0], a.request_id()[1]);
     }
 }

@@ -12,6 +12,8 @@ pub struct ClientContext {
     gateway: String,
     root_namespace: String,
     ip: Option<std::net::IpAddr>,
+    workload_name: String,
+    cluster_id: String,
 }
 
 impl ClientContext {
@@ -24,6 +26,8 @@ impl ClientContext {
             gateway: "mesh".to_owned(),
             root_namespace: "istio-system".to_owned(),
             ip: None,
+            workload_name: String::new(),
+            cluster_id: String::new(),
         }
     }
 
@@ -69,6 +73,33 @@ impl ClientContext {
     /// The workload's own IP address, if set ([`with_ip`](Self::with_ip)).
     pub fn ip(&self) -> Option<std::net::IpAddr> {
         self.ip
+    }
+
+    /// Name the client's workload (a sidecar's `WORKLOAD_NAME`: the Deployment's name in
+    /// Kubernetes). Telemetry only: Istio's `source_workload` label. Default empty, as a
+    /// sidecar without it reports.
+    #[must_use]
+    pub fn with_workload_name(mut self, name: &str) -> Self {
+        self.workload_name = name.to_owned();
+        self
+    }
+
+    /// Name the cluster the client runs in (a sidecar's `CLUSTER_ID`, `Kubernetes` in a
+    /// single-cluster install). Telemetry only: Istio's `source_cluster` label. Default empty.
+    #[must_use]
+    pub fn with_cluster_id(mut self, id: &str) -> Self {
+        self.cluster_id = id.to_owned();
+        self
+    }
+
+    /// The client's workload name (empty when not set).
+    pub fn workload_name(&self) -> &str {
+        &self.workload_name
+    }
+
+    /// The client's cluster id (empty when not set).
+    pub fn cluster_id(&self) -> &str {
+        &self.cluster_id
     }
 
     /// The client's namespace.

@@ -20,6 +20,9 @@ use mesh_routing::lb::{LbState, LoadBalancer};
 use mesh_routing::{ClusterName, ClusterPolicy};
 use tokio::sync::Notify;
 
+use crate::telemetry::envoy::EnvoyStats;
+use crate::telemetry::metrics::ClusterMetrics;
+
 /// Locks a mutex, ignoring poisoning (no invariant of ours spans a panic).
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -35,6 +38,16 @@ pub(crate) struct Counters {
     pub(crate) timeouts: AtomicU64,
     pub(crate) overflows: AtomicU64,
     pub(crate) ejections: AtomicU64,
+    /// Retries whose attempt got a response that was not retried again.
+    pub(crate) retry_successes: AtomicU64,
+    /// Retries refused by `maxRetries` or the retry budget.
+    pub(crate) retry_overflows: AtomicU64,
+    /// Requests whose retries ran out on a retriable outcome.
+    pub(crate) retry_limit_exceeded: AtomicU64,
+    /// Attempts cut by the per-try timeout.
+    pub(crate) per_try_timeouts: AtomicU64,
+    /// Requests ended by the route timeout.
+    pub(crate) route_timeouts: AtomicU64,
 }
 
 impl Counters {
@@ -50,6 +63,8 @@ pub(crate) struct EndpointRef {
     pub(crate) index: usize,
     pub(crate) generation: u64,
     pub(crate) authority: Authority,
+    /// The endpoint's metrics series in the cluster's [`ClusterMetrics`].
+    pub(crate) series: u32,
 }
 
 /// Mutable per-cluster state, behind the cluster's mutex (never held across an await).
@@ -65,6 +80,8 @@ pub(crate) struct ClusterInner {
     pub(crate) in_flight: Vec<u32>,
     /// Attempts sent per endpoint, indexed like `endpoints`.
     pub(crate) sent: Vec<u64>,
+    /// The metrics series of each endpoint (by its labels), indexed like `endpoints`.
+    pub(crate) series: Vec<u32>,
     /// Bumped whenever `endpoints` changes.
     pub(crate) generation: u64,
 }
@@ -158,6 +175,10 @@ pub(crate) struct ClusterState {
     pub(crate) policy: ArcSwap<ClusterPolicy>,
     /// Connections clients keep to the cluster's endpoints.
     pub(crate) connections: ConnectionSlots,
+    /// Istio's metrics of requests to this cluster (label sets built once).
+    pub(crate) metrics: ClusterMetrics,
+    /// Envoy's cluster stats, registered on first publication.
+    pub(crate) envoy_stats: std::sync::OnceLock<EnvoyStats>,
 }
 
 /// The cluster's pool limits: its DestinationRule's, with the mesh's default retry budget
@@ -180,8 +201,13 @@ impl ClusterState {
         selector: EndpointSelector,
         host_endpoints: Option<&[Endpoint]>,
         now: Instant,
+        metrics: ClusterMetrics,
     ) -> Self {
         let endpoints = selector.select(host_endpoints);
+        let series = endpoints
+            .iter()
+            .map(|e| metrics.index_of(e.labels()))
+            .collect();
         let n = endpoints.len();
         let outlier = policy
             .outlier()
@@ -197,12 +223,15 @@ impl ClusterState {
                 endpoints,
                 in_flight: vec![0; n],
                 sent: vec![0; n],
+                series,
                 generation: 0,
             }),
             notify: Notify::new(),
             counters: Counters::default(),
             policy: ArcSwap::from_pointee(policy.clone()),
             connections: ConnectionSlots::default(),
+            metrics,
+            envoy_stats: std::sync::OnceLock::new(),
         }
     }
 
@@ -243,7 +272,7 @@ impl ClusterState {
         inner.selector = selector;
         let remaining = if changed {
             let endpoints = inner.selector.select(host_endpoints);
-            set_endpoints(&mut inner, endpoints);
+            set_endpoints(&mut inner, endpoints, &self.metrics);
             Some(authorities(&inner.endpoints).collect::<Vec<_>>())
         } else {
             None
@@ -263,7 +292,7 @@ impl ClusterState {
         let mut inner = self.lock();
         let endpoints = inner.selector.select(host_endpoints);
         if endpoints != inner.endpoints {
-            set_endpoints(&mut inner, endpoints);
+            set_endpoints(&mut inner, endpoints, &self.metrics);
             let remaining: Vec<Authority> = authorities(&inner.endpoints).collect();
             drop(inner);
             self.drain_others(&remaining);
@@ -343,7 +372,7 @@ fn authorities(endpoints: &ClusterEndpoints) -> impl Iterator<Item = Authority> 
 }
 
 /// Installs a new endpoint list, carrying per-endpoint state over by address.
-fn set_endpoints(inner: &mut ClusterInner, endpoints: ClusterEndpoints) {
+fn set_endpoints(inner: &mut ClusterInner, endpoints: ClusterEndpoints, metrics: &ClusterMetrics) {
     let old_of = |inner: &ClusterInner, a: &Authority| inner.endpoints.position(a.as_str());
     let mut in_flight = Vec::with_capacity(endpoints.len());
     let mut sent = Vec::with_capacity(endpoints.len());
@@ -361,6 +390,10 @@ fn set_endpoints(inner: &mut ClusterInner, endpoints: ClusterEndpoints) {
     }
     inner.in_flight = in_flight;
     inner.sent = sent;
+    inner.series = endpoints
+        .iter()
+        .map(|e| metrics.index_of(e.labels()))
+        .collect();
     inner.endpoints = endpoints;
     inner.lb.reset();
     inner.generation += 1;

@@ -5,11 +5,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use mesh_model::MeshConfig;
 use mesh_routing::{ClientContext, ClusterId, RouteTable};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::cluster::ClusterState;
 use crate::files::BuildError;
 use crate::registry::{Registry, CONFIG_SOURCE};
+use crate::telemetry::metrics::ServiceLabels;
 
 /// See the [module docs](self).
 #[derive(Debug)]
@@ -21,6 +22,8 @@ pub(crate) struct Compiled {
     known: FxHashMap<ClusterId, Arc<ClusterState>>,
     /// Clusters whose port comes from requests, created on first use.
     dynamic: RwLock<FxHashMap<ClusterId, Arc<ClusterState>>>,
+    /// Hosts a ServiceEntry declares (Istio names their services by host in metrics).
+    service_entry_hosts: FxHashSet<Box<str>>,
 }
 
 impl Compiled {
@@ -40,6 +43,16 @@ impl Compiled {
             .collect();
         registry.publish_all(CONFIG_SOURCE, hosts);
         let now = crate::time::now().into_std();
+        let service_entry_hosts: FxHashSet<Box<str>> = config
+            .service_entries()
+            .iter()
+            .flat_map(|se| se.hosts())
+            .map(|h| h.to_ascii_lowercase().into())
+            .collect();
+        let service = |id: ClusterId| {
+            let host = table.cluster_key(id).host;
+            ServiceLabels::service(host, service_entry_hosts.contains(host))
+        };
         let known = table
             .known_clusters()
             .into_iter()
@@ -49,6 +62,7 @@ impl Compiled {
                     table.policy(id),
                     table.selector(id),
                     now,
+                    service(id),
                 );
                 (id, state)
             })
@@ -60,6 +74,7 @@ impl Compiled {
                 + config.service_entries().len(),
             known,
             dynamic: RwLock::new(FxHashMap::default()),
+            service_entry_hosts,
         })
     }
 
@@ -78,11 +93,13 @@ impl Compiled {
         }
         let mut dynamic = self.dynamic.write().unwrap_or_else(PoisonError::into_inner);
         let state = dynamic.entry(id).or_insert_with(|| {
+            let host = self.table.cluster_key(id).host;
             registry.cluster(
                 self.table.cluster_name(id),
                 self.table.policy(id),
                 self.table.selector(id),
                 crate::time::now().into_std(),
+                ServiceLabels::service(host, self.service_entry_hosts.contains(host)),
             )
         });
         Arc::clone(state)

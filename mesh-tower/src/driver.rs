@@ -5,7 +5,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Request, Response};
 use mesh_resilience::headers::{
-    self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+    self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS, X_REQUEST_ID,
 };
 use mesh_resilience::retry::EnvoyOverrides;
 use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
@@ -18,7 +18,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
-use crate::telemetry::ResponseFlags;
+use crate::telemetry::{request_id, Exchange, ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -43,11 +43,29 @@ impl<S, B, RB> Client<B, RB> for S where
 {
 }
 
-/// Routes, faults, mirrors, then attempts until the retry policy is done.
+/// One request through the mesh, with its telemetry: started here, finished when the
+/// response ends (an error or a local reply at once).
 pub(crate) async fn drive<S, B, RB>(
     shared: Arc<Shared>,
     client: S,
     req: Request<B>,
+) -> Result<Response<MeshBody<RB>>, MeshError>
+where
+    S: Client<B, RB>,
+    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+{
+    let mut ex = Exchange::start(&shared, &req);
+    let result = forward(&shared, client, req, &mut ex).await;
+    ex.finish(&shared, result)
+}
+
+/// Routes, faults, mirrors, then attempts until the retry policy is done.
+async fn forward<S, B, RB>(
+    shared: &Arc<Shared>,
+    client: S,
+    req: Request<B>,
+    ex: &mut Exchange,
 ) -> Result<Response<MeshBody<RB>>, MeshError>
 where
     S: Client<B, RB>,
@@ -65,10 +83,17 @@ where
         headers::remove_external(&mut parts.headers);
         None
     };
-    let fwd = match route::route(&shared, &compiled, &parts, &mut rolls) {
+    // Envoy's UUID request-id extension: the caller's id is kept, a missing one generated.
+    let request_id = (shared.settings.generate_request_id
+        && !parts.headers.contains_key(X_REQUEST_ID))
+    .then(|| request_id::uuid_v4(rolls.request_id()));
+    ex.request_id(request_id.as_ref());
+    let fwd = match route::route(shared, &compiled, &parts, &mut rolls) {
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
+    ex.routed(fwd.cluster.as_ref());
+    ex.route(&fwd.decision, fwd.cluster.is_none());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
@@ -85,12 +110,17 @@ where
     } else {
         policy
     };
-    let mut template = attempt::Template::new(parts, body, &fwd, &shared);
-    mirror::spawn_copies(&shared, &compiled, &fwd, &template, &client, &mut rolls);
+    let mut template = attempt::Template::new(parts, body, &fwd, shared, request_id);
+    mirror::spawn_copies(shared, &compiled, &fwd, &template, &client, &mut rolls);
 
     let cluster = fwd.cluster.as_ref();
     let name = cluster.map(|c| &c.name);
-    let mut now = crate::time::now().into_std();
+    // The clock was read when the request entered; only a fault delay moved it since.
+    let mut now = if flags.contains(ResponseFlag::DelayInjected) {
+        crate::time::now().into_std()
+    } else {
+        ex.start.into_std()
+    };
     let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
     // An error after routing is a local reply of the router, which carries the route's
     // response header operations.
@@ -133,7 +163,12 @@ where
             },
             None => None,
         };
+        ex.peer = match &target {
+            Some(Target::Endpoint(e)) => e.series,
+            _ => 0,
+        };
         let to = target.as_ref().map(Target::authority);
+        ex.attempt(now, name, to);
         if let (Some(cs), Some(to)) = (cluster, to) {
             Counters::bump(&cs.counters.requests);
             if !span.is_disabled() {
@@ -163,6 +198,11 @@ where
         .await;
         let outcome = classify::outcome(result.as_ref());
         let idle_fired = result.is_none() && idle_deadline.is_some();
+        if let (Some(cs), None, false) = (cluster, &result, idle_fired) {
+            if deadline != route_deadline {
+                Counters::bump(&cs.counters.per_try_timeouts);
+            }
+        }
         let result = result.unwrap_or_else(|| {
             Err(if idle_deadline.is_some() {
                 MeshError::stream_idle_timeout()
@@ -189,6 +229,9 @@ where
         }
         if let RetryDecision::Done(reason) = &decision {
             flags.insert_done(reason);
+            if let Some(cs) = cluster {
+                count_done(&cs.counters, reason, n);
+            }
         }
         match decision {
             RetryDecision::Retry { after }
@@ -246,6 +289,20 @@ where
         if let Some(cs) = cluster {
             Counters::bump(&cs.counters.retries);
         }
+    }
+}
+
+/// Counts how the retries of a request to a cluster ended (Envoy's `upstream_rq_retry_*` and
+/// `upstream_rq_timeout`).
+fn count_done(c: &Counters, reason: &DoneReason, attempt: u32) {
+    match reason {
+        DoneReason::AttemptsExhausted => Counters::bump(&c.retry_limit_exceeded),
+        DoneReason::RetryOverflow(_) => Counters::bump(&c.retry_overflows),
+        DoneReason::RouteTimeout => Counters::bump(&c.route_timeouts),
+        DoneReason::Success | DoneReason::NotRetriable if attempt > 1 => {
+            Counters::bump(&c.retry_successes);
+        }
+        _ => {}
     }
 }
 

@@ -396,6 +396,48 @@ impl MeshError {
         }
     }
 
+    /// Envoy's `%RESPONSE_CODE_DETAILS%` for this error.
+    pub(crate) fn details(&self) -> &'static str {
+        match self.inner.kind {
+            Kind::RouteTimeout => "upstream_response_timeout",
+            Kind::PerTryTimeout => "upstream_per_try_timeout",
+            Kind::StreamIdleTimeout => "stream_idle_timeout",
+            Kind::Overflow => "upstream_reset_before_response_started{overflow}",
+            Kind::NoRoute => "route_not_found",
+            Kind::NoHealthyUpstream => "no_healthy_upstream",
+            Kind::UnknownCluster => "cluster_not_found",
+            Kind::BodyTooLargeToRetry => "request_payload_exceeded_retry_buffer_limit",
+            Kind::Upstream(f) => match f {
+                UpstreamFailure::ConnectFailure => {
+                    "upstream_reset_before_response_started{remote_connection_failure}"
+                }
+                UpstreamFailure::ConnectTimeout => {
+                    "upstream_reset_before_response_started{connection_timeout}"
+                }
+                UpstreamFailure::RemoteReset => {
+                    "upstream_reset_before_response_started{remote_reset}"
+                }
+                UpstreamFailure::RefusedStream => {
+                    "upstream_reset_before_response_started{remote_refused_stream_reset}"
+                }
+                UpstreamFailure::Protocol => {
+                    "upstream_reset_before_response_started{protocol_error}"
+                }
+                UpstreamFailure::Timeout => "upstream_response_timeout",
+                UpstreamFailure::ResetBeforeRequest
+                | UpstreamFailure::ConnectionTermination
+                | UpstreamFailure::Other => {
+                    "upstream_reset_before_response_started{connection_termination}"
+                }
+            },
+        }
+    }
+
+    /// The length of the local reply's body (the bytes Envoy would send).
+    pub(crate) fn reply_len(&self) -> usize {
+        self.reply_body().len()
+    }
+
     fn reply_body(&self) -> Bytes {
         let upstream = |reason: &str| {
             let middle = if self.retried() {

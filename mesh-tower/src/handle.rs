@@ -82,6 +82,17 @@ impl MeshHandle {
         }
     }
 
+    /// Publishes Envoy's statistics of every cluster of the current configuration to the
+    /// `metrics` recorder, under Envoy's Prometheus names
+    /// (`envoy_cluster_upstream_rq_total{cluster_name="outbound|8080|v1|api.default.svc.cluster.local"}`,
+    /// see [`ENVOY_CLUSTER_COUNTERS`](crate::telemetry::ENVOY_CLUSTER_COUNTERS) and
+    /// [`ENVOY_CLUSTER_GAUGES`](crate::telemetry::ENVOY_CLUSTER_GAUGES)): the counters the mesh
+    /// keeps anyway, so the request path pays nothing for them. Call it before each scrape
+    /// (or from a periodic task); nothing happens while no recorder is installed.
+    pub fn record_envoy_stats(&self) {
+        crate::telemetry::envoy::publish(&self.shared.compiled.load().states());
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         let compiled = self.shared.compiled.load();

@@ -61,6 +61,9 @@ impl MeshLayer {
             max_concurrent_mirrors: DEFAULT_MAX_CONCURRENT_MIRRORS,
             stream_idle_timeout: None,
             trust_envoy_headers: false,
+            metrics: true,
+            generate_request_id: true,
+            access_log: false,
         }
     }
 
@@ -98,6 +101,9 @@ pub struct MeshBuilder {
     max_concurrent_mirrors: usize,
     stream_idle_timeout: Option<Duration>,
     trust_envoy_headers: bool,
+    metrics: bool,
+    generate_request_id: bool,
+    access_log: bool,
 }
 
 impl MeshBuilder {
@@ -193,6 +199,34 @@ impl MeshBuilder {
         self
     }
 
+    /// Whether Istio's standard metrics are recorded (`istio_requests_total`,
+    /// `istio_request_duration_milliseconds`, `istio_request_bytes`, `istio_response_bytes`;
+    /// see [`telemetry`](crate::telemetry)). Default `true`, as every Istio sidecar reports
+    /// them; they go to the `metrics` recorder the application installs, and cost nothing
+    /// while none is.
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
+    /// Whether a request without `x-request-id` gets one: a random UUID (version 4), sent on
+    /// every attempt and mirror copy, as Envoy's request-id extension does on a sidecar.
+    /// Default `true`, as Envoy's `generate_request_id`; an id the caller sent is always kept.
+    /// Costs one allocation per request that has no id (the header value).
+    pub fn generate_request_id(mut self, on: bool) -> Self {
+        self.generate_request_id = on;
+        self
+    }
+
+    /// Whether one access-log event per request is emitted through `tracing` (target
+    /// [`ACCESS_LOG_TARGET`](crate::telemetry::ACCESS_LOG_TARGET), with the fields of Istio's
+    /// default access log; [`AccessLogLine`](crate::telemetry::AccessLogLine) prints it in
+    /// Envoy's text format). Default `false`, as Istio's `accessLogFile: ""`.
+    pub fn access_log(mut self, on: bool) -> Self {
+        self.access_log = on;
+        self
+    }
+
     /// Compiles the route table (every route's and cluster's policies converted once) and
     /// publishes the configuration's ServiceEntry `STATIC` endpoints.
     pub fn build(self) -> Result<MeshLayer, BuildError> {
@@ -206,6 +240,9 @@ impl MeshBuilder {
             max_concurrent_mirrors: self.max_concurrent_mirrors,
             stream_idle_timeout: self.stream_idle_timeout,
             trust_envoy_headers: self.trust_envoy_headers,
+            metrics: self.metrics,
+            generate_request_id: self.generate_request_id,
+            access_log: self.access_log,
         };
         let shared = Shared::new(&config, self.client, settings)?;
         Ok(MeshLayer {

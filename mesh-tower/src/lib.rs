@@ -114,8 +114,11 @@
 //!
 //! # Observability
 //!
-//! Every error and every response the mesh answered or changed carries Envoy's response
-//! flags ([`telemetry::ResponseFlags`]: `URX`, `UF`, `NR`...).
+//! [`telemetry`]: Istio's standard metrics (`istio_requests_total`...) through the `metrics`
+//! facade, Envoy's cluster stats ([`MeshHandle::record_envoy_stats`]), an access log with
+//! Istio's fields, `x-request-id` generation and trace-header propagation. Every error and
+//! every response the mesh answered or changed carries Envoy's response flags
+//! ([`telemetry::ResponseFlags`]: `URX`, `UF`, `NR`...).
 //!
 //! `tracing` spans `mesh.request` (virtual service, route, destination,
 //! cluster) and `mesh.attempt` (attempt, endpoint, outcome, retry reason,

@@ -20,6 +20,7 @@ use mesh_routing::endpoints::{Endpoint, EndpointSelector, EndpointSink};
 use mesh_routing::{ClusterName, ClusterPolicy};
 
 use crate::cluster::{lock, ClusterState};
+use crate::telemetry::metrics::{ClusterMetrics, ServiceLabels, SourceLabels};
 
 /// The number of a source of endpoints.
 pub(crate) type SourceId = u32;
@@ -55,16 +56,19 @@ pub(crate) struct Registry {
     /// The retry budget of clusters whose DestinationRule sets none
     /// ([`MeshBuilder::retry_budget`](crate::MeshBuilder::retry_budget)).
     default_budget: Option<RetryBudget>,
+    /// The client's metric labels, shared by every cluster's series.
+    source: Arc<SourceLabels>,
 }
 
 impl Registry {
-    pub(crate) fn new(default_budget: Option<RetryBudget>) -> Self {
+    pub(crate) fn new(default_budget: Option<RetryBudget>, source: Arc<SourceLabels>) -> Self {
         Registry {
             inner: Mutex::new(Inner {
                 next_source: CONFIG_SOURCE + 1,
                 ..Inner::default()
             }),
             default_budget,
+            source,
         }
     }
 
@@ -77,13 +81,14 @@ impl Registry {
     }
 
     /// The state of cluster `name`: the existing one, reconfigured with `policy` and
-    /// `selector`, or a new one.
+    /// `selector`, or a new one (whose metrics name `service`).
     pub(crate) fn cluster(
         &self,
         name: ClusterName,
         policy: &ClusterPolicy,
         selector: EndpointSelector,
         now: Instant,
+        service: ServiceLabels,
     ) -> Arc<ClusterState> {
         let mut inner = lock(&self.inner);
         let host_endpoints = inner
@@ -109,6 +114,7 @@ impl Registry {
             selector,
             host_endpoints.as_deref(),
             now,
+            ClusterMetrics::new(Arc::clone(&self.source), service),
         ));
         inner.clusters.insert(name, Arc::downgrade(&state));
         let entry = inner.hosts.entry(host).or_default();

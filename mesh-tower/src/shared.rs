@@ -15,6 +15,7 @@ use crate::compiled::Compiled;
 use crate::files::BuildError;
 use crate::host_cache::HostCache;
 use crate::registry::Registry;
+use crate::telemetry::metrics::{Series, ServiceLabels, SourceLabels};
 
 /// Settings fixed by the builder.
 #[derive(Debug, Clone)]
@@ -27,6 +28,20 @@ pub(crate) struct Settings {
     pub(crate) max_concurrent_mirrors: usize,
     pub(crate) stream_idle_timeout: Option<std::time::Duration>,
     pub(crate) trust_envoy_headers: bool,
+    pub(crate) metrics: bool,
+    pub(crate) generate_request_id: bool,
+    pub(crate) access_log: bool,
+}
+
+/// The mesh-wide part of telemetry.
+#[derive(Debug)]
+pub(crate) struct Telemetry {
+    /// Whether Istio's metrics are recorded (when a recorder is installed).
+    pub(crate) metrics: bool,
+    /// Requests that went to a host no service names (`PassthroughCluster`).
+    pub(crate) passthrough: Arc<Series>,
+    /// Requests no route or cluster took (`NR`, `NC`).
+    pub(crate) unrouted: Arc<Series>,
 }
 
 /// See the [module docs](self).
@@ -36,6 +51,7 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) client: ClientContext,
     pub(crate) settings: Settings,
+    pub(crate) telemetry: Telemetry,
     /// The seed every request's rolls derive from.
     seed: u64,
     /// Requests entered so far: the index of the next request's rolls.
@@ -60,7 +76,16 @@ impl Shared {
         client: ClientContext,
         settings: Settings,
     ) -> Result<Self, BuildError> {
-        let registry = Arc::new(Registry::new(settings.retry_budget));
+        let source = Arc::new(SourceLabels::new(&client));
+        let telemetry = Telemetry {
+            metrics: settings.metrics,
+            passthrough: Arc::new(Series::without_cluster(
+                &source,
+                &ServiceLabels::passthrough(),
+            )),
+            unrouted: Arc::new(Series::without_cluster(&source, &ServiceLabels::unknown())),
+        };
+        let registry = Arc::new(Registry::new(settings.retry_budget, source));
         let compiled = Compiled::build(config, &client, &registry)?;
         let seed = settings.seed.unwrap_or_else(crate::rng::entropy_seed);
         let mirrors = settings.max_concurrent_mirrors.min(Semaphore::MAX_PERMITS);
@@ -69,6 +94,7 @@ impl Shared {
             registry,
             client,
             settings,
+            telemetry,
             seed,
             requests: AtomicU64::new(0),
             mirrors: Arc::new(Semaphore::new(mirrors)),

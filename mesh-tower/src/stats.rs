@@ -119,6 +119,11 @@ pub struct ClusterStats {
     timeouts: u64,
     overflows: u64,
     ejections: u64,
+    retry_successes: u64,
+    retry_overflows: u64,
+    retry_limit_exceeded: u64,
+    per_try_timeouts: u64,
+    route_timeouts: u64,
     active: u32,
     pending: u32,
     ejected: usize,
@@ -153,6 +158,11 @@ impl ClusterStats {
             timeouts: c.timeouts.load(Relaxed),
             overflows: c.overflows.load(Relaxed),
             ejections: c.ejections.load(Relaxed),
+            retry_successes: c.retry_successes.load(Relaxed),
+            retry_overflows: c.retry_overflows.load(Relaxed),
+            retry_limit_exceeded: c.retry_limit_exceeded.load(Relaxed),
+            per_try_timeouts: c.per_try_timeouts.load(Relaxed),
+            route_timeouts: c.route_timeouts.load(Relaxed),
             active: inner.pool.active_requests(),
             pending: inner.pool.pending_requests(),
             ejected: inner.outlier.as_ref().map_or(0, |od| od.ejected_count()),
@@ -209,6 +219,32 @@ impl ClusterStats {
     /// Ejections by outlier detection.
     pub fn ejections(&self) -> u64 {
         self.ejections
+    }
+
+    /// Retries whose response was not retried again (Envoy's `upstream_rq_retry_success`).
+    pub fn retry_successes(&self) -> u64 {
+        self.retry_successes
+    }
+
+    /// Retries refused by `maxRetries` or the retry budget (`upstream_rq_retry_overflow`).
+    pub fn retry_overflows(&self) -> u64 {
+        self.retry_overflows
+    }
+
+    /// Requests whose retries ran out on a retriable outcome
+    /// (`upstream_rq_retry_limit_exceeded`, flag `URX`).
+    pub fn retry_limit_exceeded(&self) -> u64 {
+        self.retry_limit_exceeded
+    }
+
+    /// Attempts cut by the per-try timeout (`upstream_rq_per_try_timeout`).
+    pub fn per_try_timeouts(&self) -> u64 {
+        self.per_try_timeouts
+    }
+
+    /// Requests ended by the route timeout (`upstream_rq_timeout`).
+    pub fn route_timeouts(&self) -> u64 {
+        self.route_timeouts
     }
 
     /// Requests holding a pool permit now (until their response body ends).

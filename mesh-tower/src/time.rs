@@ -11,6 +11,12 @@ pub(crate) fn now() -> tokio::time::Instant {
     tokio::time::Instant::now()
 }
 
+/// The wall clock, for the access log's start time only (never for deadlines).
+#[allow(clippy::disallowed_methods)]
+pub(crate) fn wall_now() -> std::time::SystemTime {
+    std::time::SystemTime::now()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;

@@ -14,4 +14,5 @@ mod rel;
 mod reload_storm;
 mod retry_after_ejection;
 mod support_backend;
+mod telemetry;
 mod tls;

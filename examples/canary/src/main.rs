@@ -9,6 +9,17 @@
 //!    `http://api:8080/...`: the 90/10 split, then with one v2 pod failing every request
 //!    (retries mask it, outlier detection ejects it), then after reloading with
 //!    `reload/shift.yaml` (all traffic to v2).
+//! 4. Telemetry: Istio's standard metrics and Envoy's cluster stats are served at
+//!    `http://ADDR/metrics` (Prometheus text, Envoy's histogram buckets) while it runs; at the
+//!    end it scrapes its own `/metrics` and prints, per `destination_version`, the requests
+//!    `istio_requests_total` counted, the responses the client got from that version's pods
+//!    (counted without the metrics), the request rate and the p99 of
+//!    `istio_request_duration_milliseconds`.
+//!
+//! `--serve ADDR` (e.g. `--serve 127.0.0.1:9464`) serves `/metrics` there from the start and
+//! keeps serving after the phases until interrupted (Ctrl-C), for a real Prometheus to scrape;
+//! without it the endpoint is on a free loopback port for the run only. `--requests N` sets the
+//! requests per phase (default 3,000).
 //!
 //! The v2 pods accept only mutual TLS, as pods under a STRICT PeerAuthentication do: subset
 //! v2 of `api-dr` says `tls: {mode: ISTIO_MUTUAL}`. The demo makes a mesh CA on the spot and
@@ -16,16 +27,19 @@
 //! clients with a certificate of that CA) and the calling workload the identity
 //! `spiffe://cluster.local/ns/default/sa/checkout`, whose certificate, key and mesh root are
 //! written as istio-agent writes them for a proxyless workload (`cert-chain.pem`, `key.pem`,
-//! `root-cert.pem`, in a temporary directory here, removed at exit) for `MeshClient` to read. After each phase it prints what the v2 pods saw of the new TLS
-//! handshakes (the SNI and the ALPN a sidecar sends), and stops with an error if one came
-//! without the workload's client certificate. The v1 pods speak plaintext: their policy has no
+//! `root-cert.pem`, in a temporary directory here, removed at exit) for `MeshClient` to read.
+//! After each phase it prints what the v2 pods saw of the new TLS handshakes (the SNI and the
+//! ALPN a sidecar sends), and stops with an error if one came without the workload's client
+//! certificate. The v1 pods speak plaintext: their policy has no
 //! `tls` block (and the mesh does not do auto mTLS).
 //!
 //! `config/` validates on its own (`meshctl validate examples/canary/config/`): the template
 //! is not read by the loaders (they read `*.yaml` and `*.yml` only), and the reload's
 //! VirtualService, which redefines `api-vs-canary`, lives outside it in `reload/`.
 //!
-//! Run with: `cargo run --release -p example-canary`
+//! Run with: `cargo run --release -p example-canary [-- --serve 127.0.0.1:9464]`
+
+mod exposition;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -46,7 +60,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Requests per phase.
+/// Requests per phase, unless `--requests N` says otherwise.
 const REQUESTS: usize = 3_000;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 32;
@@ -62,8 +76,33 @@ const PODS: [(&str, &str); 4] = [
 struct Tally {
     ok: usize,
     errors: BTreeMap<String, usize>,
+    /// Successful responses, by the pod that answered (`x-backend`).
     by_pod: BTreeMap<String, usize>,
+    /// Every response (any status), by the pod that answered (`-` when no pod's name came
+    /// back), and every error without a response under [`NO_RESPONSE`].
+    answered: BTreeMap<String, usize>,
     attempts: usize,
+}
+
+/// The key of [`Tally::answered`] for the requests that ended in an error, without a response.
+const NO_RESPONSE: &str = "no-response";
+
+impl Tally {
+    /// What the client saw, by the `version` label of the pod that answered: the counts
+    /// `istio_requests_total` must have by `destination_version`, tallied without the metrics.
+    /// Requests no known pod answered are under `-` (a response without `x-backend`) or
+    /// [`NO_RESPONSE`].
+    fn by_version(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for (pod, n) in &self.answered {
+            let version = PODS
+                .iter()
+                .find(|(name, _)| name == pod)
+                .map_or(pod.as_str(), |(_, version)| version);
+            *out.entry(version.to_owned()).or_default() += n;
+        }
+        out
+    }
 }
 
 #[tokio::main]
@@ -79,8 +118,44 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
+/// The command line: `--serve ADDR`, `--requests N`.
+#[derive(Debug)]
+struct Args {
+    serve: Option<std::net::SocketAddr>,
+    requests: usize,
+}
+
+fn args() -> Result<Args, BoxError> {
+    let mut out = Args {
+        serve: None,
+        requests: REQUESTS,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
+        match a.as_str() {
+            "--serve" => out.serve = Some(value("--serve")?.parse()?),
+            "--requests" => out.requests = value("--requests")?.parse()?,
+            other => {
+                return Err(
+                    format!("unknown argument {other} (try --serve ADDR, --requests N)").into(),
+                )
+            }
+        }
+    }
+    Ok(out)
+}
+
 async fn run() -> Result<(), BoxError> {
     let started = Instant::now();
+    let args = args()?;
+    let prom = exposition::install()?;
+    let listener = exposition::bind(
+        args.serve
+            .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+    )
+    .await?;
+    let metrics_addr = listener.local_addr()?;
     let config_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
     let reload_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("reload");
 
@@ -145,31 +220,41 @@ async fn run() -> Result<(), BoxError> {
     //    `frontend`, so the 90/10 rule applies rather than the frontend-only one.
     let layer = MeshLayer::builder()
         .config(config)
-        .client(ClientContext::new("default").with_label("app", "checkout"))
+        .client(
+            ClientContext::new("default")
+                .with_label("app", "checkout")
+                .with_workload_name("checkout"),
+        )
         .attempt_count_header(true)
         .attempt_count_in_response(true)
         .build()?;
     let handle = layer.handle();
+    let server = tokio::spawn(exposition::serve(listener, prom.clone(), handle.clone()));
+    println!("\nmetrics: http://{metrics_addr}/metrics");
+    let traffic = Instant::now();
     let mut clusters = Clusters::default();
+    let mut seen = Seen::default();
     let connector = MeshClient::builder()
         .workload_certificates(certs.path())
         .build_for::<mesh_tower::body::ReplayBody<Empty<Bytes>>>(&layer);
     let client = ServiceBuilder::new().layer(layer).service(connector);
 
     println!("\n== phase 1: the canary split, 90% v1 / 10% v2 ==");
-    let t = run_phase(&client, "90/10").await;
+    let t = run_phase(&client, "90/10", args.requests).await;
+    seen.add(&t);
     report(&t, &handle, &pods, &mut clusters);
     tls.print(&pods)?;
 
     println!("\n== phase 2: pod api-v2-b answers 503 to everything ==");
     pods[3].set_rules([Rule::new(Select::All, Action::Status(503))]);
-    let t = run_phase(&client, "v2-b failing").await;
+    let t = run_phase(&client, "v2-b failing", args.requests).await;
+    seen.add(&t);
     report(&t, &handle, &pods, &mut clusters);
     tls.print(&pods)?;
     println!(
         "  -> retries to the other v2 pod masked the failures (the client saw {} of {} fail; as under\n     Istio, no retry budget limits the retries); outlier detection ejected api-v2-b after 5\n     consecutive 5xx (maxEjectionPercent 50 allows one of the two v2 pods)",
         t.errors.values().sum::<usize>(),
-        REQUESTS
+        args.requests
     );
 
     println!("\n== phase 3: reload with reload/shift.yaml: 0% v1 / 100% v2 ==");
@@ -185,11 +270,48 @@ async fn run() -> Result<(), BoxError> {
         &mut shown,
     )?;
     handle.reload(shifted)?;
-    let t = run_phase(&client, "0/100").await;
+    let t = run_phase(&client, "0/100", args.requests).await;
+    seen.add(&t);
     report(&t, &handle, &pods, &mut clusters);
     tls.print(&pods)?;
+    let elapsed = traffic.elapsed();
 
+    println!("\n== telemetry: from http://{metrics_addr}/metrics ==");
+    let text = exposition::scrape(metrics_addr).await?;
+    let samples = exposition::parse(&text);
+    let from_metrics = exposition::per_version(&samples);
+    // `requests`: `sum by (destination_version) (istio_requests_total)` from the text above;
+    // `client`: the responses the client got from that version's pods, counted without the
+    // metrics (the two agree unless a request ended without a response).
+    println!(
+        "  {:<20} {:>9} {:>9} {:>10} {:>9}",
+        "destination_version", "requests", "client", "rate", "p99"
+    );
+    let mut versions: Vec<&String> = from_metrics.keys().chain(seen.0.keys()).collect();
+    versions.sort();
+    versions.dedup();
+    for version in versions {
+        let (requests, p99) = from_metrics.get(version).copied().unwrap_or((0.0, None));
+        println!(
+            "  {:<20} {:>9} {:>9} {:>8.1}/s {:>9}",
+            version,
+            requests,
+            seen.0.get(version).copied().unwrap_or(0),
+            requests / elapsed.as_secs_f64(),
+            p99.map_or_else(|| "-".to_owned(), |p| format!("{p:.1} ms"))
+        );
+    }
+    println!(
+        "  sent {} requests in {:.1?}",
+        seen.0.values().sum::<usize>(),
+        elapsed
+    );
     println!("\ndone in {:.1?}", started.elapsed());
+    if args.serve.is_some() {
+        println!("serving http://{metrics_addr}/metrics until interrupted (Ctrl-C)");
+        tokio::signal::ctrl_c().await?;
+    }
+    server.abort();
     for b in pods {
         b.shutdown().await;
     }
@@ -359,7 +481,7 @@ fn load(sources: &[(&str, &str)], shown: &mut Shown) -> Result<mesh_model::MeshC
     })
 }
 
-async fn run_phase<S>(client: &S, label: &str) -> Tally
+async fn run_phase<S>(client: &S, label: &str, requests: usize) -> Tally
 where
     S: Service<
             Request<Empty<Bytes>>,
@@ -370,7 +492,7 @@ where
         + 'static,
     S::Future: Send,
 {
-    let bar = ProgressBar::new(REQUESTS as u64);
+    let bar = ProgressBar::new(requests as u64);
     bar.set_style(
         ProgressStyle::with_template("  {prefix:>12} [{bar:40}] {pos}/{len} {per_sec}")
             .unwrap_or_else(|_| ProgressStyle::default_bar())
@@ -380,7 +502,7 @@ where
     let permits = Arc::new(Semaphore::new(CONCURRENCY));
     let mut set = JoinSet::new();
     let mut tally = Tally::default();
-    for i in 0..REQUESTS {
+    for i in 0..requests {
         let permit = permits
             .clone()
             .acquire_owned()
@@ -423,6 +545,11 @@ fn absorb(t: &mut Tally, done: Result<Outcome, tokio::task::JoinError>) {
         return;
     };
     t.attempts += attempts;
+    let answered = match &res {
+        Some((_, pod)) => pod.clone(),
+        None => NO_RESPONSE.to_owned(),
+    };
+    *t.answered.entry(answered).or_default() += 1;
     match (res, err) {
         (Some((status, pod)), _) if status.is_success() => {
             t.ok += 1;
@@ -442,6 +569,18 @@ fn header<B>(res: &http::Response<B>, name: &str) -> String {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-")
         .to_owned()
+}
+
+/// The client's per-version counts ([`Tally::by_version`]) over every phase.
+#[derive(Debug, Default)]
+struct Seen(BTreeMap<String, usize>);
+
+impl Seen {
+    fn add(&mut self, t: &Tally) {
+        for (version, n) in t.by_version() {
+            *self.0.entry(version).or_default() += n;
+        }
+    }
 }
 
 /// One row of the cumulative cluster table.
@@ -560,6 +699,36 @@ mod tests {
             .enumerate()
             .map(|(i, n)| ((*n).to_owned(), (18001 + i).to_string()))
             .collect()
+    }
+
+    #[test]
+    fn the_client_counts_by_the_version_of_the_pod_that_answered() {
+        let mut t = Tally::default();
+        let ok = Ok((Some((http::StatusCode::OK, "api-v1-a".to_owned())), 1, None));
+        absorb(&mut t, ok);
+        let failed = Ok((
+            Some((http::StatusCode::SERVICE_UNAVAILABLE, "api-v2-b".to_owned())),
+            3,
+            None,
+        ));
+        absorb(&mut t, failed);
+        absorb(
+            &mut t,
+            Ok((Some((http::StatusCode::OK, "api-v1-b".to_owned())), 1, None)),
+        );
+        absorb(&mut t, Ok((None, 1, Some("overflow".to_owned()))));
+        assert_eq!(
+            t.by_version(),
+            BTreeMap::from([
+                ("v1".to_owned(), 2),
+                ("v2".to_owned(), 1),
+                (NO_RESPONSE.to_owned(), 1)
+            ])
+        );
+        let mut seen = Seen::default();
+        seen.add(&t);
+        seen.add(&t);
+        assert_eq!(seen.0["v1"], 4);
     }
 
     #[test]

@@ -80,7 +80,6 @@ pub enum H2UpgradePolicy {
     Upgrade,
 }
 
-
 /// Istio's "unlimited": 2^32 − 1.
 pub const UNLIMITED: u32 = u32::MAX;
 

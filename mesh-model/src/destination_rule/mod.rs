@@ -24,11 +24,11 @@ mod traffic_policy;
 pub use connection_pool::{
     ConnectionPoolSettings, H2UpgradePolicy, Http2KeepAlive, TcpKeepalive, UNLIMITED,
 };
-pub use tls::TlsMode;
 pub use load_balancer::{HashKey, HashTable, LoadBalancer, SimpleLb};
 pub use outlier::OutlierDetection;
 pub use retry_budget::RetryBudget;
 pub use subset::Subset;
+pub use tls::TlsMode;
 pub use traffic_policy::{PortPolicy, TrafficPolicy};
 
 /// A validated `DestinationRule`.

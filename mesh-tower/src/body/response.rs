@@ -13,6 +13,7 @@ use mesh_resilience::RequestPermit;
 use crate::cluster::{ClusterState, EndpointRef};
 use crate::error::MeshError;
 use crate::stage::pick::Target;
+use crate::telemetry::{ResponseFlag, Tail, TailSlot};
 use crate::BoxError;
 
 pin_project_lite::pin_project! {
@@ -52,6 +53,8 @@ pin_project_lite::pin_project! {
             // Whether the armed timer is the route deadline (else the idle deadline).
             route_timer: bool,
             timed_out: bool,
+            // Telemetry recorded when the body ends (or is dropped before).
+            tail: TailSlot,
         },
         Local {
             data: Option<Bytes>,
@@ -125,7 +128,20 @@ impl<RB> MeshBody<RB> {
                 active: false,
                 route_timer: false,
                 timed_out: false,
+                tail: TailSlot::default(),
             },
+        }
+    }
+
+    /// Hands the request's telemetry to the body: recorded when it ends. A body that has
+    /// already ended records at once.
+    pub(crate) fn set_tail(&mut self, t: Tail)
+    where
+        RB: Body,
+    {
+        match &mut self.kind {
+            Kind::Upstream { body, tail, .. } if !body.is_end_stream() => tail.0 = Some(t),
+            _ => t.finish(None),
         }
     }
 
@@ -134,6 +150,14 @@ impl<RB> MeshBody<RB> {
             kind: Kind::Local {
                 data: (!bytes.is_empty()).then_some(bytes),
             },
+        }
+    }
+
+    /// The length of a local reply's body (`None` for an upstream body).
+    pub(crate) fn local_len(&self) -> Option<u64> {
+        match &self.kind {
+            Kind::Local { data } => Some(data.as_ref().map_or(0, |d| d.len() as u64)),
+            Kind::Upstream { .. } => None,
         }
     }
 
@@ -166,6 +190,7 @@ where
                 active,
                 route_timer,
                 timed_out,
+                tail,
             } => {
                 if *timed_out {
                     return Poll::Ready(None);
@@ -202,6 +227,9 @@ where
                         } else {
                             MeshError::stream_idle_timeout()
                         };
+                        if let Some(t) = tail.0.take() {
+                            t.finish(err.response_flags().iter().next());
+                        }
                         return Poll::Ready(Some(Err(Box::new(err))));
                     }
                     return Poll::Pending;
@@ -209,17 +237,37 @@ where
                 *active = true;
                 match res {
                     Some(Ok(frame)) => {
+                        if let Some(t) = tail.0.as_mut() {
+                            match frame.data_ref() {
+                                Some(d) => t.data(d.len()),
+                                None => {
+                                    if let Some(trailers) = frame.trailers_ref() {
+                                        t.headers(trailers);
+                                    }
+                                }
+                            }
+                        }
                         if body.is_end_stream() {
                             guard.take();
+                            if let Some(t) = tail.0.take() {
+                                t.finish(None);
+                            }
                         }
                         Poll::Ready(Some(Ok(frame)))
                     }
                     Some(Err(e)) => {
                         guard.take();
+                        if let Some(t) = tail.0.take() {
+                            // The upstream broke off the response.
+                            t.finish(Some(ResponseFlag::UpstreamConnectionTermination));
+                        }
                         Poll::Ready(Some(Err(e.into())))
                     }
                     None => {
                         guard.take();
+                        if let Some(t) = tail.0.take() {
+                            t.finish(None);
+                        }
                         Poll::Ready(None)
                     }
                 }

@@ -56,6 +56,7 @@ async fn wait_pending(
         };
         if !woke {
             Counters::bump(&cluster.counters.timeouts);
+            Counters::bump(&cluster.counters.route_timeouts);
             return Err(MeshError::route_timeout());
         }
         let Some(ticket) = pending.ticket.take() else {

@@ -11,7 +11,7 @@ use http::header::{CONNECTION, HOST};
 use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
-use mesh_resilience::headers::X_ENVOY_ATTEMPT_COUNT;
+use mesh_resilience::headers::{X_ENVOY_ATTEMPT_COUNT, X_REQUEST_ID};
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -35,6 +35,9 @@ pub(crate) struct Template<B> {
     headers: HeaderMap,
     /// The `Host` to add upstream when the headers do not already carry it.
     host: Option<HeaderValue>,
+    /// The `x-request-id` the mesh generated (the caller sent none), added to every attempt
+    /// and mirror copy after `Host` so that the upstream headers are allocated once.
+    request_id: Option<HeaderValue>,
     /// The caller's extensions, handed to the first attempt.
     extensions: Option<Extensions>,
     pub(crate) body: ReplayBody<B>,
@@ -50,7 +53,13 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     /// `Host` chosen (the route's authority rewrite, else the caller's `Host`, else the URI's
     /// authority), the body wrapped for replay within the replay cap. The caller's URI is
     /// taken apart, not copied.
-    pub(crate) fn new(parts: Parts, body: B, fwd: &Forward<'_>, shared: &Shared) -> Self {
+    pub(crate) fn new(
+        parts: Parts,
+        body: B,
+        fwd: &Forward<'_>,
+        shared: &Shared,
+        request_id: Option<HeaderValue>,
+    ) -> Self {
         let (body, replayable_at_start) =
             match ReplayBody::try_new(body, shared.settings.replay_cap) {
                 Ok(b) => (b, true),
@@ -95,6 +104,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
             path,
             headers,
             host,
+            request_id,
             extensions: Some(extensions),
             body,
             replayable_at_start,
@@ -197,6 +207,9 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
             if self.version <= Version::HTTP_11 || self.upstream_info {
                 req.headers_mut().insert(HOST, h.clone());
             }
+        }
+        if let Some(id) = &self.request_id {
+            req.headers_mut().insert(X_REQUEST_ID, id.clone());
         }
         req
     }

@@ -76,6 +76,7 @@ pub(crate) fn pick(
         return Err(MeshError::no_healthy_upstream());
     };
     let authority = endpoint.authority().clone();
+    let series = inner.series.get(index).copied().unwrap_or(0);
     if let Some(n) = inner.in_flight.get_mut(index) {
         *n += 1;
     }
@@ -86,6 +87,7 @@ pub(crate) fn pick(
         index,
         generation: inner.generation,
         authority,
+        series,
     }))
 }
 

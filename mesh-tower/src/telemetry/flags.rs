@@ -265,6 +265,11 @@ impl ResponseFlags {
         }
     }
 
+    /// The packed value (for hashing into a label-set cache).
+    pub(crate) const fn raw(&self) -> u64 {
+        self.slots
+    }
+
     /// Sets the flag Envoy's router sets when it stops retrying for `reason`: `URX` when the
     /// attempts ran out, `UO` when the retry breaker or budget refused the retry.
     pub(crate) fn insert_done(&mut self, reason: &mesh_resilience::DoneReason) {

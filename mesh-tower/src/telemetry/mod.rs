@@ -1,11 +1,120 @@
-//! What an Istio operator reads about each request: Envoy's response flags.
+//! What an Istio operator reads about each request: Istio's standard metrics, Envoy's
+//! cluster statistics and Envoy's response flags.
+//!
+//! # Istio's standard metrics
+//!
+//! Through the [`metrics`](https://docs.rs/metrics) facade, so the application picks the
+//! exporter, the mesh records what a client sidecar reports (`reporter="source"`) for every
+//! request, when its response ends (a local reply or an error at once):
+//!
+//! | Metric | Kind | Value |
+//! |---|---|---|
+//! | [`istio_requests_total`](REQUESTS_TOTAL) | counter | 1 per request |
+//! | [`istio_request_duration_milliseconds`](REQUEST_DURATION_MILLISECONDS) | histogram | request start to the end of the response body |
+//! | [`istio_request_bytes`](REQUEST_BYTES) | histogram | request body bytes |
+//! | [`istio_response_bytes`](RESPONSE_BYTES) | histogram | response body bytes the caller read |
+//!
+//! Give the exporter [`ENVOY_HISTOGRAM_BUCKETS`] for the histograms (Istio keeps Envoy's
+//! defaults) so that dashboards' `histogram_quantile` queries line up. They are on by default
+//! ([`MeshBuilder::metrics`](crate::MeshBuilder::metrics)) and cost nothing until a recorder is
+//! installed.
+//!
+//! To serve them to Prometheus, install `metrics-exporter-prometheus`'s recorder with those
+//! buckets and answer `GET /metrics` with its `PrometheusHandle::render`, after
+//! [`MeshHandle::record_envoy_stats`](crate::MeshHandle::record_envoy_stats) for Envoy's
+//! cluster stats. The canary demo (`examples/canary`) does exactly that: `cargo run -p
+//! example-canary -- --serve 127.0.0.1:9464` serves `/metrics` there until interrupted, and
+//! `.ci/prometheus_e2e.py` scrapes it with a real Prometheus and checks that
+//! `sum by (destination_version) (istio_requests_total)` equals what the demo's client received
+//! from each version.
+//!
+//! Labels, in Istio's order, and where each value comes from (`unknown` as Istio's own
+//! fallback):
+//!
+//! | Label | Value |
+//! |---|---|
+//! | `reporter` | `source` |
+//! | `source_workload` | [`ClientContext::with_workload_name`](mesh_routing::ClientContext::with_workload_name) (empty if unset, as a sidecar without `WORKLOAD_NAME`) |
+//! | `source_canonical_service` | client label `service.istio.io/canonical-name`, else `app.kubernetes.io/name`, `app`, the workload name (the injector's order) |
+//! | `source_canonical_revision` | client label `service.istio.io/canonical-revision`, else `app.kubernetes.io/version`, `version`, `latest` |
+//! | `source_workload_namespace` | the client's namespace |
+//! | `source_principal` | `unknown` (no TLS identity) |
+//! | `source_app`, `source_version` | client labels `app`, `version` (empty if unset) |
+//! | `source_cluster` | [`ClientContext::with_cluster_id`](mesh_routing::ClientContext::with_cluster_id) (empty if unset) |
+//! | `destination_workload`, `destination_workload_namespace`, `destination_principal` | `unknown` (endpoints carry no workload name, namespace or identity yet) |
+//! | `destination_app`, `destination_version` | the chosen endpoint's labels `app`, `version` |
+//! | `destination_service` | the cluster's host; `unknown` for a request no cluster took |
+//! | `destination_canonical_service` | endpoint label `service.istio.io/canonical-name`, else `app.kubernetes.io/name`, `app` |
+//! | `destination_canonical_revision` | endpoint label `service.istio.io/canonical-revision`, else `app.kubernetes.io/version`, `version`, else `latest` |
+//! | `destination_service_name` | a ServiceEntry host itself (Istio names ServiceEntry services by host), else the host's first label; `PassthroughCluster` for a host no service names; `unknown` for no route |
+//! | `destination_service_namespace` | `unknown` (a client sidecar takes it from its peer) |
+//! | `destination_cluster` | endpoint label `topology.istio.io/cluster` |
+//! | `request_protocol` | `grpc` (request `content-type: application/grpc[+...]`) or `http` |
+//! | `response_code` | the status the caller got (a gRPC caller's local reply: 200, as Envoy sends it) |
+//! | `grpc_response_status` | gRPC: the trailers', else the headers', else inferred from the HTTP status ([`GrpcStatus::from_http_status`](mesh_model::GrpcStatus::from_http_status)); empty otherwise |
+//! | `response_flags` | [`ResponseFlags`] (`-` for none; `DC` when the caller dropped the body before its end) |
+//! | `connection_security_policy` | `unknown`, as on every client sidecar |
+//!
+//! **Cardinality.** Every value comes from configuration or the endpoints' labels, never from
+//! a request's path or header values: series = Σ over clusters of (distinct
+//! `app`/`version`/canonical/cluster label sets among its endpoints + 1) × outcomes seen
+//! (status codes × gRPC statuses × flag combinations; in practice a handful), plus the
+//! unrouted and passthrough series. The seed's canary (2 subsets, one label set each) under
+//! normal traffic has 2 series per metric; with the failure modes of its failing-v2 run, 5.
+//!
+//! # Envoy's cluster statistics
+//!
+//! [`MeshHandle::record_envoy_stats`](crate::MeshHandle::record_envoy_stats) publishes each
+//! cluster's counters ([`ENVOY_CLUSTER_COUNTERS`]) and gauges ([`ENVOY_CLUSTER_GAUGES`]) as
+//! `envoy_cluster_<stat>{cluster_name="outbound|port|subset|host"}`, the names of a sidecar's
+//! `/stats/prometheus`. Connection stats (`upstream_cx_*`) are not among them: the mesh does
+//! not own connections (the client does).
+//!
+//! # Access log
+//!
+//! With [`MeshBuilder::access_log`](crate::MeshBuilder::access_log) (off by default, as Istio's
+//! `accessLogFile: ""`), every request ends with one `tracing` event at target
+//! [`ACCESS_LOG_TARGET`] (level `INFO`) whose fields are the keys of Istio's JSON access log
+//! ([`ACCESS_LOG_FIELDS`]: `start_time`, `method`, `path`, `protocol`, `response_code`,
+//! `response_flags`, `response_code_details`, `bytes_received`, `bytes_sent`, `duration`,
+//! `upstream_service_time`, `x_forwarded_for`, `user_agent`, `request_id`, `authority`,
+//! `upstream_host`, `upstream_cluster`, `route_name`, and the address fields, always `-` in a
+//! client). [`AccessLogLine`] collects them from the event and prints Envoy's default text
+//! format. `path` is the caller's (before any rewrite, Envoy's `X-ENVOY-ORIGINAL-PATH?:PATH`);
+//! `route_name` is the route's `name` (`name.match` with a named match), `-` for an unnamed
+//! route, `default` for a service without VirtualService, `allow_any` for an unknown host.
+//!
+//! # Trace context
+//!
+//! `x-request-id` is kept when the caller sends one and otherwise generated (a version-4 UUID,
+//! [`MeshBuilder::generate_request_id`](crate::MeshBuilder::generate_request_id)), the same on
+//! every attempt and mirror copy. W3C Trace Context and B3 headers
+//! ([`TRACE_CONTEXT`](mesh_resilience::headers::TRACE_CONTEXT)) go upstream unchanged, on
+//! every attempt and mirror: the application forwards them, as Istio asks of applications.
+//!
+//! # Differences from Istio + Envoy
+//!
+//! - Destination labels come from the chosen endpoint's labels (as a sidecar learns them from
+//!   its peer by metadata exchange), so `destination_version` and `destination_app` are known
+//!   without mTLS; workload name, namespace and principal stay `unknown`.
+//! - `istio_request_bytes` and `istio_response_bytes` count body bytes (Istio's documented
+//!   meaning); Envoy counts wire bytes, headers included.
+//! - No route and passthrough requests report `destination_service="unknown"` instead of the
+//!   `Host` header, to keep label values bounded.
+//! - A request whose future is dropped before its response is not counted (Envoy counts it
+//!   with `DC`, response code 0).
+//! - Envoy's cluster stats are published when asked, not continuously.
+//! - The mesh starts no trace spans of its own and makes no sampling decision (Envoy packs its
+//!   trace decision into the UUID's version nibble; the mesh's ids always say version 4).
+//! - The access log's `bytes_*` are body bytes; `connection_termination_details`,
+//!   `upstream_transport_failure_reason` and the address fields are `-`.
+//!
+//! # Response flags
 //!
 //! [`ResponseFlags`] says why a request ended as it did, with the codes of Envoy's
 //! `%RESPONSE_FLAGS%` (`UF`, `URX`, `NR`...): on every error
 //! ([`MeshError::response_flags`](crate::MeshError::response_flags)) and on every response the
 //! mesh answered or changed ([`ResponseFlags::of`]).
-//!
-//! # Response flags
 //!
 //! Envoy's response flags ([`ResponseFlag`], [`ResponseFlags`]) say why a request ended the way
 //! it did, in the short codes Envoy writes for `%RESPONSE_FLAGS%` (`UF`, `URX`, `NR`...) and
@@ -61,6 +170,18 @@
 //! checks, overload manager) or to the server side of a connection. They parse and print all
 //! the same, so a tool reading a sidecar's logs can use this type too.
 
+mod access_log;
+pub(crate) mod envoy;
+mod exchange;
 mod flags;
+pub(crate) mod metrics;
+pub(crate) mod request_id;
 
+pub use access_log::{AccessLogLine, ACCESS_LOG_FIELDS, ACCESS_LOG_TARGET};
+pub use envoy::{ENVOY_CLUSTER_COUNTERS, ENVOY_CLUSTER_GAUGES};
+pub(crate) use exchange::{Exchange, Tail, TailSlot};
 pub use flags::{ResponseFlag, ResponseFlags, UnknownResponseFlag};
+pub use metrics::{
+    ENVOY_HISTOGRAM_BUCKETS, REQUESTS_TOTAL, REQUEST_BYTES, REQUEST_DURATION_MILLISECONDS,
+    RESPONSE_BYTES,
+};

@@ -125,8 +125,13 @@ async fn a_callers_envoy_control_headers_are_removed_unread() {
     let names: Vec<&str> = seen[0].headers.keys().map(|k| k.as_str()).collect();
     assert_eq!(
         names,
-        ["x-envoy-custom", "host", "x-envoy-attempt-count"],
-        "only non-control headers go upstream, and the mesh's own attempt count"
+        [
+            "x-envoy-custom",
+            "host",
+            "x-request-id",
+            "x-envoy-attempt-count"
+        ],
+        "only non-control headers go upstream, and the mesh's own x-request-id and attempt count"
     );
     assert_eq!(
         seen[0].headers["x-envoy-attempt-count"], "1",

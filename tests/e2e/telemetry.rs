@@ -1,0 +1,286 @@
+//! Istio's metrics end to end: real backends, a real hyper-util client in the mesh, and
+//! `metrics-exporter-prometheus` as the recorder; the exposition text is parsed back and
+//! compared with what the backends received.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use mesh_tests::{Action, Backend, Rule, Select};
+use mesh_tower::body::ReplayBody;
+use mesh_tower::telemetry::ENVOY_HISTOGRAM_BUCKETS;
+use mesh_tower::{ClientContext, MeshLayer};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+use tower::{ServiceBuilder, ServiceExt};
+
+type Client = mesh_tower::Mesh<mesh_tower::client::LegacyClient<ReplayBody<Full<Bytes>>>>;
+
+async fn pods() -> Vec<Backend> {
+    let mut all = Vec::new();
+    for (name, version) in [
+        ("v1-a", "v1"),
+        ("v1-b", "v1"),
+        ("v2-a", "v2"),
+        ("v2-b", "v2"),
+    ] {
+        all.push(
+            Backend::builder()
+                .name(name)
+                .label("app", "api")
+                .label("version", version)
+                .start()
+                .await
+                .unwrap(),
+        );
+    }
+    all
+}
+
+fn received(pods: &[Backend], version: &str) -> u64 {
+    pods.iter()
+        .filter(|b| b.labels()["version"] == version)
+        .map(Backend::count)
+        .sum()
+}
+
+fn config(pods: &[Backend], routes: &str) -> mesh_model::MeshConfig {
+    let mut se = String::from(
+        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-pods}\nspec:\n  hosts: [api.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 8080, name: http, protocol: HTTP}]\n  endpoints:\n",
+    );
+    for b in pods {
+        se.push_str(&format!(
+            "  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: api, version: {}}}}}\n",
+            b.addr().port(),
+            b.labels()["version"]
+        ));
+    }
+    let dr = "apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: api}
+spec:
+  host: api
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+";
+    let vs = format!(
+        "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: api}}
+spec:
+  hosts: [api]
+  http:
+{routes}"
+    );
+    let mut loader = mesh_model::Loader::new();
+    loader.add_str("se.yaml", &se);
+    loader.add_str("dr.yaml", dr);
+    loader.add_str("vs.yaml", &vs);
+    let loaded = loader.finish();
+    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    loaded.into_config()
+}
+
+fn mesh(cfg: mesh_model::MeshConfig) -> Client {
+    let layer = MeshLayer::builder()
+        .config(cfg)
+        .client(
+            ClientContext::new("default")
+                .with_label("app", "checkout")
+                .with_workload_name("checkout"),
+        )
+        .seed(11)
+        .build()
+        .unwrap();
+    ServiceBuilder::new()
+        .layer(layer)
+        .service(mesh_tower::client::legacy_client())
+}
+
+fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
+    let r = PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Prefix("istio_".to_owned()),
+            &ENVOY_HISTOGRAM_BUCKETS,
+        )
+        .unwrap()
+        .build_recorder();
+    let h = r.handle();
+    (r, h)
+}
+
+/// `name{labels} value` lines of the exposition text.
+fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            let labels = &series[name.len() + 1..series.len() - 1];
+            let mut map = BTreeMap::new();
+            let mut rest = labels;
+            while let Some((k, after)) = rest.split_once("=\"") {
+                let (v, tail) = after.split_once('"').unwrap();
+                map.insert(k.trim_start_matches(',').to_owned(), v.to_owned());
+                rest = tail;
+            }
+            (map, value.parse().unwrap())
+        })
+        .collect()
+}
+
+fn sum_by(text: &str, name: &str, label: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for (labels, v) in samples(text, name) {
+        *out.entry(labels.get(label).cloned().unwrap_or_default())
+            .or_default() += v;
+    }
+    out
+}
+
+async fn send(client: &Client, path: &str) -> u16 {
+    let req = Request::get(format!("http://api:8080{path}"))
+        .body(Full::default())
+        .unwrap();
+    match client.clone().oneshot(req).await {
+        Ok(res) => {
+            let status = res.status().as_u16();
+            let _ = res.into_body().collect().await;
+            status
+        }
+        Err(e) => e.status().as_u16(),
+    }
+}
+
+#[tokio::test]
+async fn the_canary_split_counts_what_each_version_received() {
+    let (rec, prom) = recorder();
+    let _local = metrics::set_default_local_recorder(&rec);
+    let pods = pods().await;
+    let client = mesh(config(
+        &pods,
+        "  - route:
+    - {destination: {host: api, subset: v1}, weight: 90}
+    - {destination: {host: api, subset: v2}, weight: 10}
+",
+    ));
+    for i in 0..200 {
+        assert_eq!(send(&client, &format!("/items/{i}")).await, 200);
+    }
+    let text = prom.render();
+    let by_version = sum_by(&text, "istio_requests_total", "destination_version");
+    let v1 = received(&pods, "v1") as f64;
+    let v2 = received(&pods, "v2") as f64;
+    assert_eq!(v1 + v2, 200.0);
+    assert!(v2 > 0.0 && v1 > v2, "{v1} / {v2}");
+    assert_eq!(
+        by_version,
+        BTreeMap::from([("v1".to_owned(), v1), ("v2".to_owned(), v2)])
+    );
+    // Every label of the v1 series.
+    let v1_series: Vec<_> = samples(&text, "istio_requests_total")
+        .into_iter()
+        .filter(|(l, _)| l["destination_version"] == "v1")
+        .collect();
+    assert_eq!(v1_series.len(), 1);
+    let expected: BTreeMap<String, String> = [
+        ("reporter", "source"),
+        ("source_workload", "checkout"),
+        ("source_canonical_service", "checkout"),
+        ("source_canonical_revision", "latest"),
+        ("source_workload_namespace", "default"),
+        ("source_principal", "unknown"),
+        ("source_app", "checkout"),
+        ("source_version", ""),
+        ("source_cluster", ""),
+        ("destination_workload", "unknown"),
+        ("destination_workload_namespace", "unknown"),
+        ("destination_principal", "unknown"),
+        ("destination_app", "api"),
+        ("destination_version", "v1"),
+        ("destination_service", "api.default.svc.cluster.local"),
+        ("destination_canonical_service", "api"),
+        ("destination_canonical_revision", "v1"),
+        ("destination_service_name", "api.default.svc.cluster.local"),
+        ("destination_service_namespace", "unknown"),
+        ("destination_cluster", "unknown"),
+        ("request_protocol", "http"),
+        ("response_code", "200"),
+        ("grpc_response_status", ""),
+        ("response_flags", "-"),
+        ("connection_security_policy", "unknown"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(v1_series[0].0, expected);
+    // The duration histogram: one observation per request, in Envoy's buckets.
+    let counts = sum_by(
+        &text,
+        "istio_request_duration_milliseconds_count",
+        "destination_version",
+    );
+    assert_eq!(counts, by_version);
+    let mut les: Vec<String> = samples(&text, "istio_request_duration_milliseconds_bucket")
+        .into_iter()
+        .filter(|(l, _)| l["destination_version"] == "v1")
+        .map(|(l, _)| l["le"].clone())
+        .collect();
+    les.dedup();
+    let mut envoy: Vec<String> = ENVOY_HISTOGRAM_BUCKETS
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    envoy.push("+Inf".to_owned());
+    assert_eq!(les, envoy);
+    // Response bytes: each backend answers with its name ("v1-a": 4 bytes).
+    let bytes = sum_by(&text, "istio_response_bytes_sum", "destination_version");
+    assert_eq!(bytes["v1"], 4.0 * v1);
+}
+
+#[tokio::test]
+async fn a_failing_v2_reports_urx_and_no_route_nr() {
+    let (rec, prom) = recorder();
+    let _local = metrics::set_default_local_recorder(&rec);
+    let pods = pods().await;
+    for b in pods.iter().filter(|b| b.labels()["version"] == "v2") {
+        b.set_rules([Rule::new(Select::All, Action::Status(503))]);
+    }
+    let client = mesh(config(
+        &pods,
+        "  - match: [{uri: {prefix: /v2}}]
+    retries: {attempts: 2, retryOn: 5xx}
+    route: [{destination: {host: api, subset: v2}}]
+  - match: [{uri: {prefix: /v1}}]
+    route: [{destination: {host: api, subset: v1}}]
+",
+    ));
+    for _ in 0..5 {
+        assert_eq!(send(&client, "/v2").await, 503);
+        assert_eq!(send(&client, "/v1").await, 200);
+    }
+    assert_eq!(send(&client, "/elsewhere").await, 404);
+    assert_eq!(received(&pods, "v2"), 15, "1 + 2 retries each");
+    let text = prom.render();
+    let mut got: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for (l, v) in samples(&text, "istio_requests_total") {
+        *got.entry((
+            l["destination_version"].clone(),
+            l["response_code"].clone(),
+            l["response_flags"].clone(),
+        ))
+        .or_default() += v;
+    }
+    let key = |a: &str, b: &str, c: &str| (a.to_owned(), b.to_owned(), c.to_owned());
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            (key("v2", "503", "URX"), 5.0),
+            (key("v1", "200", "-"), 5.0),
+            (key("unknown", "404", "NR"), 1.0),
+        ])
+    );
+}
