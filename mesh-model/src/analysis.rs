@@ -109,7 +109,7 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
                         document: vs.meta.document,
                         resource: vs_ref(vs),
                         path,
-                        message: format!("subset {subset:?} is not defined: {why}; requests would fail with 503 (no cluster). Define the subset in a DestinationRule for that host"),
+                        message: format!("subset {subset:?} is not defined: {why}; istiod accepts the route and Envoy answers its requests 503 NC (no cluster), and so does the mesh (IST0101). Define the subset in a DestinationRule for that host"),
                     });
                 }
             };

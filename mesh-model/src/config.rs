@@ -14,6 +14,31 @@ pub struct MeshConfig {
 }
 
 impl MeshConfig {
+    /// The cross-resource analysis of this configuration, as the loader runs it (an undefined
+    /// subset is an error, as `istioctl analyze` reports it; unused DestinationRules and the
+    /// like are warnings). The diagnostics have no line numbers: the configuration no longer
+    /// knows its text. Every one is an analysis finding ([`Diagnostic::is_analysis`]).
+    pub fn analyze(&self) -> Vec<Diagnostic> {
+        crate::analysis::analyze(self, true)
+            .into_iter()
+            .map(|f| {
+                let mut path = String::new();
+                let _ =
+                    crate::diag::write_segments(&mut path, &crate::load::paths::to_segs(&f.path));
+                Diagnostic {
+                    severity: f.severity,
+                    source: f.source,
+                    document: f.document,
+                    resource: Some(std::sync::Arc::new(f.resource)),
+                    path,
+                    line: None,
+                    message: f.message,
+                    analysis: true,
+                }
+            })
+            .collect()
+    }
+
     /// Virtual services in load order (which is the precedence order this library uses where
     /// Istio would use creation time).
     pub fn virtual_services(&self) -> &[VirtualService] {
@@ -92,12 +117,32 @@ impl Loaded {
             .iter()
             .filter(|d| d.severity == Severity::Warning)
     }
-    /// Whether any diagnostic is an error.
+    /// Whether any diagnostic is an error, the analysis's included (what a validator fails
+    /// on, as `istioctl analyze` does).
     pub fn has_errors(&self) -> bool {
         self.errors().next().is_some()
     }
-    /// The configuration if there was no error at all, else every diagnostic.
+    /// Whether a resource was refused: an error istiod would give
+    /// ([`Diagnostic::is_refusal`]). Analysis errors do not count: istiod accepts what
+    /// `istioctl analyze` flags.
+    pub fn has_refusals(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_refusal)
+    }
+    /// The configuration unless a resource was refused ([`has_refusals`](Self::has_refusals)),
+    /// else every diagnostic. The configuration loads in spite of analysis errors, as istiod
+    /// takes it (a route to an undefined subset answers 503 `NC`); they stay in
+    /// [`diagnostics`](Self::diagnostics) for the caller to report, and
+    /// [`into_result_strict`](Self::into_result_strict) fails on them too.
     pub fn into_result(self) -> Result<MeshConfig, Vec<Diagnostic>> {
+        if self.has_refusals() {
+            Err(self.diagnostics)
+        } else {
+            Ok(self.config)
+        }
+    }
+    /// The configuration if there was no error at all, analysis errors included, else every
+    /// diagnostic.
+    pub fn into_result_strict(self) -> Result<MeshConfig, Vec<Diagnostic>> {
         if self.has_errors() {
             Err(self.diagnostics)
         } else {

@@ -18,6 +18,10 @@ pub enum BuildError {
     /// The route table does not compile.
     #[error("the route table does not compile: {0}")]
     Compile(#[source] mesh_routing::CompileError),
+    /// The cross-resource analysis found errors and
+    /// [`MeshBuilder::analysis_errors_fatal`](crate::MeshBuilder::analysis_errors_fatal) is on.
+    #[error("the configuration has {} analysis error(s) (fatal by MeshBuilder::analysis_errors_fatal):\n{}", .0.len(), DiagList(.0))]
+    Analysis(Vec<Diagnostic>),
 }
 
 /// Why [`load_files`] failed.
@@ -77,18 +81,24 @@ pub enum ReloadError {
 }
 
 /// Reads Istio YAML from files and directories, as [`config_files`] finds them and
-/// [`read_config_files`] reads them, and validates it with `mesh-model`. Warnings are accepted
-/// (each is logged with `tracing`); any error fails the load with every error diagnostic.
+/// [`read_config_files`] reads them, and validates it with `mesh-model`. Warnings and the
+/// errors of the cross-resource analysis (an undefined subset: istiod accepts the
+/// configuration, and the route answers 503 `NC`) are accepted, each logged with `tracing`;
+/// an error that refuses a resource fails the load with every such diagnostic.
 pub fn load_files(paths: &[impl AsRef<Path>]) -> Result<MeshConfig, LoadFilesError> {
     let files = config_files(paths)?;
     let mut loader = Loader::new();
     read_config_files(&mut loader, &files);
     let loaded = loader.finish();
-    for d in loaded.warnings() {
-        tracing::warn!("{d}");
+    if !loaded.has_refusals() {
+        for d in loaded.diagnostics() {
+            if d.severity() >= Severity::Warning {
+                tracing::warn!("{d}");
+            }
+        }
     }
     loaded.into_result().map_err(|diags| {
-        LoadFilesError::Invalid(diags.into_iter().filter(Diagnostic::is_error).collect())
+        LoadFilesError::Invalid(diags.into_iter().filter(Diagnostic::is_refusal).collect())
     })
 }
 

@@ -64,6 +64,7 @@ impl MeshLayer {
             metrics: true,
             generate_request_id: true,
             access_log: false,
+            analysis_errors_fatal: false,
         }
     }
 
@@ -104,6 +105,7 @@ pub struct MeshBuilder {
     metrics: bool,
     generate_request_id: bool,
     access_log: bool,
+    analysis_errors_fatal: bool,
 }
 
 impl MeshBuilder {
@@ -227,6 +229,18 @@ impl MeshBuilder {
         self
     }
 
+    /// Whether errors of the cross-resource analysis refuse a configuration, here and in every
+    /// [`MeshHandle::reload`](crate::MeshHandle::reload) (the old configuration then keeps
+    /// serving) with [`BuildError::Analysis`](crate::BuildError::Analysis). Default `false`,
+    /// as istiod: it accepts a route to a subset no DestinationRule defines (`istioctl analyze`
+    /// reports it as IST0101), and Envoy answers that route's requests 503 with the response
+    /// flag `NC`; the mesh does the same. With `true`, such a configuration does not load:
+    /// for users who would rather fail at start-up than serve a route that cannot work.
+    pub fn analysis_errors_fatal(mut self, fatal: bool) -> Self {
+        self.analysis_errors_fatal = fatal;
+        self
+    }
+
     /// Compiles the route table (every route's and cluster's policies converted once) and
     /// publishes the configuration's ServiceEntry `STATIC` endpoints.
     pub fn build(self) -> Result<MeshLayer, BuildError> {
@@ -243,6 +257,7 @@ impl MeshBuilder {
             metrics: self.metrics,
             generate_request_id: self.generate_request_id,
             access_log: self.access_log,
+            analysis_errors_fatal: self.analysis_errors_fatal,
         };
         let shared = Shared::new(&config, self.client, settings)?;
         Ok(MeshLayer {

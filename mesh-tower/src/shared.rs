@@ -31,6 +31,24 @@ pub(crate) struct Settings {
     pub(crate) metrics: bool,
     pub(crate) generate_request_id: bool,
     pub(crate) access_log: bool,
+    pub(crate) analysis_errors_fatal: bool,
+}
+
+/// The analysis errors of `config` when they are fatal ([`Settings::analysis_errors_fatal`]).
+fn check_analysis(config: &MeshConfig, fatal: bool) -> Result<(), BuildError> {
+    if !fatal {
+        return Ok(());
+    }
+    let errors: Vec<_> = config
+        .analyze()
+        .into_iter()
+        .filter(mesh_model::Diagnostic::is_error)
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(BuildError::Analysis(errors))
+    }
 }
 
 /// The mesh-wide part of telemetry.
@@ -76,6 +94,7 @@ impl Shared {
         client: ClientContext,
         settings: Settings,
     ) -> Result<Self, BuildError> {
+        check_analysis(config, settings.analysis_errors_fatal)?;
         let source = Arc::new(SourceLabels::new(&client));
         let telemetry = Telemetry {
             metrics: settings.metrics,
@@ -123,6 +142,7 @@ impl Shared {
     /// occupancy, outlier detection, balancer, counters); those that do not are freed after
     /// the last request that uses them.
     pub(crate) fn reload(&self, config: &MeshConfig) -> Result<(), BuildError> {
+        check_analysis(config, self.settings.analysis_errors_fatal)?;
         let _serial = lock(&self.reload);
         let next = Compiled::build(config, &self.client, &self.registry)?;
         self.compiled.store(Arc::new(next));

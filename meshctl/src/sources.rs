@@ -47,18 +47,27 @@ pub(crate) fn load_for_routing(
 ) -> Result<mesh_model::MeshConfig, Failure> {
     let files = collect(paths)?;
     let loaded = load(&files, Strictness::Standard)?;
-    if loaded.has_errors() {
+    // Errors of the cross-resource analysis (an undefined subset) do not refuse anything, as
+    // under istiod: the configuration is explained with them (the route says 503 NC).
+    if loaded.has_refusals() {
         for d in loaded.diagnostics() {
             if d.severity() != mesh_model::Severity::Note {
                 crate::err_line(&d.to_string());
             }
         }
-        let n = loaded.errors().count();
+        let n = loaded
+            .diagnostics()
+            .iter()
+            .filter(|d| d.is_refusal())
+            .count();
         return Err(Failure::config(format!(
             "the configuration has {n} error{}; fix {} first (`meshctl validate` lists them all)",
             plural(n),
             if n == 1 { "it" } else { "them" }
         )));
+    }
+    for d in loaded.errors() {
+        crate::err_line(&d.to_string());
     }
     if !quiet {
         for d in loaded.warnings() {

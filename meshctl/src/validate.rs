@@ -63,6 +63,7 @@ fn diagnostic_json(d: &Diagnostic) -> Value {
         "file": d.source(),
         "line": d.line(),
         "severity": d.severity().to_string(),
+        "analysis": d.is_analysis(),
         "kind": r.map(|r| r.kind_name()),
         "namespace": r.map(|r| r.namespace()),
         "name": r.map(|r| r.name()),

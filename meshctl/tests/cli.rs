@@ -195,6 +195,25 @@ fn validate_sees_all_files_together() {
     let alone = meshctl(&["validate", &vs]);
     assert_eq!(code(&alone), 1, "{}", stdout(&alone));
     assert!(stdout(&alone).contains("spec.http[0].route[0].destination.subset"));
+    // The undefined subset is an analysis error (IST0101): istiod accepts the route, so
+    // `route` explains it (503 NC) instead of refusing, and says why on stderr.
+    let routed = meshctl(&["route", "-f", &vs, "--format", "json", "GET", "http://r/x"]);
+    assert_eq!(code(&routed), 0, "{}", stderr(&routed));
+    let v = json(&routed);
+    assert_eq!(v["action"], "route");
+    assert_eq!(v["error"], "unknownSubset");
+    assert_eq!(v["status"], 503);
+    assert!(
+        stderr(&routed).contains("subset \"v1\" is not defined"),
+        "{}",
+        stderr(&routed)
+    );
+    let json_out = meshctl(&["validate", "--format", "json", &vs]);
+    let diags = json(&json_out);
+    assert!(
+        diags.to_string().contains("\"analysis\":true"),
+        "the JSON marks analysis findings: {diags}"
+    );
     let together = meshctl(&["validate", &dir.display().to_string()]);
     assert_eq!(code(&together), 0, "{}", stdout(&together));
     assert!(

@@ -44,7 +44,9 @@ pub enum Severity {
     Note,
     /// Accepted, but probably not what was meant (or not enforced by this library).
     Warning,
-    /// Rejected: Istio would refuse the resource.
+    /// Rejected: Istio would refuse the resource. An error of the cross-resource analysis
+    /// ([`Diagnostic::is_analysis`]) is what `istioctl analyze` reports as an error: istiod
+    /// accepts the resource, and so does the loader.
     Error,
 }
 
@@ -131,6 +133,8 @@ pub struct Diagnostic {
     pub(crate) path: String,
     pub(crate) line: Option<u32>,
     pub(crate) message: String,
+    /// A finding of the cross-resource analysis (see [`Diagnostic::is_analysis`]).
+    pub(crate) analysis: bool,
 }
 
 impl Diagnostic {
@@ -166,6 +170,19 @@ impl Diagnostic {
     /// Whether this is an error.
     pub fn is_error(&self) -> bool {
         self.severity == Severity::Error
+    }
+    /// Whether this is a finding of the cross-resource analysis, as `istioctl analyze` reports
+    /// it (an undefined subset, for one): istiod accepts the configuration, so an analysis
+    /// error does not refuse anything. [`Loaded::into_result`](crate::Loaded::into_result)
+    /// succeeds in spite of it, and the mesh runs the configuration as Envoy would (a route to
+    /// an undefined subset answers 503 `NC`).
+    pub fn is_analysis(&self) -> bool {
+        self.analysis
+    }
+    /// Whether this is an error that refuses a resource: an error istiod would give, not an
+    /// analysis finding.
+    pub fn is_refusal(&self) -> bool {
+        self.is_error() && !self.analysis
     }
 }
 
@@ -237,6 +254,7 @@ impl<'t> Cx<'t> {
             path: rendered,
             line,
             message: message.into(),
+            analysis: false,
         };
         self.push(d);
     }

@@ -19,7 +19,7 @@ pub use yaml::{MAX_ALIAS_BYTES, MAX_ALIAS_NODES};
 
 mod documents;
 mod nesting;
-mod paths;
+pub(crate) mod paths;
 mod shape;
 mod yaml;
 
@@ -127,6 +127,7 @@ impl Loader {
                 resource: None,
                 path: String::new(),
                 line: None,
+                analysis: false,
                 message: format!("the source is {} bytes; at most {} MiB are read: split the configuration into several files", text.len(), MAX_SOURCE_BYTES >> 20),
             });
             return self;
@@ -170,6 +171,7 @@ impl Loader {
             resource: None,
             path: String::new(),
             line: None,
+            analysis: false,
             message: crate::diag::bound_message(message).into_owned(),
         });
         self
@@ -181,17 +183,22 @@ impl Loader {
     pub fn finish(mut self) -> Loaded {
         // Analysis first, so that its findings point at the routes as written (delegate routes
         // in their own document); then delegation is applied to the configuration.
-        let mut findings = if self.skip_analysis {
+        // Each finding with whether it is the analysis's (reported, never refusing).
+        let mut findings: Vec<(analysis::Finding, bool)> = if self.skip_analysis {
             Vec::new()
         } else {
             analysis::analyze(&self.loaded.config, !self.virtual_service_refused)
+                .into_iter()
+                .map(|f| (f, true))
+                .collect()
         };
         let merged = crate::delegate::merge_delegates(&mut self.loaded.config);
         // Warnings about delegation belong to the analysis; an error is always reported.
         findings.extend(
             merged
                 .into_iter()
-                .filter(|f| !self.skip_analysis || f.severity == Severity::Error),
+                .filter(|f| !self.skip_analysis || f.severity == Severity::Error)
+                .map(|f| (f, false)),
         );
         // Each source is split, and each document indexed, at most once.
         let mut split: std::collections::HashMap<usize, Vec<(&str, usize)>> =
@@ -203,7 +210,7 @@ impl Loader {
         for (i, (s, _)) in self.texts.iter().enumerate() {
             by_source.entry(s).or_insert(i);
         }
-        for f in findings {
+        for (f, from_analysis) in findings {
             let segs = to_segs(&f.path);
             let mut rendered = String::new();
             let _ = crate::diag::write_segments(&mut rendered, &segs);
@@ -227,6 +234,7 @@ impl Loader {
                 resource: Some(Arc::new(f.resource)),
                 path: rendered,
                 line,
+                analysis: from_analysis,
                 message: crate::diag::bound_message(&f.message).into_owned(),
             });
         }
@@ -245,6 +253,7 @@ impl Loader {
                 resource: None,
                 path: String::new(),
                 line: None,
+                analysis: false,
                 message: match sources.len() {
                     0 => "the configuration is empty: no source was read".to_owned(),
                     n => format!(
@@ -270,6 +279,7 @@ impl Loader {
                 resource: None,
                 path: String::new(),
                 line: Some((line + first_line + 1) as u32),
+                analysis: false,
                 message: format!(
                     "not read: brackets nest deeper than {MAX_FLOW_NESTING} levels; Istio resources never need that, write the structure in block style"
                 ),
@@ -288,6 +298,7 @@ impl Loader {
                     resource: None,
                     path: String::new(),
                     line: e.line.map(|l| (l + first_line) as u32),
+                    analysis: false,
                     message: e.message,
                 });
                 self.virtual_service_refused = true;

@@ -87,7 +87,7 @@ pub(super) fn parse_rendered(path: &str) -> Vec<String> {
 }
 
 /// Path segments from rendered parts (`[3]` becomes an index).
-pub(super) fn to_segs(parts: &[String]) -> Vec<Seg<'_>> {
+pub(crate) fn to_segs(parts: &[String]) -> Vec<Seg<'_>> {
     parts
         .iter()
         .map(|p| {
@@ -119,6 +119,7 @@ pub(super) fn emit_at(cx: &mut Cx<'_>, severity: Severity, segs: &[Seg<'_>], mes
         resource: cx.resource.clone(),
         path: rendered,
         line,
+        analysis: false,
         message,
     });
 }

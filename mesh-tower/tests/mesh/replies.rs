@@ -27,8 +27,7 @@ async fn redirect_and_direct_response_are_answered_locally() {
 
 #[tokio::test(start_paused = true)]
 async fn no_route_and_empty_subset_are_envoys_errors() {
-    // (An undefined subset is refused by mesh-model's validation, so the
-    // unknown-cluster reply cannot be reached from a loaded configuration.)
+    // (An undefined subset: see `an_undefined_subset_answers_503_nc`.)
     let route = vs("  - match: [{uri: {prefix: /empty}}]
     route: [{destination: {host: api.mesh.test, subset: v3}}]
   - match: [{uri: {prefix: /ok}}]
@@ -67,4 +66,73 @@ async fn the_routers_local_replies_carry_the_routes_response_headers() {
     let nr: Response<Full<Bytes>> = send(&mut svc, get("/x")).await.unwrap_err().to_response();
     assert_eq!(nr.status(), StatusCode::NOT_FOUND);
     assert_eq!(header(&nr, "x-route"), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_undefined_subset_answers_503_nc_and_the_rest_of_the_config_runs() {
+    // istiod accepts a route to a subset no DestinationRule defines (`istioctl analyze` says
+    // IST0101); Envoy has no cluster for it and answers 503 with the flag NC.
+    let route = vs("  - match: [{uri: {prefix: /gone}}]
+    route: [{destination: {host: api.mesh.test, subset: v9}}]
+  - route: [{destination: {host: api.mesh.test, subset: v1}}]
+");
+    let docs = [SE, SUBSETS, route.as_str()];
+    let mut loader = mesh_model::Loader::new();
+    for (i, d) in docs.iter().enumerate() {
+        loader.add_str(&format!("doc{i}.yaml"), d);
+    }
+    let loaded = loader.finish();
+    let analysis: Vec<_> = loaded.errors().filter(|d| d.is_analysis()).collect();
+    assert_eq!(analysis.len(), 1, "{:?}", loaded.diagnostics());
+    assert!(analysis[0]
+        .message()
+        .contains("subset \"v9\" is not defined"));
+    assert_eq!(
+        analysis[0].path(),
+        "spec.http[0].route[0].destination.subset"
+    );
+    assert!(!loaded.has_refusals());
+    let config = loaded.into_result().expect("analysis errors do not refuse");
+
+    let mock = Mock::always(200);
+    let layer = MeshLayer::builder()
+        .config(config.clone())
+        .seed(7)
+        .build()
+        .expect("builds");
+    let mut svc = layer.layer(mock.clone());
+    let err = send(&mut svc, get("/gone")).await.unwrap_err();
+    assert_eq!(err.response_flags().to_string(), "NC", "{err:?}");
+    let reply = err.to_response::<Full<Bytes>>();
+    assert_eq!(reply.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        mock.count(),
+        0,
+        "no request leaves for a cluster that does not exist"
+    );
+    let res = send(&mut svc, get("/other")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(mock.seen()[0].authority(), "10.0.0.1:8080");
+
+    // Fatal on request: the build refuses it, and so does a reload (the old table serves).
+    let strict = MeshLayer::builder()
+        .config(config.clone())
+        .analysis_errors_fatal(true)
+        .build();
+    match strict {
+        Err(mesh_tower::BuildError::Analysis(d)) => {
+            assert_eq!(d.len(), 1);
+            assert!(d[0].is_analysis() && d[0].is_error());
+        }
+        other => panic!("expected BuildError::Analysis, got {other:?}"),
+    }
+    let good = crate::support::config(&[SE, SUBSETS]);
+    let strict = MeshLayer::builder()
+        .config(good)
+        .analysis_errors_fatal(true)
+        .build()
+        .expect("no analysis error");
+    let err = strict.handle().reload(config).unwrap_err();
+    assert!(matches!(err, mesh_tower::BuildError::Analysis(_)), "{err}");
+    assert!(err.to_string().contains("v9"), "{err}");
 }
