@@ -11,10 +11,12 @@
 //! detection. It drives the pure crates `mesh-routing` (decisions) and
 //! `mesh-resilience` (state machines); configuration comes from `mesh-model`.
 //!
-//! It never does TLS, DNS or service discovery beyond ServiceEntry `STATIC`
-//! endpoints, and it never reads configuration files unless asked
-//! ([`load_files`], [`MeshHandle::reload_files`], [`MeshHandle::watch`]). It
-//! spawns tasks only for mirror copies and for [`MeshHandle::watch`].
+//! It originates TLS only in its own connector ([`client::MeshClient`], feature
+//! `mesh-client`), resolves DNS only in the `dns` module (feature `dns`), and learns
+//! endpoints beyond ServiceEntry `STATIC` ones only from a source you plug in
+//! ([`MeshHandle::endpoint_source`]; the `mesh-kube` crate is one). It never reads
+//! configuration files unless asked ([`load_files`], [`MeshHandle::reload_files`],
+//! [`MeshHandle::watch`]).
 //!
 //! # What happens to a request, in order
 //!
@@ -125,10 +127,46 @@
 //! backoff), at debug level; events for ejections, returns from ejection and
 //! reload failures.
 //!
+//! # Defaults
+//!
+//! Every default is the one istiod writes into a sidecar's Envoy configuration. A
+//! configuration that leaves a field unset behaves as it would under Istio; the tests
+//! `mesh-routing/tests/defaults.rs` and `tests/mesh/defaults.rs` check the rows one by one.
+//!
+//! | Setting | Istio + Envoy | mesh | Where Istio sets it |
+//! |---|---|---|---|
+//! | Retries without `retries` | 2 retries on `connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes` with no code (503 not retried since 1.24), previous-hosts predicate, 5 host selection attempts | the same (previous hosts off under consistent hashing, as istiod) | `retry.DefaultPolicy` (route level) |
+//! | Retry backoff | 25 ms base, 250 ms max, full jitter | the same | Envoy's router default |
+//! | Route timeout | disabled (`0s`) | disabled | route `timeout: 0s` |
+//! | Per-try timeout | none | none | unset |
+//! | `x-envoy-attempt-count` | on requests, not on responses | on requests ([`MeshBuilder::attempt_count_header`]), not on responses ([`MeshBuilder::attempt_count_in_response`]) | virtual host `include_request_attempt_count` |
+//! | Retry budget | none unless the DestinationRule's `retryBudget` | none unless the DestinationRule's or [`MeshBuilder::retry_budget`] | cluster circuit breakers |
+//! | Circuit breakers | 2^32−1 connections, pending, requests, retries | the same | `getDefaultCircuitBreakerThresholds` |
+//! | Requests per connection | unlimited | unlimited | unset |
+//! | Load balancer | `LEAST_REQUEST` | `LEAST_REQUEST` | `defaultLBAlgorithm` |
+//! | Connect timeout | 10 s | 10 s (with [`client::MeshClient`]) | mesh config `connectTimeout` |
+//! | Upstream idle timeout | 1 h | 1 h (with [`client::MeshClient`]) | Envoy's `common_http_protocol_options` default |
+//! | Outlier detection, when the block is present | 5 consecutive 5xx, gateway errors off, interval 10 s, base ejection 30 s, max 10 %, max ejection time 300 s | the same | Envoy's defaults for unset fields |
+//! | Panic threshold with outlier detection | 0 (no panic mode) | 0 | `healthy_panic_threshold` from `minHealthPercent` |
+//! | Stream idle timeout | off (`0s` on sidecars) | off ([`MeshBuilder::stream_idle_timeout`] opts in) | HCM `stream_idle_timeout` |
+//! | `x-request-id` | generated when absent | generated when absent ([`MeshBuilder::generate_request_id`]) | HCM `generate_request_id` |
+//! | Access log | off (`accessLogFile: ""`) | off ([`MeshBuilder::access_log`]) | mesh config |
+//! | Undefined subset | accepted; 503 `NC` | loaded; 503 `NC` ([`MeshBuilder::analysis_errors_fatal`] refuses instead) | istiod validation accepts it |
+//! | Caller's `x-envoy-*` headers | removed | removed ([`MeshBuilder::trust_envoy_headers`] honours them) | sidecar treats its application as external |
+//! | Mirror copies in flight | unbounded | at most [`DEFAULT_MAX_CONCURRENT_MIRRORS`] | — |
+//! | Request body kept for retries | up to the downstream connection's buffer limit (Envoy's default 1 MiB) | 64 KiB ([`MeshBuilder::replay_cap`]; a difference, below) | listener `per_connection_buffer_limit_bytes` |
+//!
 //! # Differences from Istio + Envoy
 //!
-//! - Connection-pool limits count requests, not sockets (see
-//!   `mesh_resilience::pool`); the pool is driven as HTTP/1.1.
+//! - Around a client you bring, connection-pool limits count requests, not sockets (the
+//!   mesh cannot see that client's connections; see `mesh_resilience::pool`), and the pool
+//!   is driven as HTTP/1.1. [`client::MeshClient`] applies them to sockets and streams as
+//!   Envoy does.
+//! - No auto mTLS: a destination whose DestinationRule has no `tls` block is plaintext
+//!   (Istio upgrades it to `ISTIO_MUTUAL` when the server runs a sidecar).
+//! - Retries and mirrors keep at most [`MeshBuilder::replay_cap`] (64 KiB by default) of a
+//!   request body, where Envoy keeps up to its buffer limit; a larger body is sent once and
+//!   never retried. Raise the cap for Envoy's behaviour with larger bodies.
 //! - Counters of a cluster appear in [`Stats`] once it has seen a request.
 //! - Over HTTP/2 the upstream `:authority` is the endpoint address.
 //! - Mirror copies with no route timeout and no stream idle timeout end after

@@ -9,6 +9,7 @@
 
 mod support;
 
+mod defaults;
 mod faults;
 mod flags;
 mod hashing;
