@@ -249,7 +249,7 @@ pub(crate) fn write_go(f: &mut impl fmt::Write, d: std::time::Duration) -> fmt::
         return f.write_str("0s");
     }
     for (unit, name) in UNITS {
-        if nanos % unit == 0 {
+        if nanos.is_multiple_of(unit) {
             return write!(f, "{}{name}", nanos / unit);
         }
     }

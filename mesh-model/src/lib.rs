@@ -143,10 +143,10 @@
 //! # Remarks
 //!
 //! Diagnostics the library adds on top of Istio's verdict are warnings whose message contains
-//! "by this library": TLS modes other than `DISABLE` (the wrapped client's TLS applies),
-//! locality and zone-aware load balancing, warmup, `tcp`/`tls` routes, `%VARIABLE%`
-//! substitution in header values, and virtual services bound only to gateways. They never keep
-//! a resource out.
+//! "by this library": a TLS `credentialName` (a Kubernetes secret) and `caCrl`, locality and
+//! zone-aware load balancing and `retryRemoteLocalities`, warmup, `tcp`/`tls` routes,
+//! `%VARIABLE%` substitution in header values, and virtual services bound only to gateways.
+//! They never keep a resource out.
 //!
 //! # Delegation
 //!
@@ -156,7 +156,8 @@
 //! from the root route, a missing delegate drops the root route (each with a warning when the
 //! cross-resource analysis runs).
 //!
-//! MSRV: Rust 1.85, a rolling policy of at least six months.
+//! MSRV: Rust 1.88 (the workspace `rust-version`; `.ci/msrv.py` checks every dependency and CI
+//! builds the published crates with 1.88 when that toolchain is installed).
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 

@@ -111,7 +111,7 @@ fn outlier_record(c: &mut Criterion) {
     c.bench_function("outlier: record", |b| {
         b.iter(|| {
             i = (i + 1) & 63;
-            let o = if i % 3 == 0 { err } else { ok };
+            let o = if i.is_multiple_of(3) { err } else { ok };
             od.record(black_box(i), black_box(o), t0)
         })
     });

@@ -42,6 +42,12 @@ pub(crate) fn validate_retries(
         validate_duration(cx, &p.key("perTryTimeout"), r.per_try_timeout.as_deref());
     policy.backoff = validate_duration(cx, &p.key("backoff"), r.backoff.as_deref());
     policy.retry_remote_localities = r.retry_remote_localities;
+    if r.retry_remote_localities == Some(true) && attempts > 0 {
+        cx.warn(
+            &p.key("retryRemoteLocalities"),
+            "retryRemoteLocalities is validated but not applied by this library: it steers retries to other localities under locality-prioritised load balancing, which this library does not do; retries pick from every endpoint of the cluster",
+        );
+    }
     policy.retry_ignore_previous_hosts = r.retry_ignore_previous_hosts;
     if let Some(s) = r.retry_on.as_deref().filter(|s| !s.is_empty()) {
         match s.parse::<RetryOn>() {

@@ -53,7 +53,7 @@ pub struct Backoff {
 const LIMIT_MS: u64 = u64::MAX / 64;
 
 fn whole_ms(d: Duration) -> Result<u64, InvalidBackoff> {
-    if d.subsec_nanos() % 1_000_000 != 0 {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
         return Err(InvalidBackoff::SubMillisecond);
     }
     let ms = d.as_millis();

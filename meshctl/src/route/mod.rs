@@ -118,7 +118,7 @@ pub(crate) fn fmt_duration(d: std::time::Duration) -> String {
         (1_000, "us"),
         (1, "ns"),
     ] {
-        if nanos % unit == 0 {
+        if nanos.is_multiple_of(unit) {
             return format!("{}{name}", nanos / unit);
         }
     }
