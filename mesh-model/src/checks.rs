@@ -104,16 +104,17 @@ pub(crate) fn duration_without_unit(field: &str, number: &str) -> Option<String>
     Some(format!("{number} is not a duration: it has no unit; write `{field}: {number}s` (a number with a unit: ms, s, m or h, e.g. 500ms or 1m30s)"))
 }
 
-/// A status an abort or direct response may send: 200..=599.
+/// A status an abort or direct response may send: 200..=600, as istiod's check allows (600
+/// with a warning: Envoy's own range ends at 599).
 pub(crate) fn validate_http_status(cx: &mut Cx<'_>, p: &Path<'_>, status: i64) -> Option<u16> {
     if (200..=599).contains(&status) {
         Some(status as u16)
     } else if status == 600 {
-        cx.error(
+        cx.warn(
             p,
-            "status 600 is not in range 200-599: Istio's check lets 600 pass but Envoy refuses it",
+            "status 600 is outside Envoy's range 200-599: istiod accepts it, but a sidecar's Envoy rejects the whole route configuration that holds it (and keeps its previous routes); this library sends 600. Use a status from 200 to 599",
         );
-        None
+        Some(600)
     } else {
         cx.error(
             p,

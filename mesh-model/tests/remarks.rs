@@ -166,3 +166,53 @@ fn dynamic_dns_is_an_error_not_a_remark() {
     assert!(remarks(&loaded).is_empty());
     assert!(loaded.config().service_entries().is_empty());
 }
+
+#[test]
+fn a_rewrite_uri_without_a_leading_slash_loads_with_a_warning_as_istiod_accepts_it() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [r]
+  http:
+  - match: [{uri: {prefix: /a}}]
+    rewrite: {uri: b}
+    route: [{destination: {host: r}}]
+";
+    let loaded = mesh_model::load_str("rw.yaml", yaml);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let w: Vec<_> = loaded.warnings().collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path(), "spec.http[0].rewrite.uri");
+    assert!(
+        w[0].message().contains("write \"/b\""),
+        "{}",
+        w[0].message()
+    );
+}
+
+#[test]
+fn a_null_match_block_is_a_catch_all_block_with_a_warning_as_istiod_translates_it() {
+    let yaml = "apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: r}
+spec:
+  hosts: [r]
+  http:
+  - match: [{uri: {prefix: /a}}, null]
+    route: [{destination: {host: r}}]
+";
+    let loaded = mesh_model::load_str("null.yaml", yaml);
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    let w: Vec<_> = loaded.warnings().collect();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0].path(), "spec.http[0].match[1]");
+    let config = loaded.into_config();
+    let matches = config.virtual_services()[0].http()[0].matches();
+    assert_eq!(matches.len(), 2);
+    assert!(matches[0].uri().is_some());
+    assert!(
+        matches[1].uri().is_none(),
+        "the null block matches every path"
+    );
+}

@@ -53,15 +53,15 @@ pub enum InvalidFault {
     /// A zero fixed delay.
     #[error("fault delay must be positive")]
     ZeroDelay,
-    /// An abort status outside 200–599 (rule F3, with Envoy's real upper bound).
-    #[error("fault abort status {0} is not in 200..=599")]
+    /// An abort status outside 200–600 (rule F3: istiod's range; Envoy's ends at 599).
+    #[error("fault abort status {0} is not in 200..=600")]
     HttpStatus(u16),
 }
 
 /// What an abort answers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AbortKind {
-    /// An HTTP status (200–599) with body [`FAULT_ABORT_BODY`].
+    /// An HTTP status (200–600) with body [`FAULT_ABORT_BODY`].
     Http(StatusCode),
     /// A gRPC status: HTTP 200 with `grpc-status` and `grpc-message: fault filter abort`.
     Grpc(GrpcStatus),
@@ -123,9 +123,10 @@ pub struct FaultAbort {
 }
 
 impl FaultAbort {
-    /// `httpStatus` (200–599) for `percentage` of requests.
+    /// `httpStatus` (200–600, the range istiod accepts; mesh-model warns about 600, which
+    /// Envoy refuses) for `percentage` of requests.
     pub fn http(status: u16, percentage: Percentage) -> Result<Self, InvalidFault> {
-        if !(200..=599).contains(&status) {
+        if !(200..=600).contains(&status) {
             return Err(InvalidFault::HttpStatus(status));
         }
         let status = StatusCode::from_u16(status).map_err(|_| InvalidFault::HttpStatus(status))?;

@@ -69,6 +69,11 @@ const SKIP: &[Skip] = &[
                  (`examples/bench-vs-envoy/run.sh` installs one)",
     },
     Skip {
+        pattern: r"^cargo build --release\b|^/usr/bin/time\b",
+        reason: "a release build of minutes and a measurement run: CI builds and tests the same \
+                 code as debug builds",
+    },
+    Skip {
         pattern: r"^(\w+=\S* )*cargo test .*--release\b",
         reason: "a release-mode measurement run of minutes: CI runs the same tests as debug \
                  builds, except the ones marked #[ignore] for their length",
@@ -519,6 +524,8 @@ fn skip_rules_match_what_they_name_and_nothing_else() {
         "envoy --mode validate -c envoy.yaml",
         "MESH_RELOAD_STORM_SECS=30 cargo test -p mesh-tests --release --test e2e reload_storm",
         "cargo test -p mesh-routing --release --test hostile_config -- --nocapture",
+        "cargo build --release -p mesh-model --example hostile",
+        "/usr/bin/time -v target/release/examples/hostile routes 40000   # or any case above",
     ] {
         assert!(skip_rule(skipped).is_some(), "not skipped: {skipped}");
     }
@@ -528,6 +535,7 @@ fn skip_rules_match_what_they_name_and_nothing_else() {
         "cargo test -p example-canary",
         "cargo run -p example-canary",
         "echo envoy",
+        "cargo build -p meshctl",
     ] {
         assert!(skip_rule(run).is_none(), "skipped: {run}");
     }

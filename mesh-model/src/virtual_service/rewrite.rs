@@ -99,16 +99,16 @@ pub(crate) fn validate_rewrite(cx: &mut Cx<'_>, p: &Path<'_>, r: &raw::HttpRewri
             "rewrite must specify at least one of uri, uriRegexRewrite or authority",
         );
     }
-    // Stricter than istiod, which passes such a value to Envoy's prefix_rewrite: the request
-    // would go upstream with a path that does not start with `/`.
+    // istiod passes such a value to Envoy's prefix_rewrite as written, and Envoy sends the
+    // request upstream with a path that does not start with `/`: accepted, with a warning.
     if let Some(u) = r
         .uri
         .as_deref()
         .filter(|u| !u.is_empty() && !u.starts_with('/'))
     {
-        cx.error(
+        cx.warn(
             &p.key("uri"),
-            format!("rewrite uri {u:?} does not start with '/': write \"/{u}\" (the matched part of the path is replaced by it, and a path must start with '/')"),
+            format!("rewrite uri {u:?} does not start with '/': istiod accepts it and the path goes upstream as rewritten, without a leading '/', which most servers refuse; write \"/{u}\" (the matched part of the path is replaced by it)"),
         );
     }
     let mut uri_regex = None;

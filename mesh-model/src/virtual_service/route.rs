@@ -185,7 +185,20 @@ pub(crate) fn validate_route(
     for (i, m) in r.matches.iter().enumerate() {
         let ip = mp.index(i);
         match m {
-            None => cx.error(&ip, "match may not be null"),
+            // istiod accepts a null element and translates it as an empty match: every
+            // request (prefix `/`).
+            None => {
+                cx.warn(
+                    &ip,
+                    "a null match block matches every request, as istiod translates it (prefix /); write {} or remove it if that is not meant",
+                );
+                matches.push(validate_match(
+                    cx,
+                    &ip,
+                    &raw::HttpMatchRequest::default(),
+                    applies_to_mesh,
+                ));
+            }
             Some(m) => matches.push(validate_match(cx, &ip, m, applies_to_mesh)),
         }
     }
