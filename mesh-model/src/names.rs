@@ -14,6 +14,9 @@ pub(crate) fn wildcard_domain_problem(host: &str) -> Option<&'static str> {
         return Some("the host name is longer than 255 characters");
     }
     let name = host.strip_suffix('.').unwrap_or(host);
+    if name.is_empty() {
+        return Some("the host name is only '.': name a host");
+    }
     if name == "*" {
         return None;
     }
@@ -31,6 +34,9 @@ pub(crate) fn wildcard_domain_problem(host: &str) -> Option<&'static str> {
             } else {
                 tail
             }
+        }
+        None if first.is_empty() => {
+            return Some("the first label is empty (the name starts with '.'): remove the dot");
         }
         None => first,
     };
@@ -393,6 +399,7 @@ mod tests {
             "*foo.com",
             "a-b.c",
             "foo.com.",
+            "*.",
         ] {
             assert_eq!(wildcard_domain_problem(ok), None, "{ok}");
         }
@@ -405,6 +412,9 @@ mod tests {
             "foo.123",
             &"a".repeat(64),
             "a..b",
+            ".",
+            ".reviews",
+            "..",
         ] {
             assert!(wildcard_domain_problem(bad).is_some(), "{bad}");
         }
