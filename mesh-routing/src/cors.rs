@@ -9,7 +9,8 @@
 //! on; its response gets `access-control-allow-origin`, `access-control-allow-credentials`
 //! and `access-control-expose-headers`. Requests whose origin no pattern allows are left
 //! alone: a preflight among them goes upstream (Istio's `unmatchedPreflights: FORWARD`, its
-//! default).
+//! default), or, with `unmatchedPreflights: IGNORE`, is answered 200 by the filter without
+//! `access-control-allow-origin` (Envoy's `forward_not_matching_preflights: false`).
 //!
 //! ```
 //! use mesh_routing::{ClientContext, RequestView, RouteTable};
@@ -63,6 +64,7 @@ pub struct Cors {
     expose_headers: Option<HeaderValue>,
     max_age: Option<HeaderValue>,
     allow_credentials: bool,
+    forward_unmatched_preflights: bool,
 }
 
 /// What the CORS filter does with a request.
@@ -87,6 +89,7 @@ impl Cors {
         expose: &[String],
         max_age: Option<std::time::Duration>,
         allow_credentials: bool,
+        forward_unmatched_preflights: bool,
     ) -> Self {
         let joined = |items: &[String]| {
             (!items.is_empty())
@@ -100,6 +103,7 @@ impl Cors {
             expose_headers: joined(expose),
             max_age: max_age.map(|d| HeaderValue::from(d.as_secs())),
             allow_credentials,
+            forward_unmatched_preflights,
         }
     }
 
@@ -115,19 +119,27 @@ impl Cors {
         let Some(origin) = req.headers().get(ORIGIN) else {
             return CorsVerdict::Pass;
         };
-        if origin.is_empty() || !self.allows(origin.as_bytes()) {
+        if origin.is_empty() {
             return CorsVerdict::Pass;
         }
+        let allowed = self.allows(origin.as_bytes());
         let preflight = req.method() == "OPTIONS"
             && req
                 .headers()
                 .get(ACCESS_CONTROL_REQUEST_METHOD)
                 .is_some_and(|m| !m.is_empty());
+        if !allowed && (!preflight || self.forward_unmatched_preflights) {
+            return CorsVerdict::Pass;
+        }
         if !preflight {
             return CorsVerdict::Actual(origin);
         }
+        // A preflight: answered here. Envoy names the origin only when it is allowed; an
+        // unmatched one (with `unmatchedPreflights: IGNORE`) gets the rest of the policy.
         let mut h = HeaderMap::new();
-        h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        if allowed {
+            h.insert(ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        }
         if self.allow_credentials {
             h.insert(
                 ACCESS_CONTROL_ALLOW_CREDENTIALS,

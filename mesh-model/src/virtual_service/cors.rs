@@ -7,7 +7,7 @@ use crate::{raw, Duration};
 
 use super::http_match::validate_string_match;
 
-/// `corsPolicy`, validated. A client-side library does not act on it.
+/// `corsPolicy`, validated (`mesh_routing::cors` applies it as Envoy's CORS filter does).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CorsPolicy {
     pub(crate) allow_origins: Vec<StringMatch>,
@@ -43,6 +43,15 @@ impl CorsPolicy {
     /// Allow credentials.
     pub fn allow_credentials(&self) -> Option<bool> {
         self.allow_credentials
+    }
+    /// `unmatchedPreflights` as written (`FORWARD` or `IGNORE`; unset means `FORWARD`).
+    pub fn unmatched_preflights(&self) -> Option<&str> {
+        self.unmatched_preflights.as_deref()
+    }
+    /// Whether a preflight from an origin no pattern allows goes upstream: `true` unless
+    /// `unmatchedPreflights: IGNORE` (Envoy's `forward_not_matching_preflights`).
+    pub fn forwards_unmatched_preflights(&self) -> bool {
+        self.unmatched_preflights.as_deref() != Some("IGNORE")
     }
 }
 

@@ -713,5 +713,6 @@ fn cors_filter(c: &mesh_model::CorsPolicy) -> Result<crate::cors::Cors, String> 
         c.expose_headers(),
         c.max_age().map(|d| d.as_std()),
         c.allow_credentials().unwrap_or(false),
+        c.forwards_unmatched_preflights(),
     ))
 }
