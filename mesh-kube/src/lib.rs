@@ -111,6 +111,7 @@ mod config;
 mod discovery;
 mod objects;
 mod scope;
+mod snapshot;
 mod state;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -119,3 +120,6 @@ pub mod testing;
 pub use config::IstioKind;
 pub use discovery::{Discovery, DiscoveryBuilder, DiscoveryError, StartError, Status};
 pub use scope::{EgressHosts, InvalidEgressHost, Scope, SidecarScope};
+pub use snapshot::{
+    client_from_kubeconfig, KubeconfigError, Snapshot, SnapshotError, SnapshotObject,
+};

@@ -248,7 +248,7 @@ Examples:
 #[derive(Debug, Args)]
 pub(crate) struct CurlArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// The request body: BODY as written, @FILE for a file's bytes, @- to stream standard
     /// input (no length; -n 1 only).
     #[arg(short = 'd', long = "data", value_name = "BODY|@FILE|@-")]
@@ -346,8 +346,10 @@ pub(crate) struct EnvoyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
     /// Files or directories (read recursively: *.yaml and *.yml, in sorted order).
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(value_name = "PATH", conflicts_with_all = ["kubeconfig", "context"])]
     pub(crate) paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     /// Unknown fields become errors, and warnings fail the run (exit 1).
     #[arg(long)]
     pub(crate) strict: bool,
@@ -372,7 +374,7 @@ pub(crate) struct ValidateArgs {
 /// How `validate` prints its diagnostics: the format every subcommand takes.
 pub(crate) type ValidateFormat = Format;
 
-/// Where the configuration comes from.
+/// Where the configuration comes from (`envoy`: files only).
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArgs {
     /// A configuration file or directory; repeat for more (`-f a.yaml -f dir/`).
@@ -381,6 +383,45 @@ pub(crate) struct ConfigArgs {
     /// Do not print configuration warnings on stderr.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+}
+
+/// Where the configuration (and the endpoints) come from: files, or a cluster
+/// (`route`, `simulate`, `curl`).
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    /// A configuration file or directory; repeat for more (`-f a.yaml -f dir/`).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        conflicts_with_all = ["kubeconfig", "context"]
+    )]
+    pub(crate) files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+    /// Do not print configuration warnings on stderr.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+/// The cluster to read instead of files.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Read the Istio objects, Services, EndpointSlices and pod labels once from the cluster of
+    /// this kubeconfig file (its current context, or --context) instead of files.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use. Without --kubeconfig: read the cluster of this context
+    /// of the kubeconfig kubectl uses (the files in KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Whether a cluster is asked for.
+    pub(crate) fn is_given(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
 }
 
 /// The request and the client that sends it.
@@ -445,7 +486,7 @@ fn format(
 #[derive(Debug, Args)]
 pub(crate) struct RouteArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// The roll that picks among weighted destinations (`roll % total weight`); random when
     /// not given. The JSON output reports the roll used.
     #[arg(long, value_name = "N")]
@@ -466,7 +507,7 @@ pub(crate) struct RouteArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// How many requests to route (at most 100,000,000).
     #[arg(
         short = 'n',

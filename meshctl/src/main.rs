@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose, a.format),
+        Command::Validate(a) => validate::run(&a),
         Command::Route(a) => route::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Envoy(a) => envoy::run(&a),
