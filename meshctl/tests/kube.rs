@@ -35,14 +35,14 @@ spec:
   - {name: v2, labels: {version: v2}}
 ";
 
-/// A VirtualService istiod would reject: a weight over 100.
+/// A VirtualService istiod would reject: a negative weight.
 const BROKEN: &str = "apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: broken, namespace: shop}
 spec:
   hosts: [ratings]
   http:
-  - route: [{destination: {host: ratings}, weight: 150}]
+  - route: [{destination: {host: ratings}, weight: -1}]
 ";
 
 /// The v2 pod's address: never connected to (only `route` and `simulate` pick it).
