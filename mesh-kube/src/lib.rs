@@ -43,6 +43,11 @@
 //! `k8s-openapi` (the application enables one feature, as k8s-openapi asks of libraries);
 //! block a request (requests read what was last applied).
 //!
+//! [`Snapshot::read`] lists the same objects once, without watching, for tools that answer
+//! one question and exit (`meshctl --kubeconfig`): the configuration a discovery would apply,
+//! the objects it refuses, and each Service's endpoints. [`client_from_kubeconfig`] builds the
+//! client from a kubeconfig file and context.
+//!
 //! # Example
 //!
 //! ```no_run

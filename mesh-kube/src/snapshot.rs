@@ -25,7 +25,11 @@ use crate::StartError;
 pub enum KubeconfigError {
     /// The kubeconfig file (or, without a path, `KUBECONFIG` / `~/.kube/config`) cannot be
     /// read or parsed.
-    #[error("cannot read the kubeconfig {}: {source}", path_text(.path.as_deref()))]
+    #[error(
+        "cannot read the kubeconfig {}: {source}{}",
+        path_text(.path.as_deref()),
+        if .path.is_none() { " (name the file, or set KUBECONFIG)" } else { "" }
+    )]
     Read {
         /// The file given, `None` for the default (`KUBECONFIG`, else `~/.kube/config`).
         path: Option<PathBuf>,

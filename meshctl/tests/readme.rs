@@ -73,6 +73,11 @@ const SKIP: &[Skip] = &[
         reason: "a release-mode measurement run of minutes: CI runs the same tests as debug \
                  builds, except the ones marked #[ignore] for their length",
     },
+    Skip {
+        pattern: r"^cargo run (-q )?-p meshctl -- \w+ (--kubeconfig|--context)\b",
+        reason: "reads a Kubernetes cluster, and no cluster runs where this test runs \
+                 (meshctl/tests/kube.rs runs these commands against a loopback stand-in)",
+    },
 ];
 
 /// One command line from a Markdown file.
@@ -519,12 +524,15 @@ fn skip_rules_match_what_they_name_and_nothing_else() {
         "envoy --mode validate -c envoy.yaml",
         "MESH_RELOAD_STORM_SECS=30 cargo test -p mesh-tests --release --test e2e reload_storm",
         "cargo test -p mesh-routing --release --test hostile_config -- --nocapture",
+        "cargo run -q -p meshctl -- validate --kubeconfig ~/.kube/config",
+        "cargo run -q -p meshctl -- route --context staging GET http://reviews/",
     ] {
         assert!(skip_rule(skipped).is_some(), "not skipped: {skipped}");
     }
     for run in [
         "cargo run -q -p meshctl -- validate examples/istio/",
         "cargo run -q -p meshctl -- envoy -f examples/istio/ -o envoy.yaml",
+        "cargo run -q -p meshctl -- route -f a/ --kubeconfig k GET http://a/  # exit 2",
         "cargo test -p example-canary",
         "cargo run -p example-canary",
         "echo envoy",
