@@ -90,21 +90,23 @@ then prints one line per diagnostic on stdout:
   FILE:LINE: SEVERITY: KIND/NAME: FIELD.PATH: MESSAGE
 
 LINE is 0 when the line is unknown; a document that does not get as far as naming a resource \
-shows `document N` instead of KIND/NAME. Read from a cluster (--kubeconfig, --context), every \
-Istio object is loaded together in the same way and a line names its object instead of a file:
-
-  NAMESPACE/NAME (KIND): SEVERITY: FIELD.PATH: MESSAGE
- SEVERITY is error (istiod would reject the resource), \
+shows `document N` instead of KIND/NAME. SEVERITY is error (istiod would reject the resource), \
 warning (accepted, but probably not what you meant) or note (for information; printed only \
 with --verbose, always counted). A summary `N errors, M warnings, K notes in F files` goes \
 to stderr.
+
+Read from a cluster (--kubeconfig, --context) instead of PATHs, every Istio object is loaded \
+together in the same way, and a line names its object instead of a file (the summary counts \
+`objects from the cluster`):
+
+  NAMESPACE/NAME (KIND): SEVERITY: FIELD.PATH: MESSAGE
 
 With --format json, stdout is one object: {files, diagnostics: [{file, line, severity, \
 kind, namespace, name, document, path, message}], errors, warnings, notes, strict}; from a \
 cluster, objects: [{kind, namespace, name}] instead of files, and file and line are null.
 
 Exit code: 0 when there is no error, 1 when there is an error (or, with --strict, a \
-warning), 2 when a path cannot be read or no YAML file is found.",
+warning), 2 when a path cannot be read, no YAML file is found or the cluster cannot be read.",
         after_help = "\
 Examples:
   meshctl validate istio/                     # every *.yaml / *.yml below istio/
