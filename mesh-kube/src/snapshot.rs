@@ -141,6 +141,9 @@ fn in_namespace(ns: Option<&str>) -> String {
 fn hint(resource: &str, e: &kube::Error) -> &'static str {
     let code = match e {
         kube::Error::Api(s) => s.code,
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            return " (check that the API server the kubeconfig names can be reached from here)"
+        }
         _ => 0,
     };
     let istio = IstioKind::ALL.iter().any(|k| k.plural() == resource);

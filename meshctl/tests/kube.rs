@@ -506,3 +506,30 @@ async fn files_and_a_cluster_together_or_neither_are_usage_errors() {
     }
     assert_eq!(c.api.lists(), 0, "the cluster was never read");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_cannot_be_reached_is_a_usage_error_that_says_so() {
+    // A port nothing listens on any more.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = TempDir::new("unreachable");
+    let path = dir.0.join("config");
+    std::fs::write(
+        &path,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- {{name: c, cluster: {{server: 'http://127.0.0.1:{port}'}}}}\nusers:\n- {{name: u, user: {{}}}}\ncontexts:\n- {{name: c, context: {{cluster: c, user: u}}}}\ncurrent-context: c\n"
+        ),
+    )
+    .unwrap();
+    let out = run(&["validate", "--kubeconfig", &path.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cannot read the cluster: cannot list services")
+            && err.contains("check that the API server the kubeconfig names can be reached"),
+        "{err}"
+    );
+}
