@@ -217,73 +217,12 @@ impl DiscoveryBuilder {
     /// resources once). Must be called inside a tokio runtime. The task runs until the
     /// returned [`Discovery`] is dropped.
     pub async fn start(self) -> Result<Discovery, StartError> {
-        let mut errors = Vec::new();
-        let (namespaces, service_filter, config_filter) = match &self.scope {
-            Scope::AllNamespaces => (None, None, None),
-            Scope::Namespaces(list) => (Some(list.iter().cloned().collect()), None, None),
-            Scope::Sidecar(workload) => {
-                let ar = sidecar_resource();
-                let mut sidecars = Vec::new();
-                let mut seen = BTreeSet::new();
-                for ns in [workload.namespace(), workload.root_namespace()] {
-                    if !seen.insert(ns.to_owned()) {
-                        continue;
-                    }
-                    let api: Api<DynamicObject> =
-                        Api::namespaced_with(self.client.clone(), ns, &ar);
-                    let list = api
-                        .list(&ListParams::default())
-                        .await
-                        .map_err(StartError::Sidecars)?;
-                    for o in list.items {
-                        let created = o
-                            .metadata
-                            .creation_timestamp
-                            .as_ref()
-                            .and_then(|t| serde_json::to_value(t).ok())
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_default();
-                        sidecars.push(SidecarObject::from_json(
-                            o.metadata.namespace.as_deref().unwrap_or(ns),
-                            o.metadata.name.as_deref().unwrap_or(""),
-                            &created,
-                            o.data.get("spec").unwrap_or(&serde_json::Value::Null),
-                        ));
-                    }
-                }
-                let egress = match applicable(&sidecars, workload) {
-                    Some(sc) => {
-                        tracing::info!(sidecar = %format!("{}/{}", sc.namespace, sc.name), "scope from Sidecar");
-                        let (egress, invalid) =
-                            EgressHosts::parse(sc.hosts.iter().map(String::as_str), &sc.namespace);
-                        errors.extend(invalid.into_iter().map(DiscoveryError::Sidecar));
-                        egress
-                    }
-                    None => EgressHosts::everything(),
-                };
-                let namespaces = egress.namespaces().map(|mut set| {
-                    set.insert(workload.namespace().to_owned());
-                    set.insert(workload.root_namespace().to_owned());
-                    set
-                });
-                let egress = Arc::new(egress);
-                let domain = self.domain.clone();
-                let e = Arc::clone(&egress);
-                let service_filter: ServiceFilter = Arc::new(move |ns: &str, name: &str| {
-                    e.allows(ns, &service_fqdn(name, ns, &domain))
-                });
-                let e = egress;
-                let config_filter: ConfigFilter = Arc::new(
-                    move |kind: IstioKind, ns: &str, hosts: &[String]| match kind {
-                        IstioKind::DestinationRule => true,
-                        IstioKind::VirtualService | IstioKind::ServiceEntry => hosts
-                            .iter()
-                            .any(|h| e.allows(ns, &mesh_model::resolve_short_name(h, ns))),
-                    },
-                );
-                (namespaces, Some(service_filter), Some(config_filter))
-            }
-        };
+        let ResolvedScope {
+            namespaces,
+            service_filter,
+            config_filter,
+            errors,
+        } = resolve_scope(&self.client, &self.scope, &self.domain).await?;
         let (status_tx, status_rx) = watch::channel(Status::default());
         let (config_tx, config_rx) = watch::channel(None);
         let mut streams = SelectAll::new();
@@ -427,7 +366,96 @@ impl Discovery {
     }
 }
 
-fn istio_resource(kind: IstioKind) -> ApiResource {
+/// What a [`Scope`] comes to: the namespaces to read (`None`: all), the filters of Services
+/// and Istio objects (`None`: keep everything), and the egress hosts a Sidecar dropped.
+pub(crate) struct ResolvedScope {
+    pub(crate) namespaces: Option<BTreeSet<String>>,
+    pub(crate) service_filter: Option<ServiceFilter>,
+    pub(crate) config_filter: Option<ConfigFilter>,
+    pub(crate) errors: Vec<DiscoveryError>,
+}
+
+/// Resolves `scope` (for [`Scope::Sidecar`], by listing the Sidecar resources once).
+pub(crate) async fn resolve_scope(
+    client: &kube::Client,
+    scope: &Scope,
+    domain: &str,
+) -> Result<ResolvedScope, StartError> {
+    let mut errors = Vec::new();
+    let (namespaces, service_filter, config_filter) = match scope {
+        Scope::AllNamespaces => (None, None, None),
+        Scope::Namespaces(list) => (Some(list.iter().cloned().collect()), None, None),
+        Scope::Sidecar(workload) => {
+            let ar = sidecar_resource();
+            let mut sidecars = Vec::new();
+            let mut seen = BTreeSet::new();
+            for ns in [workload.namespace(), workload.root_namespace()] {
+                if !seen.insert(ns.to_owned()) {
+                    continue;
+                }
+                let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
+                let list = api
+                    .list(&ListParams::default())
+                    .await
+                    .map_err(StartError::Sidecars)?;
+                for o in list.items {
+                    let created = o
+                        .metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .and_then(|t| serde_json::to_value(t).ok())
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    sidecars.push(SidecarObject::from_json(
+                        o.metadata.namespace.as_deref().unwrap_or(ns),
+                        o.metadata.name.as_deref().unwrap_or(""),
+                        &created,
+                        o.data.get("spec").unwrap_or(&serde_json::Value::Null),
+                    ));
+                }
+            }
+            let egress = match applicable(&sidecars, workload) {
+                Some(sc) => {
+                    tracing::info!(sidecar = %format!("{}/{}", sc.namespace, sc.name), "scope from Sidecar");
+                    let (egress, invalid) =
+                        EgressHosts::parse(sc.hosts.iter().map(String::as_str), &sc.namespace);
+                    errors.extend(invalid.into_iter().map(DiscoveryError::Sidecar));
+                    egress
+                }
+                None => EgressHosts::everything(),
+            };
+            let namespaces = egress.namespaces().map(|mut set| {
+                set.insert(workload.namespace().to_owned());
+                set.insert(workload.root_namespace().to_owned());
+                set
+            });
+            let egress = Arc::new(egress);
+            let domain = domain.to_owned();
+            let e = Arc::clone(&egress);
+            let service_filter: ServiceFilter = Arc::new(move |ns: &str, name: &str| {
+                e.allows(ns, &service_fqdn(name, ns, &domain))
+            });
+            let e = egress;
+            let config_filter: ConfigFilter = Arc::new(
+                move |kind: IstioKind, ns: &str, hosts: &[String]| match kind {
+                    IstioKind::DestinationRule => true,
+                    IstioKind::VirtualService | IstioKind::ServiceEntry => hosts
+                        .iter()
+                        .any(|h| e.allows(ns, &mesh_model::resolve_short_name(h, ns))),
+                },
+            );
+            (namespaces, Some(service_filter), Some(config_filter))
+        }
+    };
+    Ok(ResolvedScope {
+        namespaces,
+        service_filter,
+        config_filter,
+        errors,
+    })
+}
+
+pub(crate) fn istio_resource(kind: IstioKind) -> ApiResource {
     ApiResource::from_gvk_with_plural(
         &GroupVersionKind::gvk(GROUP, VERSION, kind.as_str()),
         kind.plural(),
@@ -441,7 +469,7 @@ fn sidecar_resource() -> ApiResource {
     )
 }
 
-fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
+pub(crate) fn api<K>(client: &kube::Client, ns: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
     K::DynamicType: Default,

@@ -43,6 +43,11 @@
 //! `k8s-openapi` (the application enables one feature, as k8s-openapi asks of libraries);
 //! block a request (requests read what was last applied).
 //!
+//! [`Snapshot::read`] lists the same objects once, without watching, for tools that answer
+//! one question and exit (`meshctl --kubeconfig`): the configuration a discovery would apply,
+//! the objects it refuses, and each Service's endpoints. [`client_from_kubeconfig`] builds the
+//! client from a kubeconfig file and context.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -111,6 +116,7 @@ mod config;
 mod discovery;
 mod objects;
 mod scope;
+mod snapshot;
 mod state;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -119,3 +125,6 @@ pub mod testing;
 pub use config::IstioKind;
 pub use discovery::{Discovery, DiscoveryBuilder, DiscoveryError, StartError, Status};
 pub use scope::{EgressHosts, InvalidEgressHost, Scope, SidecarScope};
+pub use snapshot::{
+    client_from_kubeconfig, KubeconfigError, Snapshot, SnapshotError, SnapshotObject,
+};

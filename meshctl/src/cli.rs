@@ -8,8 +8,9 @@ use crate::simulate;
 
 const LONG_ABOUT: &str = "\
 meshctl reads Istio traffic configuration (VirtualService, DestinationRule, ServiceEntry; \
-networking.istio.io v1, v1beta1 and v1alpha3) from YAML files and answers three questions \
-without touching a cluster:
+networking.istio.io v1, v1beta1 and v1alpha3) from YAML files (-f PATH) or, when asked with \
+--kubeconfig PATH and/or --context NAME, from a Kubernetes cluster read once, and answers \
+three questions:
 
   validate   Is this configuration valid, as istiod would judge it?
   route      Where would this one request go, and why?
@@ -23,13 +24,21 @@ and translates it for comparison:
 Other kinds of documents (Gateway, Service, Deployment, ...) are skipped, so a whole manifest \
 directory can be given. Directories are read recursively (*.yaml and *.yml, in sorted order).
 
+Reading a cluster (validate, route, simulate, curl): --kubeconfig PATH reads the cluster of \
+that kubeconfig's current context, --context NAME picks a context (alone: of the kubeconfig \
+kubectl uses, the files in KUBECONFIG, else ~/.kube/config). KUBECONFIG alone is never read: \
+without -f, --kubeconfig or --context the command is a usage error. The VirtualServices, \
+DestinationRules and ServiceEntries (networking.istio.io/v1) and the Services, EndpointSlices \
+and pod labels of every namespace are listed once, nothing is watched or written; each \
+Service's endpoints are its pods. Files and a cluster together are a usage error.
+
 Every command takes --format text|json: text for people (the default, except for route, which \
 prints JSON by default), json for programs.
 
 Exit codes:
   0  success (for validate: no errors; warnings are allowed unless --strict)
   1  the configuration has errors (or cannot be compiled into a route table)
-  2  usage error, unreadable path, or no YAML file found
+  2  usage error, unreadable path, no YAML file found, or a cluster that cannot be read
   3  route/simulate: a virtual service covers the host but no route matches";
 
 const EXAMPLES: &str = "\
@@ -45,6 +54,10 @@ Examples:
 
   # Does the 90/10 canary really split 90/10? Which endpoints get the traffic?
   meshctl simulate -f deploy/istio/ -n 10000 --seed 1 GET http://api:8080/
+
+  # The same questions of a cluster: its Istio objects and its pods
+  meshctl validate --kubeconfig ~/.kube/config
+  meshctl route --context staging --namespace shop GET http://reviews:9080/
 
 Run `meshctl <COMMAND> --help` for the options of each command.";
 
@@ -82,17 +95,26 @@ warning (accepted, but probably not what you meant) or note (for information; pr
 with --verbose, always counted). A summary `N errors, M warnings, K notes in F files` goes \
 to stderr.
 
+Read from a cluster (--kubeconfig, --context) instead of PATHs, every Istio object is loaded \
+together in the same way, and a line names its object instead of a file (the summary counts \
+`objects from the cluster`):
+
+  NAMESPACE/NAME (KIND): SEVERITY: FIELD.PATH: MESSAGE
+
 With --format json, stdout is one object: {files, diagnostics: [{file, line, severity, \
-kind, namespace, name, document, path, message}], errors, warnings, notes, strict}.
+kind, namespace, name, document, path, message}], errors, warnings, notes, strict}; from a \
+cluster, objects: [{kind, namespace, name}] instead of files, and file and line are null.
 
 Exit code: 0 when there is no error, 1 when there is an error (or, with --strict, a \
-warning), 2 when a path cannot be read or no YAML file is found.",
+warning), 2 when a path cannot be read, no YAML file is found or the cluster cannot be read.",
         after_help = "\
 Examples:
   meshctl validate istio/                     # every *.yaml / *.yml below istio/
   meshctl validate --strict vs.yaml dr.yaml   # CI: unknown fields and warnings fail
   meshctl validate -v istio/ 2>/dev/null      # also print notes; hide the summary
-  meshctl validate --format json istio/ | jq '.diagnostics[] | select(.severity == \"error\")'"
+  meshctl validate --format json istio/ | jq '.diagnostics[] | select(.severity == \"error\")'
+  meshctl validate --kubeconfig ~/.kube/config   # the Istio objects of a cluster
+  meshctl validate --context staging             # that context of KUBECONFIG / ~/.kube/config"
     )]
     Validate(ValidateArgs),
 
@@ -101,7 +123,8 @@ Examples:
         long_about = "\
 Loads the configuration (any error: diagnostics on stderr, exit 1), compiles the route table \
 for the calling workload (--namespace, --source-label), routes the request METHOD URL and \
-prints the decision.
+prints the decision. From a cluster (--kubeconfig, --context), as the mesh reading it would: \
+an object istiod would reject is left out (named on stderr) and the rest applies.
 
 The JSON object has these keys:
   request, client       what was routed, for whom
@@ -117,10 +140,12 @@ The JSON object has these keys:
                         (404 noRoute, 503 unknownSubset, the redirect or direct-response
                         code), else null
   destinations          every weighted destination of the route
-                        [{host, subset, port, weight, share, cluster, unknownSubset}]
-                        (one entry for passthrough, empty otherwise)
-  chosen                the picked destination, with its index and registered endpoints
-                        (endpoints null: the host name is resolved by DNS)
+                        [{host, subset, port, weight, share, cluster, unknownSubset,
+                        endpoints}] (one entry for passthrough, empty otherwise);
+                        endpoints: [\"address:port\"] as the source resolved them (a
+                        ServiceEntry's STATIC endpoints; from a cluster, the Service's
+                        EndpointSlices), null when the host name is resolved by DNS
+  chosen                the picked destination, with its index and endpoints
   policy                the DestinationRule policy of the chosen cluster (load balancer,
                         connection pool, outlier detection), or null
   rewrite               {path, uri, uriRegexRewrite, authority}: path is the path and
@@ -146,7 +171,8 @@ Examples:
   meshctl route -f istio/ --source-label app=frontend GET http://api:8080/
   meshctl route -f istio/ -H 'end-user: jason' -H 'x-debug: 1' GET 'http://reviews/r/1?x=2'
   meshctl route -f istio/ --roll 95 --format text GET http://api/
-  meshctl route -f istio/ GET http://api/ | jq .chosen.cluster"
+  meshctl route -f istio/ GET http://api/ | jq .chosen.cluster
+  meshctl route --kubeconfig ~/.kube/config --namespace shop GET http://reviews:9080/ | jq '.destinations[].endpoints'"
     )]
     Route(RouteArgs),
 
@@ -155,9 +181,9 @@ Examples:
         long_about = "\
 Routes the same request N times, each time with a fresh random roll from a small seeded \
 generator (SplitMix64; the seed is printed, repeat a run with --seed), and counts where the \
-requests went: per destination cluster, per subset, and per endpoint. When the destination \
-has endpoints registered by a ServiceEntry, each request also picks an endpoint with the \
-cluster's load balancer (ROUND_ROBIN, LEAST_REQUEST, RANDOM, consistent hash), as the data \
+requests went: per destination cluster (with its endpoints in the JSON), per subset, and per \
+endpoint. When the destination has endpoints (registered by a ServiceEntry; from a cluster, \
+its Service's pods), each request also picks an endpoint with the cluster's load balancer (ROUND_ROBIN, LEAST_REQUEST, RANDOM, consistent hash), as the data \
 plane would with nothing in flight and nothing ejected.
 
 Text tables by default, --format json for one JSON object.
@@ -166,7 +192,8 @@ Exit code: 0, or 3 when no request was routed anywhere (every one got noRoute)."
         after_help = "\
 Examples:
   meshctl simulate -f istio/ -n 10000 GET http://api:8080/
-  meshctl simulate -f istio/ -n 10000 --seed 1 --format json GET http://api/ | jq .destinations"
+  meshctl simulate -f istio/ -n 10000 --seed 1 --format json GET http://api/ | jq .destinations
+  meshctl simulate --kubeconfig ~/.kube/config --namespace shop -n 10000 GET http://reviews:9080/"
     )]
     Simulate(SimulateArgs),
 
@@ -225,8 +252,10 @@ and latency percentiles. --format json prints it as one object:
    \"endpoints\": {\"127.0.0.1:18081\": attempts sent there, ...},
    \"responseFlags\": {\"URX\": n, ...}, \"latencyMs\": {\"p50\": x, \"p90\": y, \"p99\": z}}
 
-It sends only to loopback and private addresses (the endpoints the configuration names, or \
-the URL's host for a passthrough); any other address is refused. Runs are bounded: at most \
+From a cluster (--kubeconfig, --context), the requests go to the Service's pods, as the mesh \
+reading that cluster would send them. It sends only to loopback and private addresses (the \
+endpoints the configuration or the cluster names, or the URL's host for a passthrough); any \
+other address is refused. Runs are bounded: at most \
 1,000,000 requests and --max-time seconds in all. A progress bar shows on a terminal.
 
 -d BODY sends BODY; -d @FILE a file's bytes; -d @- streams standard input with no length \
@@ -239,7 +268,8 @@ Examples:
   meshctl curl -f istio/ GET http://api:8080/
   meshctl curl -f istio/ -n 1000 -c 16 --format json GET http://api:8080/ | jq .status
   meshctl curl -f istio/ -H 'end-user: jason' -d @order.json POST http://api:8080/orders
-  some-producer | meshctl curl -f istio/ -d @- POST http://api:8080/upload"
+  some-producer | meshctl curl -f istio/ -d @- POST http://api:8080/upload
+  meshctl curl --context staging --namespace shop GET http://reviews:9080/"
     )]
     Curl(CurlArgs),
 }
@@ -248,7 +278,7 @@ Examples:
 #[derive(Debug, Args)]
 pub(crate) struct CurlArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// The request body: BODY as written, @FILE for a file's bytes, @- to stream standard
     /// input (no length; -n 1 only).
     #[arg(short = 'd', long = "data", value_name = "BODY|@FILE|@-")]
@@ -346,8 +376,10 @@ pub(crate) struct EnvoyArgs {
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
     /// Files or directories (read recursively: *.yaml and *.yml, in sorted order).
-    #[arg(required = true, value_name = "PATH")]
+    #[arg(value_name = "PATH", conflicts_with_all = ["kubeconfig", "context"])]
     pub(crate) paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
     /// Unknown fields become errors, and warnings fail the run (exit 1).
     #[arg(long)]
     pub(crate) strict: bool,
@@ -372,7 +404,7 @@ pub(crate) struct ValidateArgs {
 /// How `validate` prints its diagnostics: the format every subcommand takes.
 pub(crate) type ValidateFormat = Format;
 
-/// Where the configuration comes from.
+/// Where the configuration comes from (`envoy`: files only).
 #[derive(Debug, Args)]
 pub(crate) struct ConfigArgs {
     /// A configuration file or directory; repeat for more (`-f a.yaml -f dir/`).
@@ -381,6 +413,45 @@ pub(crate) struct ConfigArgs {
     /// Do not print configuration warnings on stderr.
     #[arg(short, long)]
     pub(crate) quiet: bool,
+}
+
+/// Where the configuration (and the endpoints) come from: files, or a cluster
+/// (`route`, `simulate`, `curl`).
+#[derive(Debug, Args)]
+pub(crate) struct SourceArgs {
+    /// A configuration file or directory; repeat for more (`-f a.yaml -f dir/`).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "PATH",
+        conflicts_with_all = ["kubeconfig", "context"]
+    )]
+    pub(crate) files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub(crate) cluster: ClusterArgs,
+    /// Do not print configuration warnings on stderr.
+    #[arg(short, long)]
+    pub(crate) quiet: bool,
+}
+
+/// The cluster to read instead of files.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    /// Read the Istio objects, Services, EndpointSlices and pod labels once from the cluster of
+    /// this kubeconfig file (its current context, or --context) instead of files.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use. Without --kubeconfig: read the cluster of this context
+    /// of the kubeconfig kubectl uses (the files in KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) context: Option<String>,
+}
+
+impl ClusterArgs {
+    /// Whether a cluster is asked for.
+    pub(crate) fn is_given(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some()
+    }
 }
 
 /// The request and the client that sends it.
@@ -445,7 +516,7 @@ fn format(
 #[derive(Debug, Args)]
 pub(crate) struct RouteArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// The roll that picks among weighted destinations (`roll % total weight`); random when
     /// not given. The JSON output reports the roll used.
     #[arg(long, value_name = "N")]
@@ -466,7 +537,7 @@ pub(crate) struct RouteArgs {
 #[derive(Debug, Args)]
 pub(crate) struct SimulateArgs {
     #[command(flatten)]
-    pub(crate) config: ConfigArgs,
+    pub(crate) config: SourceArgs,
     /// How many requests to route (at most 100,000,000).
     #[arg(
         short = 'n',

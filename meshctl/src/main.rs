@@ -5,8 +5,10 @@
 //! given request would go. It uses the same libraries as the in-process mesh clients:
 //! `mesh-model` to load and validate, `mesh-routing` to route.
 //!
-//! It never talks to a cluster. Only `curl` sends requests, through the mesh, to loopback and
-//! private addresses; everything else is computed from the files.
+//! It reads files, or, only when asked (`--kubeconfig`, `--context`), a Kubernetes cluster
+//! once through `mesh-kube` (nothing is watched or written). Only `curl` sends requests,
+//! through the mesh, to loopback and private addresses; everything else is computed from what
+//! was read.
 //!
 //! Exit codes: 0 success, 1 configuration errors, 2 usage or I/O errors, 3 no route (`curl`:
 //! 0 when every response was a 2xx, 1 otherwise).
@@ -109,7 +111,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
-        Command::Validate(a) => validate::run(&a.paths, a.strict, a.verbose, a.format),
+        Command::Validate(a) => validate::run(&a),
         Command::Route(a) => route::run(&a),
         Command::Simulate(a) => simulate::run(&a),
         Command::Envoy(a) => envoy::run(&a),

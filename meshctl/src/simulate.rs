@@ -3,14 +3,14 @@
 use std::collections::HashMap;
 use std::fmt::Write as _;
 
-use mesh_routing::endpoints::{ClusterEndpoints, EndpointChoice};
+use mesh_routing::endpoints::{ClusterEndpoints, EndpointChoice, StaticEndpoints};
 use mesh_routing::lb::{LbState, NoneEjected};
 use mesh_routing::{Action, ClusterId, RequestView, RouteTable};
 use serde_json::{json, Value};
 
 use crate::request::{self, Request};
 use crate::rng;
-use crate::route::{action_name, lb_name, share};
+use crate::route::{action_name, endpoint_list, lb_name, share};
 use crate::{exit, sources, Failure, Format, SimulateArgs};
 use mesh_resilience::rng::Rolls;
 
@@ -37,6 +37,8 @@ struct DestRow {
     cluster: Option<String>,
     weight: u32,
     count: u64,
+    /// The cluster's endpoints (`None`: resolved by DNS, or no cluster).
+    endpoints: Option<Vec<String>>,
 }
 
 /// What a simulation counted.
@@ -68,9 +70,15 @@ fn bump<K: PartialEq>(list: &mut Vec<(K, u64)>, key: K) {
 
 /// Routes `n` requests with the rolls a mesh built with `seed` gives its first `n` requests
 /// ([`Rolls::for_request`]) and counts where they go. Each request to a
-/// cluster with registered endpoints also picks one with the cluster's load balancer (state
-/// kept per cluster across requests, nothing in flight, nothing ejected).
-pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed: u64) -> Tally {
+/// cluster with endpoints in `endpoints` also picks one with the cluster's load balancer
+/// (state kept per cluster across requests, nothing in flight, nothing ejected).
+pub(crate) fn simulate(
+    table: &RouteTable,
+    endpoints: &StaticEndpoints,
+    view: &RequestView<'_>,
+    n: u64,
+    seed: u64,
+) -> Tally {
     let mut t = Tally {
         requests: n,
         ..Tally::default()
@@ -89,6 +97,7 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
                     cluster: Some(key.to_string()),
                     weight: d.weight(),
                     count: 0,
+                    endpoints: endpoint_list(table, endpoints, d.cluster_on(view.port())),
                 });
             }
         }
@@ -101,6 +110,7 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
                 cluster: key.map(|k| k.to_string()),
                 weight: 100,
                 count: 0,
+                endpoints: p.cluster().and_then(|c| endpoint_list(table, endpoints, c)),
             });
         }
         Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => {}
@@ -140,12 +150,9 @@ pub(crate) fn simulate(table: &RouteTable, view: &RequestView<'_>, n: u64, seed:
             Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => None,
         };
         let Some(cluster) = cluster else { continue };
-        let (eps, state) = states.entry(cluster).or_insert_with(|| {
-            (
-                table.static_endpoints().select(&table.selector(cluster)),
-                LbState::new(),
-            )
-        });
+        let (eps, state) = states
+            .entry(cluster)
+            .or_insert_with(|| (endpoints.select(&table.selector(cluster)), LbState::new()));
         let lb = table.policy(cluster).load_balancer();
         let slot = match eps.pick(
             &lb,
@@ -231,6 +238,7 @@ impl Tally {
                 "expectedShare": share(u64::from(d.weight), total),
                 "count": d.count,
                 "share": share(d.count, n),
+                "endpoints": d.endpoints,
             })).collect::<Vec<_>>(),
             "subsets": self.subsets.iter().map(|((h, s), c)| json!({
                 "host": h,
@@ -389,11 +397,12 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
 pub(crate) fn run(args: &SimulateArgs) -> Result<u8, Failure> {
     let req = Request::parse(&args.request)?;
     let client = request::client(&args.request)?;
-    let config = sources::load_for_routing(&args.config.files, args.config.quiet)?;
-    let table = crate::route::compile(&config, &client)?;
+    let routing = sources::load_for_routing(&args.config)?;
+    let table = crate::route::compile(&routing.config, &client)?;
+    let endpoints = routing.endpoints(&table);
     let view = req.view();
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
-    let tally = simulate(&table, &view, args.requests, seed);
+    let tally = simulate(&table, &endpoints, &view, args.requests, seed);
     match args.format() {
         Format::Json => {
             let mut v = tally.to_json();
@@ -461,7 +470,7 @@ mod tests {
         let table = canary_table(&[]);
         let headers = http::HeaderMap::new();
         let view = RequestView::new("GET", "r", "/", &headers);
-        let t = simulate(&table, &view, 20_000, 3);
+        let t = simulate(&table, table.static_endpoints(), &view, 20_000, 3);
         let sum: u64 = t.destinations.iter().map(|d| d.count).sum();
         assert_eq!(sum, 20_000);
         assert_eq!(t.outcomes, vec![("route".to_owned(), 20_000)]);
@@ -481,8 +490,8 @@ mod tests {
         let table = canary_table(&[]);
         let headers = http::HeaderMap::new();
         let view = RequestView::new("GET", "r", "/", &headers);
-        let a = simulate(&table, &view, 1000, 9);
-        let b = simulate(&table, &view, 1000, 9);
+        let a = simulate(&table, table.static_endpoints(), &view, 1000, 9);
+        let b = simulate(&table, table.static_endpoints(), &view, 1000, 9);
         assert_eq!(a.to_json(), b.to_json());
     }
 
@@ -504,7 +513,7 @@ mod tests {
             let table = RouteTable::compile(&config, &mesh_routing::ClientContext::new("default")).unwrap();
             let headers = http::HeaderMap::new();
             let view = RequestView::new("GET", "r", "/", &headers);
-            let t = simulate(&table, &view, n, seed);
+            let t = simulate(&table, table.static_endpoints(), &view, n, seed);
             prop_assert_eq!(t.destinations.iter().map(|d| d.count).sum::<u64>(), n);
             prop_assert_eq!(t.subsets.iter().map(|(_, c)| c).sum::<u64>(), n);
             prop_assert_eq!(t.endpoints.iter().map(|(_, c)| c).sum::<u64>(), n);

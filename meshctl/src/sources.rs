@@ -3,11 +3,117 @@
 //! reads exactly what a program using `mesh_tower::load_files` reads.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use mesh_model::{Loaded, Loader, Strictness};
+use mesh_model::{Diagnostic, Loaded, Loader, Severity, Strictness};
+use mesh_routing::endpoints::{EndpointSource as _, StaticEndpoints};
+use mesh_routing::RouteTable;
 use mesh_tower::ConfigFiles;
 
+use crate::cli::{ClusterArgs, SourceArgs};
 use crate::Failure;
+
+/// How long reading a cluster may take in all.
+const CLUSTER_READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the command line says to read.
+#[derive(Debug)]
+pub(crate) enum Source<'a> {
+    /// These files and directories.
+    Files(&'a [PathBuf]),
+    /// The cluster of a kubeconfig.
+    Cluster(&'a ClusterArgs),
+}
+
+impl<'a> Source<'a> {
+    /// Files or a cluster; neither is a usage error. (Both together is refused by clap.)
+    pub(crate) fn of(files: &'a [PathBuf], cluster: &'a ClusterArgs) -> Result<Self, Failure> {
+        if cluster.is_given() {
+            Ok(Source::Cluster(cluster))
+        } else if !files.is_empty() {
+            Ok(Source::Files(files))
+        } else {
+            Err(Failure::usage(
+                "no configuration given: name files with -f PATH (validate: PATH), or a cluster \
+                 with --kubeconfig PATH and/or --context NAME (KUBECONFIG alone is not read: \
+                 meshctl reads a cluster only when asked; --context NAME alone uses it)",
+            ))
+        }
+    }
+}
+
+/// Reads the cluster `args` names once (Istio objects, Services, EndpointSlices, pod labels,
+/// every namespace), on a runtime of its own.
+pub(crate) fn read_cluster(args: &ClusterArgs) -> Result<mesh_kube::Snapshot, Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::usage(format!("cannot start the runtime: {e}")))?;
+    runtime.block_on(async {
+        let client =
+            mesh_kube::client_from_kubeconfig(args.kubeconfig.as_deref(), args.context.as_deref())
+                .await
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        let read = mesh_kube::Snapshot::read(&client, &mesh_kube::Scope::AllNamespaces);
+        match tokio::time::timeout(CLUSTER_READ_TIMEOUT, read).await {
+            Ok(Ok(snapshot)) => Ok(snapshot),
+            Ok(Err(e)) => Err(Failure::usage(format!("cannot read the cluster: {e}"))),
+            Err(_) => Err(Failure::usage(format!(
+                "the API server did not answer within {}s: check the kubeconfig's server \
+                 address and that it can be reached from here",
+                CLUSTER_READ_TIMEOUT.as_secs()
+            ))),
+        }
+    })
+}
+
+/// `namespace`, `name` and `kind` of the cluster object a diagnostic is about, from its
+/// source name `kubernetes:<kind>/<namespace>/<name>`; `None` for a file's.
+pub(crate) fn cluster_object(d: &Diagnostic) -> Option<(&str, &str, &str)> {
+    let rest = d.source().strip_prefix("kubernetes:")?;
+    let (kind, rest) = rest.split_once('/')?;
+    let (namespace, name) = rest.split_once('/')?;
+    Some((namespace, name, kind))
+}
+
+/// One diagnostic as a line: `FILE:LINE: SEVERITY: KIND/NAME: PATH: MESSAGE` for a file's,
+/// `NAMESPACE/NAME (KIND): SEVERITY: PATH: MESSAGE` for a cluster object's.
+pub(crate) fn diagnostic_line(d: &Diagnostic) -> String {
+    match cluster_object(d) {
+        Some((namespace, name, kind)) => {
+            let mut line = format!("{namespace}/{name} ({kind}): {}: ", d.severity());
+            if !d.path().is_empty() {
+                line.push_str(d.path());
+                line.push_str(": ");
+            }
+            line.push_str(d.message());
+            line
+        }
+        None => d.to_string(),
+    }
+}
+
+/// The configuration `route`, `simulate` and `curl` route with, and the endpoints a
+/// discovery source adds to the configuration's own (a cluster's EndpointSlices; none for
+/// files).
+#[derive(Debug)]
+pub(crate) struct Routing {
+    /// The configuration.
+    pub(crate) config: mesh_model::MeshConfig,
+    /// Endpoints per host from the cluster (empty for files).
+    pub(crate) discovered: StaticEndpoints,
+}
+
+impl Routing {
+    /// Every host's endpoints as a mesh built from this source sees them: the
+    /// configuration's ServiceEntry `STATIC` endpoints, overridden per host by discovered
+    /// ones (as a discovery source overrides them in a mesh).
+    pub(crate) fn endpoints(&self, table: &RouteTable) -> StaticEndpoints {
+        let mut all = table.static_endpoints().clone();
+        self.discovered.publish(&mut all);
+        all
+    }
+}
 
 /// The files to read: each file argument as given (whatever its extension), and for each
 /// directory every `*.yaml` / `*.yml` below it, in sorted path order, links followed and
@@ -38,10 +144,61 @@ pub(crate) fn load(files: &ConfigFiles, strictness: Strictness) -> Result<Loaded
     Ok(loader.finish())
 }
 
-/// Collects and loads the `-f` paths of `route` and `simulate`. Errors in the configuration
-/// are printed to stderr and end the command with exit code 1; warnings are printed unless
-/// `quiet`.
-pub(crate) fn load_for_routing(
+/// Loads what `route`, `simulate` and `curl` route with. From files: errors in the
+/// configuration are printed to stderr and end the command with exit code 1; warnings are
+/// printed unless `quiet`. From a cluster: as the mesh reading that cluster would, a refused
+/// object is left out and the rest applies; its errors are printed on stderr (always), and
+/// the other objects' warnings unless `quiet`.
+pub(crate) fn load_for_routing(args: &SourceArgs) -> Result<Routing, Failure> {
+    match Source::of(&args.files, &args.cluster)? {
+        Source::Files(paths) => Ok(Routing {
+            config: load_files_for_routing(paths, args.quiet)?,
+            discovered: StaticEndpoints::new(),
+        }),
+        Source::Cluster(cluster) => {
+            let snapshot = read_cluster(cluster)?;
+            let loaded = snapshot.load(Strictness::Standard);
+            for d in loaded.diagnostics() {
+                let shown = match d.severity() {
+                    Severity::Error => true,
+                    Severity::Warning => !args.quiet,
+                    Severity::Note => false,
+                };
+                if shown {
+                    crate::err_line(&diagnostic_line(d));
+                }
+            }
+            let refused: Vec<String> = snapshot
+                .refused()
+                .iter()
+                .filter_map(|e| match e {
+                    mesh_kube::DiscoveryError::Refused {
+                        kind,
+                        namespace,
+                        name,
+                        ..
+                    } => Some(format!("{namespace}/{name} ({kind})")),
+                    _ => None,
+                })
+                .collect();
+            if !refused.is_empty() {
+                crate::err_line(&format!(
+                    "meshctl: left out, as the mesh leaves them out: {} (refused: fix the \
+                     errors above; `meshctl validate` with the same --kubeconfig/--context \
+                     lists everything)",
+                    refused.join(", ")
+                ));
+            }
+            Ok(Routing {
+                config: snapshot.config().clone(),
+                discovered: snapshot.endpoints().clone(),
+            })
+        }
+    }
+}
+
+/// [`load_for_routing`] from files (and `envoy`'s loader, which reads files only).
+pub(crate) fn load_files_for_routing(
     paths: &[PathBuf],
     quiet: bool,
 ) -> Result<mesh_model::MeshConfig, Failure> {

@@ -1,11 +1,11 @@
 //! `meshctl validate`.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use mesh_model::{Diagnostic, Severity, Strictness};
 
-use crate::sources::{self, plural};
+use crate::cli::ValidateArgs;
+use crate::sources::{self, plural, Source};
 use serde_json::{json, Value};
 
 use crate::{exit, Failure, ValidateFormat};
@@ -42,26 +42,32 @@ impl Counts {
 
     /// `N errors, M warnings, K notes in F files`.
     pub(crate) fn summary(self, files: usize) -> String {
+        self.summary_of(files, "file")
+    }
+
+    /// `N errors, M warnings, K notes in F THINGs`.
+    fn summary_of(self, n: usize, thing: &str) -> String {
         format!(
-            "{} error{}, {} warning{}, {} note{} in {files} file{}",
+            "{} error{}, {} warning{}, {} note{} in {n} {thing}{}",
             self.errors,
             plural(self.errors),
             self.warnings,
             plural(self.warnings),
             self.notes,
             plural(self.notes),
-            plural(files)
+            plural(n)
         )
     }
 }
 
 /// One diagnostic as JSON; `line` is null when unknown, `kind`/`name` when the document named
-/// no resource.
+/// no resource; `file` and `line` are null for an object from a cluster.
 fn diagnostic_json(d: &Diagnostic) -> Value {
     let r = d.resource();
+    let from_cluster = sources::cluster_object(d).is_some();
     json!({
-        "file": d.source(),
-        "line": d.line(),
+        "file": (!from_cluster).then(|| d.source()),
+        "line": if from_cluster { None } else { d.line() },
         "severity": d.severity().to_string(),
         "analysis": d.is_analysis(),
         "kind": r.map(|r| r.kind_name()),
@@ -74,18 +80,25 @@ fn diagnostic_json(d: &Diagnostic) -> Value {
 }
 
 /// Runs `validate`: diagnostics on stdout (notes only when `verbose`), the summary on stderr.
-pub(crate) fn run(
-    paths: &[PathBuf],
-    strict: bool,
-    verbose: bool,
-    format: ValidateFormat,
-) -> Result<u8, Failure> {
-    let files = sources::collect(paths)?;
+pub(crate) fn run(args: &ValidateArgs) -> Result<u8, Failure> {
+    let (strict, verbose, format) = (args.strict, args.verbose, args.format);
     let strictness = if strict {
         Strictness::Strict
     } else {
         Strictness::Standard
     };
+    let paths = match Source::of(&args.paths, &args.cluster)? {
+        Source::Files(paths) => paths,
+        Source::Cluster(cluster) => {
+            return run_cluster(
+                &sources::read_cluster(cluster)?,
+                strictness,
+                verbose,
+                format,
+            )
+        }
+    };
+    let files = sources::collect(paths)?;
     let loaded = sources::load(&files, strictness)?;
     // The loader lists diagnostics per source, then the cross-resource findings; print them
     // in file order, then line order, so each file's problems read top to bottom.
@@ -130,6 +143,64 @@ pub(crate) fn run(
     }
     crate::out(&out)?;
     let mut summary = counts.summary(files.files().len());
+    if strict && counts.warnings > 0 {
+        summary.push_str(" (--strict: warnings count as errors)");
+    }
+    crate::err_line(&summary);
+    Ok(counts.exit_code(strict))
+}
+
+/// `validate` of the Istio objects of a cluster: every object loaded together, as files are,
+/// each diagnostic naming its object `NAMESPACE/NAME (KIND)`, in Istio's order of the objects.
+fn run_cluster(
+    snapshot: &mesh_kube::Snapshot,
+    strictness: Strictness,
+    verbose: bool,
+    format: ValidateFormat,
+) -> Result<u8, Failure> {
+    let strict = strictness == Strictness::Strict;
+    let loaded = snapshot.load(strictness);
+    let order: HashMap<String, usize> = snapshot
+        .objects()
+        .iter()
+        .enumerate()
+        .map(|(i, o)| (o.source_name(), i))
+        .collect();
+    let mut diags: Vec<&Diagnostic> = loaded.diagnostics().iter().collect();
+    diags.sort_by_key(|d| order.get(d.source()).copied().unwrap_or(usize::MAX));
+    let counts = Counts::of(loaded.diagnostics());
+    let mut out = String::new();
+    match format {
+        ValidateFormat::Text => {
+            for d in diags {
+                if d.severity() == Severity::Note && !verbose {
+                    continue;
+                }
+                out.push_str(&sources::diagnostic_line(d));
+                out.push('\n');
+            }
+        }
+        ValidateFormat::Json => {
+            let v = json!({
+                "objects": snapshot.objects().iter().map(|o| json!({
+                    "kind": o.kind().as_str(),
+                    "namespace": o.namespace(),
+                    "name": o.name(),
+                })).collect::<Vec<_>>(),
+                "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
+                "errors": counts.errors,
+                "warnings": counts.warnings,
+                "notes": counts.notes,
+                "strict": strict,
+            });
+            out = serde_json::to_string_pretty(&v)
+                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
+            out.push('\n');
+        }
+    }
+    crate::out(&out)?;
+    let mut summary = counts.summary_of(snapshot.objects().len(), "object");
+    summary.push_str(" from the cluster");
     if strict && counts.warnings > 0 {
         summary.push_str(" (--strict: warnings count as errors)");
     }

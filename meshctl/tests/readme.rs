@@ -78,6 +78,11 @@ const SKIP: &[Skip] = &[
         reason: "a release-mode measurement run of minutes: CI runs the same tests as debug \
                  builds, except the ones marked #[ignore] for their length",
     },
+    Skip {
+        pattern: r"^cargo run (-q )?-p meshctl -- \w+ (--kubeconfig|--context)\b",
+        reason: "reads a Kubernetes cluster, and no cluster runs where this test runs \
+                 (meshctl/tests/kube.rs runs these commands against a loopback stand-in)",
+    },
 ];
 
 /// One command line from a Markdown file.
@@ -526,12 +531,15 @@ fn skip_rules_match_what_they_name_and_nothing_else() {
         "cargo test -p mesh-routing --release --test hostile_config -- --nocapture",
         "cargo build --release -p mesh-model --example hostile",
         "/usr/bin/time -v target/release/examples/hostile routes 40000   # or any case above",
+        "cargo run -q -p meshctl -- validate --kubeconfig ~/.kube/config",
+        "cargo run -q -p meshctl -- route --context staging GET http://reviews/",
     ] {
         assert!(skip_rule(skipped).is_some(), "not skipped: {skipped}");
     }
     for run in [
         "cargo run -q -p meshctl -- validate examples/istio/",
         "cargo run -q -p meshctl -- envoy -f examples/istio/ -o envoy.yaml",
+        "cargo run -q -p meshctl -- route -f a/ --kubeconfig k GET http://a/  # exit 2",
         "cargo test -p example-canary",
         "cargo run -p example-canary",
         "echo envoy",

@@ -4,4 +4,5 @@
 mod churn;
 mod differential;
 mod scenarios;
+mod snapshot;
 mod support;

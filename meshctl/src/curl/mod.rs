@@ -112,16 +112,24 @@ pub(crate) fn run(args: &CurlArgs) -> Result<u8, Failure> {
         ));
     }
     // A configuration that does not load is a usage error here: exit 1 means "not all 2xx".
-    let config = sources::load_for_routing(&args.config.files, args.config.quiet)
-        .map_err(|f| Failure::usage(f.message))?;
-    let table = route::compile(&config, &client).map_err(|f| Failure::usage(f.message))?;
+    let routing = sources::load_for_routing(&args.config).map_err(|f| Failure::usage(f.message))?;
+    let table = route::compile(&routing.config, &client).map_err(|f| Failure::usage(f.message))?;
+    let endpoints = routing.endpoints(&table);
     let seed = args.seed.unwrap_or_else(rng::clock_seed);
     let layer = MeshLayer::builder()
-        .config(config)
+        .config(routing.config.clone())
         .client(client)
         .seed(seed)
         .build()
         .map_err(|e| Failure::usage(format!("the mesh cannot be built: {e}")))?;
+    // A cluster's endpoints reach the mesh as a discovery's do: one more source, overriding
+    // the configuration's ServiceEntry endpoints per host.
+    if routing.discovered.hosts() > 0 {
+        layer
+            .handle()
+            .endpoint_source()
+            .publish_source(&routing.discovered);
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,6 +166,7 @@ pub(crate) fn run(args: &CurlArgs) -> Result<u8, Failure> {
         match args.format {
             Format::Text => crate::out(&report::single_text(
                 &table,
+                &endpoints,
                 &decision,
                 &view,
                 &trace,
@@ -169,6 +178,7 @@ pub(crate) fn run(args: &CurlArgs) -> Result<u8, Failure> {
             Format::Json => {
                 let v = report::single_json(
                     &table,
+                    &endpoints,
                     &decision,
                     &view,
                     &trace,

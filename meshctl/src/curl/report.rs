@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use mesh_routing::endpoints::StaticEndpoints;
 use mesh_routing::{RequestView, RouteDecision, RouteTable, Trace};
 use serde_json::{json, Value};
 
@@ -28,6 +29,7 @@ fn waited_before(attempts: &[Attempt], i: usize) -> Option<Duration> {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn single_text(
     table: &RouteTable,
+    endpoints: &StaticEndpoints,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
     trace: &Trace,
@@ -36,7 +38,7 @@ pub(super) fn single_text(
     ended: &Ended,
     elapsed: Duration,
 ) -> String {
-    let mut out = route::text::decision_text(table, decision, view, trace, roll);
+    let mut out = route::text::decision_text(table, endpoints, decision, view, trace, roll);
     let _ = writeln!(out, "\nattempts:");
     if attempts.is_empty() {
         let _ = writeln!(out, "  none (the mesh answered itself)");
@@ -133,6 +135,7 @@ fn headers_json(h: &http::HeaderMap) -> Value {
 #[allow(clippy::too_many_arguments)]
 pub(super) fn single_json(
     table: &RouteTable,
+    endpoints: &StaticEndpoints,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
     trace: &Trace,
@@ -196,7 +199,7 @@ pub(super) fn single_json(
             "path": view.path_and_query(),
         },
         "seed": seed,
-        "decision": route::json::decision_json(table, decision, view, trace),
+        "decision": route::json::decision_json(table, endpoints, decision, view, trace),
         "roll": roll,
         "attempts": attempts,
         "responseFlags": ended.flags().to_string(),

@@ -68,7 +68,7 @@ pub(crate) enum BudgetMode {
 
 /// Runs `meshctl envoy`.
 pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
-    let cfg = crate::sources::load_for_routing(&a.config.files, a.config.quiet)?;
+    let cfg = crate::sources::load_files_for_routing(&a.config.files, a.config.quiet)?;
     let client = crate::request::client_context(&a.namespace, &a.source_labels, None)?;
     let addrs = Addresses {
         listen: a.listen,

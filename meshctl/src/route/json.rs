@@ -2,6 +2,7 @@
 
 use mesh_model::Rewrite;
 use mesh_resilience::{AbortKind, FaultInjection, RetryPolicy};
+use mesh_routing::endpoints::StaticEndpoints;
 use mesh_routing::headers::HeaderOps;
 use mesh_routing::{
     Action, ClusterId, ClusterPolicy, DestinationRef, RequestView, RouteDecision, RouteTable,
@@ -13,6 +14,7 @@ use super::{action_name, endpoint_list, fmt_duration, lb_name, share};
 
 fn destination_json(
     table: &RouteTable,
+    endpoints: &StaticEndpoints,
     d: &DestinationRef<'_>,
     cluster: ClusterId,
     total: u64,
@@ -26,6 +28,7 @@ fn destination_json(
         "share": share(u64::from(d.weight()), total),
         "cluster": key.to_string(),
         "unknownSubset": d.is_unknown_subset(),
+        "endpoints": endpoint_list(table, endpoints, cluster),
     })
 }
 
@@ -174,6 +177,7 @@ pub(crate) fn client_json(client: &mesh_routing::ClientContext) -> Value {
 /// The decision as one JSON object (the keys are documented in `meshctl route --help`).
 pub(crate) fn decision_json(
     table: &RouteTable,
+    endpoints: &StaticEndpoints,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
     trace: &Trace,
@@ -186,22 +190,21 @@ pub(crate) fn decision_json(
             let total: u64 = r.destinations().map(|d| u64::from(d.weight())).sum();
             for d in r.destinations() {
                 let cluster = d.cluster_on(view.port());
-                destinations.push(destination_json(table, &d, cluster, total));
+                destinations.push(destination_json(table, endpoints, &d, cluster, total));
             }
-            let mut c = destination_json(table, &r.destination(), r.cluster(), total);
+            let mut c = destination_json(table, endpoints, &r.destination(), r.cluster(), total);
             c["index"] = json!(r.chosen_index());
-            c["endpoints"] = json!(endpoint_list(table, r.cluster()));
             chosen = c;
         }
         Action::Passthrough(p) => {
-            let (host, port, cluster, endpoints) = match p.cluster() {
+            let (host, port, cluster, eps) = match p.cluster() {
                 Some(c) => {
                     let key = table.cluster_key(c);
                     (
                         key.host.to_owned(),
                         key.port,
                         Some(key.to_string()),
-                        endpoint_list(table, c),
+                        endpoint_list(table, endpoints, c),
                     )
                 }
                 None => (view.host().to_owned(), view.port(), None, None),
@@ -214,11 +217,11 @@ pub(crate) fn decision_json(
                 "share": 100.0,
                 "cluster": cluster,
                 "unknownSubset": false,
+                "endpoints": eps,
             });
             destinations.push(d.clone());
             chosen = d;
             chosen["index"] = json!(0);
-            chosen["endpoints"] = json!(endpoints);
         }
         Action::Redirect(_) | Action::DirectResponse(_) | Action::NoRoute => {}
     }

@@ -4,6 +4,7 @@
 pub(crate) mod json;
 pub(crate) mod text;
 
+use mesh_routing::endpoints::StaticEndpoints;
 use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{Action, ClusterId, RouteTable};
 use serde_json::{json, Value};
@@ -24,8 +25,9 @@ pub(crate) fn compile(
 pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
     let req = Request::parse(&args.request)?;
     let client = request::client(&args.request)?;
-    let config = sources::load_for_routing(&args.config.files, args.config.quiet)?;
-    let table = compile(&config, &client)?;
+    let routing = sources::load_for_routing(&args.config)?;
+    let table = compile(&routing.config, &client)?;
+    let endpoints = routing.endpoints(&table);
     let view = req.view();
     let roll = args
         .roll
@@ -34,7 +36,7 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
     let trace = table.explain(&view);
     match args.format {
         Format::Json => {
-            let mut v = json::decision_json(&table, &decision, &view, &trace);
+            let mut v = json::decision_json(&table, &endpoints, &decision, &view, &trace);
             if let Value::Object(map) = &mut v {
                 map.insert(
                     "request".to_owned(),
@@ -54,7 +56,9 @@ pub(crate) fn run(args: &RouteArgs) -> Result<u8, Failure> {
             }
             crate::out(&crate::output::json_text(&v)?)?;
         }
-        Format::Text => crate::out(&text::decision_text(&table, &decision, &view, &trace, roll))?,
+        Format::Text => crate::out(&text::decision_text(
+            &table, &endpoints, &decision, &view, &trace, roll,
+        ))?,
     }
     Ok(if matches!(decision.action(), Action::NoRoute) {
         exit::NO_ROUTE
@@ -82,10 +86,15 @@ pub(crate) fn share(part: u64, total: u64) -> f64 {
     (part as f64 * 10_000.0 / total as f64).round() / 100.0
 }
 
-/// The endpoints of a cluster as `address:port`, as the configuration's ServiceEntries
-/// publish them, or `None` when the host name is resolved by DNS.
-pub(crate) fn endpoint_list(table: &RouteTable, cluster: ClusterId) -> Option<Vec<String>> {
-    let eps = table.static_endpoints().select(&table.selector(cluster));
+/// The endpoints of a cluster as `address:port`, as the source published them into
+/// `endpoints` (the configuration's ServiceEntries, a cluster's EndpointSlices), or `None`
+/// when the host name is resolved by DNS.
+pub(crate) fn endpoint_list(
+    table: &RouteTable,
+    endpoints: &StaticEndpoints,
+    cluster: ClusterId,
+) -> Option<Vec<String>> {
+    let eps = endpoints.select(&table.selector(cluster));
     if eps.resolve().is_some() {
         return None;
     }

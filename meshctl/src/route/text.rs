@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use mesh_resilience::AbortKind;
+use mesh_routing::endpoints::StaticEndpoints;
 use mesh_routing::{Action, ClusterId, RequestView, RouteDecision, RouteTable, Trace};
 
 use super::{endpoint_list, fmt_duration, lb_name, share};
@@ -10,6 +11,7 @@ use super::{endpoint_list, fmt_duration, lb_name, share};
 /// The decision for humans.
 pub(crate) fn decision_text(
     table: &RouteTable,
+    endpoints: &StaticEndpoints,
     decision: &RouteDecision<'_>,
     view: &RequestView<'_>,
     trace: &Trace,
@@ -75,7 +77,7 @@ pub(crate) fn decision_text(
                     "  the chosen subset is declared by no DestinationRule: the client gets 503 (NC)"
                 );
             }
-            write_endpoints(&mut out, table, r.cluster());
+            write_endpoints(&mut out, table, endpoints, r.cluster());
         }
         Action::Redirect(r) => {
             let _ = writeln!(
@@ -102,7 +104,7 @@ pub(crate) fn decision_text(
         Action::Passthrough(p) => match p.cluster() {
             Some(c) => {
                 let _ = writeln!(out, "action:   passthrough to {}", table.cluster_key(c));
-                write_endpoints(&mut out, table, c);
+                write_endpoints(&mut out, table, endpoints, c);
             }
             None => {
                 let _ = writeln!(
@@ -228,8 +230,13 @@ fn retry_count(retries: u32) -> String {
     }
 }
 
-fn write_endpoints(out: &mut String, table: &RouteTable, cluster: ClusterId) {
-    match endpoint_list(table, cluster) {
+fn write_endpoints(
+    out: &mut String,
+    table: &RouteTable,
+    endpoints: &StaticEndpoints,
+    cluster: ClusterId,
+) {
+    match endpoint_list(table, endpoints, cluster) {
         Some(list) if list.is_empty() => {
             let _ = writeln!(
                 out,
