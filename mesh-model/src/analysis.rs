@@ -80,6 +80,14 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
     let mut out = Vec::new();
     let mut rules = RuleIndex::new(config);
     let mut used_drs: HashSet<usize> = HashSet::new();
+    // ServiceEntry hosts as written (Istio takes them literally), with the first entry that
+    // names each.
+    let mut se_hosts: HashMap<&str, usize> = HashMap::new();
+    for (i, se) in config.service_entries.iter().enumerate() {
+        for h in se.hosts() {
+            se_hosts.entry(h.as_str()).or_insert(i);
+        }
+    }
     for vs in &config.virtual_services {
         let ns = vs.meta.namespace.as_str();
         for (ri, route) in vs.http.iter().enumerate() {
@@ -88,6 +96,31 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
                              subset: Option<&str>,
                              out: &mut Vec<Finding>| {
                 let fqdn = resolve_short_name(host, ns);
+                // A short destination host expands to the namespace's FQDN; a ServiceEntry
+                // that wrote the short name registers that literal name instead, so the
+                // destination gets none of its endpoints.
+                if fqdn != host && !se_hosts.contains_key(fqdn.as_str()) {
+                    if let Some(&se) = se_hosts.get(host) {
+                        let se = &config.service_entries[se];
+                        let mut at = path.clone();
+                        if let Some(last) = at.last_mut() {
+                            *last = "host".into();
+                        }
+                        out.push(Finding {
+                            severity: Severity::Warning,
+                            source: vs.meta.source.clone(),
+                            document: vs.meta.document,
+                            resource: vs_ref(vs),
+                            path: at,
+                            message: format!(
+                                "destination host {host:?} means {fqdn:?} here, but ServiceEntry {}/{} registers the literal host {host:?} (Istio does not expand ServiceEntry hosts), so this destination gets none of its endpoints{}. Write {fqdn:?} in the ServiceEntry's hosts",
+                                se.meta.namespace,
+                                se.meta.name,
+                                if subset.is_some() { " (503 UH)" } else { "" }
+                            ),
+                        });
+                    }
+                }
                 let found = rules.find(&fqdn, ns);
                 if let Some(i) = found {
                     used_drs.insert(i);
