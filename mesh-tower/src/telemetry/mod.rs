@@ -67,8 +67,10 @@
 //! [`MeshHandle::record_envoy_stats`](crate::MeshHandle::record_envoy_stats) publishes each
 //! cluster's counters ([`ENVOY_CLUSTER_COUNTERS`]) and gauges ([`ENVOY_CLUSTER_GAUGES`]) as
 //! `envoy_cluster_<stat>{cluster_name="outbound|port|subset|host"}`, the names of a sidecar's
-//! `/stats/prometheus`. Connection stats (`upstream_cx_*`) are not among them: the mesh does
-//! not own connections (the client does).
+//! `/stats/prometheus`. The connection stats ([`ENVOY_CLUSTER_CONNECTION_STATS`]:
+//! `upstream_cx_active`, `upstream_cx_total`) come from the mesh's own
+//! connector, [`MeshClient`](crate::client::MeshClient), for the clusters whose connections it
+//! keeps; with any other client the connections are the client's, and they are not published.
 //!
 //! # Access log
 //!
@@ -178,7 +180,7 @@ pub(crate) mod metrics;
 pub(crate) mod request_id;
 
 pub use access_log::{AccessLogLine, ACCESS_LOG_FIELDS, ACCESS_LOG_TARGET};
-pub use envoy::{ENVOY_CLUSTER_COUNTERS, ENVOY_CLUSTER_GAUGES};
+pub use envoy::{ENVOY_CLUSTER_CONNECTION_STATS, ENVOY_CLUSTER_COUNTERS, ENVOY_CLUSTER_GAUGES};
 pub(crate) use exchange::{Exchange, Tail, TailSlot};
 pub use flags::{ResponseFlag, ResponseFlags, UnknownResponseFlag};
 pub use metrics::{
