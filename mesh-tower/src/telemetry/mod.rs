@@ -178,6 +178,7 @@ mod exchange;
 mod flags;
 pub(crate) mod metrics;
 pub(crate) mod request_id;
+pub(crate) mod spans;
 
 pub use access_log::{AccessLogLine, ACCESS_LOG_FIELDS, ACCESS_LOG_TARGET};
 pub use envoy::{ENVOY_CLUSTER_CONNECTION_STATS, ENVOY_CLUSTER_COUNTERS, ENVOY_CLUSTER_GAUGES};

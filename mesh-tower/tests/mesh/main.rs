@@ -16,6 +16,7 @@ mod hygiene;
 mod idle;
 mod metrics;
 mod mirrors;
+mod otel;
 mod outlier;
 mod pools;
 mod reload;
