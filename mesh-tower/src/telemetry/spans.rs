@@ -239,12 +239,12 @@ fn record_url(span: &Span, scheme: Option<&Scheme>, authority: Option<&str>, uri
             span.record("server.port", p);
         }
     }
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    span.record(
-        "url.full",
-        field::display(format_args!(
-            "{scheme}://{}{path}",
-            authority.unwrap_or_default()
-        )),
-    );
+    // Without an authority there is no absolute URL to give.
+    if let Some(authority) = authority {
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        span.record(
+            "url.full",
+            field::display(format_args!("{scheme}://{authority}{path}")),
+        );
+    }
 }
