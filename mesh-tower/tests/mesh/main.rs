@@ -16,7 +16,6 @@ mod hygiene;
 mod idle;
 mod metrics;
 mod mirrors;
-mod otel;
 mod outlier;
 mod pools;
 mod reload;

@@ -1,6 +1,18 @@
 //! The `mesh.request` and `mesh.attempt` spans as OpenTelemetry sees them: through
 //! `tracing-opentelemetry` into the SDK's in-memory exporter, one client span per request and
 //! one child client span per attempt, with the HTTP client semantic conventions' attributes.
+//!
+//! A test binary of its own: `tracing` caches each callsite's interest process-wide, and a
+//! test without a subscriber on another thread of the same binary can register a mesh
+//! callsite as uninteresting while a test here installs its subscriber. Here every test
+//! installs one before the mesh runs.
+
+// The shared support module reads tokio's paused clock directly, as the `mesh` tests do.
+#![allow(clippy::disallowed_methods)]
+
+#[allow(dead_code, unused_imports)]
+#[path = "mesh/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 
