@@ -108,9 +108,20 @@ pub(crate) struct Upstream(pub(crate) Arc<ClusterState>);
 pub(crate) trait EndpointConnections: Send + Sync + 'static {
     /// Connections to endpoints for which `keep` says no drain.
     fn retain(&self, keep: &dyn Fn(&Authority) -> bool);
+    /// The connections' counts, for Envoy's `upstream_cx_*` stats.
+    fn stats(&self) -> ConnectionStats;
     /// The client's own view of itself, to find its typed pool again.
     #[cfg_attr(not(feature = "mesh-client"), allow(dead_code))]
     fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// What a client's connections to one cluster count (Envoy's `upstream_cx_*`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ConnectionStats {
+    /// Connections open or connecting (`upstream_cx_active`).
+    pub(crate) active: u64,
+    /// Connections dialled since the pool began (`upstream_cx_total`).
+    pub(crate) total: u64,
 }
 
 /// The connection pools clients keep for a cluster, one per client (by the client's id).
@@ -152,6 +163,22 @@ impl ConnectionSlots {
         next.push((id, Arc::clone(&made)));
         self.slots.store(Arc::new(next));
         made
+    }
+
+    /// The counts of every client's connections to the cluster added up; `None` when no
+    /// client keeps connections for it (a client that is not the mesh's own connector).
+    pub(crate) fn stats(&self) -> Option<ConnectionStats> {
+        let slots = self.slots.load();
+        if slots.is_empty() {
+            return None;
+        }
+        let mut sum = ConnectionStats::default();
+        for (_, c) in slots.iter() {
+            let s = c.stats();
+            sum.active += s.active;
+            sum.total += s.total;
+        }
+        Some(sum)
     }
 
     /// Tells every pool which endpoints remain.

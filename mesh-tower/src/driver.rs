@@ -10,7 +10,6 @@ use mesh_resilience::headers::{
 use mesh_resilience::retry::EnvoyOverrides;
 use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
 use tower_service::Service;
-use tracing::field;
 
 use crate::body::{MeshBody, PermitGuard, ReplayBody};
 use crate::cluster::Counters;
@@ -18,7 +17,7 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::pick::{self, Target};
 use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
-use crate::telemetry::{request_id, Exchange, ResponseFlag, ResponseFlags};
+use crate::telemetry::{request_id, spans, Exchange, ResponseFlag, ResponseFlags};
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -49,6 +48,7 @@ pub(crate) async fn drive<S, B, RB>(
     shared: Arc<Shared>,
     client: S,
     req: Request<B>,
+    span: tracing::Span,
 ) -> Result<Response<MeshBody<RB>>, MeshError>
 where
     S: Client<B, RB>,
@@ -56,7 +56,7 @@ where
     RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let mut ex = Exchange::start(&shared, &req);
-    let result = forward(&shared, client, req, &mut ex).await;
+    let result = forward(&shared, client, req, &mut ex, &span).await;
     ex.finish(&shared, result)
 }
 
@@ -66,6 +66,7 @@ async fn forward<S, B, RB>(
     client: S,
     req: Request<B>,
     ex: &mut Exchange,
+    span: &tracing::Span,
 ) -> Result<Response<MeshBody<RB>>, MeshError>
 where
     S: Client<B, RB>,
@@ -88,7 +89,7 @@ where
         && !parts.headers.contains_key(X_REQUEST_ID))
     .then(|| request_id::uuid_v4(rolls.request_id()));
     ex.request_id(request_id.as_ref());
-    let fwd = match route::route(shared, &compiled, &parts, &mut rolls) {
+    let fwd = match route::route(shared, &compiled, &parts, &mut rolls, span) {
         route::Routing::Forward(fwd) => fwd,
         route::Routing::Done(done) => return done,
     };
@@ -138,7 +139,6 @@ where
         .map(tokio::time::Instant::from_std);
     loop {
         let n = retry.state.attempt();
-        let span = attempt_span(n);
         let permit = match cluster.map(|cs| (cs, admit::try_admit(cs))) {
             None => None,
             Some((_, Ok(Ok(p)))) => Some(p),
@@ -163,17 +163,16 @@ where
             },
             None => None,
         };
+        // The attempt's span: only for an attempt that goes upstream.
+        let span = spans::attempt_span(n);
         ex.peer = match &target {
             Some(Target::Endpoint(e)) => e.series,
             _ => 0,
         };
         let to = target.as_ref().map(Target::authority);
         ex.attempt(now, name, to);
-        if let (Some(cs), Some(to)) = (cluster, to) {
+        if let Some(cs) = cluster {
             Counters::bump(&cs.counters.requests);
-            if !span.is_disabled() {
-                span.record("endpoint", field::display(to));
-            }
         }
         let close = permit.as_ref().is_some_and(RequestPermit::close_connection);
         let guard = cluster.map(|cs| PermitGuard::new(cs, permit, target.as_ref()));
@@ -189,13 +188,9 @@ where
             .map(|d| tokio::time::Instant::from_std(now) + d)
             .filter(|i| attempt_deadline.is_none_or(|a| *i < a));
         let deadline = idle_deadline.or(attempt_deadline);
-        let (result, waited) = attempt::send(
-            client.clone(),
-            template.request(to, count, close, cluster),
-            deadline,
-            span.clone(),
-        )
-        .await;
+        let req = template.request(to, count, close, cluster);
+        spans::record_attempt(&span, &req, name, to);
+        let (result, waited) = attempt::send(client.clone(), req, deadline, span.clone()).await;
         let outcome = classify::outcome(result.as_ref());
         let idle_fired = result.is_none() && idle_deadline.is_some();
         if let (Some(cs), None, false) = (cluster, &result, idle_fired) {
@@ -212,7 +207,7 @@ where
                 MeshError::per_try_timeout()
             })
         });
-        span.record("outcome", field::debug(outcome));
+        spans::record_attempt_result(&span, &result, outcome);
         if waited {
             now = crate::time::now().into_std();
         }
@@ -237,8 +232,7 @@ where
             RetryDecision::Retry { after }
                 if template.replayable_at_start && template.body.is_replayable() =>
             {
-                span.record("retry_reason", field::debug(outcome));
-                span.record("backoff_ms", after.as_millis() as u64);
+                spans::record_retry(&span, outcome, after.as_millis() as u64);
                 drop((result, guard));
                 if !after.is_zero() {
                     Box::pin(tokio::time::sleep(after)).await;
@@ -304,18 +298,6 @@ fn count_done(c: &Counters, reason: &DoneReason, attempt: u32) {
         }
         _ => {}
     }
-}
-
-/// The `mesh.attempt` span (disabled unless a subscriber wants debug spans).
-fn attempt_span(attempt: u32) -> tracing::Span {
-    tracing::debug_span!(
-        "mesh.attempt",
-        attempt,
-        endpoint = field::Empty,
-        outcome = field::Empty,
-        retry_reason = field::Empty,
-        backoff_ms = field::Empty,
-    )
 }
 
 /// A gRPC request's deadlines as Envoy sets them under Istio (which writes `max_grpc_timeout`

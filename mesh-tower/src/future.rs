@@ -7,13 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::Response;
-use tracing::field;
-
 use crate::body::MeshBody;
 use crate::cluster::Counters;
 use crate::error::MeshError;
 use crate::shared::Shared;
+use http::Response;
 
 /// The future of [`Mesh::call`](tower_service::Service::call) and
 /// [`Mesh::request`](crate::Mesh::request).
@@ -31,14 +29,8 @@ impl<RB> ResponseFuture<RB> {
     pub(crate) fn new(
         shared: Arc<Shared>,
         fut: Pin<Box<dyn Future<Output = Result<Response<MeshBody<RB>>, MeshError>> + Send>>,
+        span: tracing::Span,
     ) -> Self {
-        let span = tracing::debug_span!(
-            "mesh.request",
-            virtual_service = field::Empty,
-            route = field::Empty,
-            destination = field::Empty,
-            cluster = field::Empty,
-        );
         ResponseFuture {
             inner: fut,
             shared,
@@ -56,6 +48,7 @@ impl<RB> Future for ResponseFuture<RB> {
             let _entered = this.span.enter();
             std::task::ready!(this.inner.as_mut().poll(cx))
         };
+        crate::telemetry::spans::record_result(&this.span, &result);
         count_totals(&self.shared.totals, &result);
         Poll::Ready(result)
     }

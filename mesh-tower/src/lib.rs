@@ -122,10 +122,11 @@
 //! every response the mesh answered or changed carries Envoy's response flags
 //! ([`telemetry::ResponseFlags`]: `URX`, `UF`, `NR`...).
 //!
-//! `tracing` spans `mesh.request` (virtual service, route, destination,
-//! cluster) and `mesh.attempt` (attempt, endpoint, outcome, retry reason,
-//! backoff), at debug level; events for ejections, returns from ejection and
-//! reload failures.
+//! `tracing` spans `mesh.request` and, for each attempt, `mesh.attempt`, at debug level, with
+//! OpenTelemetry's HTTP client semantic conventions as field names (so `tracing-opentelemetry`
+//! exports a client span per request and per attempt: [`telemetry`]'s *OpenTelemetry spans*)
+//! and the mesh's virtual service, route, cluster, endpoint, outcome, retry reason, backoff and
+//! response flags; events for ejections, returns from ejection and reload failures.
 //!
 //! # Defaults
 //!

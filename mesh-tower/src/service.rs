@@ -107,7 +107,13 @@ impl<S> Mesh<S> {
         RB::Error: Into<BoxError>,
     {
         let shared = Arc::clone(&self.shared);
-        let fut = Box::pin(crate::driver::drive(shared, self.inner.clone(), req));
-        ResponseFuture::new(Arc::clone(&self.shared), fut)
+        let span = crate::telemetry::spans::request_span(&req);
+        let fut = Box::pin(crate::driver::drive(
+            shared,
+            self.inner.clone(),
+            req,
+            span.clone(),
+        ));
+        ResponseFuture::new(Arc::clone(&self.shared), fut, span)
     }
 }

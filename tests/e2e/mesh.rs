@@ -710,19 +710,20 @@ async fn reload_shifts_weights_under_load_without_failures() {
     let file = dir.join("api.yaml");
     let pods_file = dir.join("pods.yaml");
     std::fs::write(&pods_file, pods.service_entry()).unwrap();
-    // An invalid config (a route to an undefined subset) is refused and the old one keeps serving.
+    // An invalid config (a negative weight, which istiod refuses) is refused and the old one
+    // keeps serving.
     std::fs::write(
         &file,
         format!(
             "{}---\n{DR}",
-            split_vs(0, 100, "").replace("subset: v2", "subset: v3")
+            split_vs(0, 100, "").replace("weight: 100", "weight: -5")
         ),
     )
     .unwrap();
     let err = handle
         .reload_files(&[&file, &pods_file])
-        .expect_err("an undefined subset is refused");
-    assert!(err.to_string().contains("v3"), "{err}");
+        .expect_err("a negative weight is refused");
+    assert!(err.to_string().contains("-5"), "{err}");
     let v1_before = pods.received("v1");
     while pods.received("v1") < v1_before + 100 {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -284,3 +284,94 @@ async fn a_failing_v2_reports_urx_and_no_route_nr() {
         ])
     );
 }
+
+/// The value of Envoy stat `stat` for the connector tests' cluster, if it was published.
+fn cluster_stat(text: &str, stat: &str) -> Option<f64> {
+    samples(text, &format!("envoy_cluster_{stat}"))
+        .into_iter()
+        .find(|(labels, _)| labels["cluster_name"] == "outbound|80||api.conn.test")
+        .map(|(_, v)| v)
+}
+
+/// `upstream_cx_active` and `upstream_cx_total` from the mesh's own
+/// connector, compared with the sockets the backends accepted; none of them for a cluster
+/// served by another client.
+#[tokio::test]
+async fn the_mesh_client_publishes_envoy_connection_stats() {
+    use crate::connector::{destination_rule, mesh_client, service_entry};
+    use std::time::Duration;
+
+    let (rec, prom) = recorder();
+    let _local = metrics::set_default_local_recorder(&rec);
+    let delay = || Rule::new(Select::All, Action::Delay(Duration::from_millis(20)));
+    let a = Backend::builder()
+        .name("a")
+        .rule(delay())
+        .start()
+        .await
+        .unwrap();
+    let b = Backend::builder()
+        .name("b")
+        .rule(delay())
+        .start()
+        .await
+        .unwrap();
+    let (client, handle) = mesh_client(&[
+        &service_entry("HTTP", &[a.addr()]),
+        &destination_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
+    ]);
+    // Before any request no connector keeps connections for the cluster: nothing published.
+    handle.record_envoy_stats();
+    assert_eq!(cluster_stat(&prom.render(), "upstream_cx_active"), None);
+
+    // Twenty requests at once over at most two sockets.
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..20 {
+        let client = client.clone();
+        tasks.spawn(
+            async move { crate::connector::send(&client, crate::connector::get("/")).await },
+        );
+    }
+    while let Some(r) = tasks.join_next().await {
+        assert_eq!(r.unwrap().unwrap().0, 200);
+    }
+    handle.record_envoy_stats();
+    let text = prom.render();
+    assert_eq!(a.connections(), 2);
+    assert_eq!(cluster_stat(&text, "upstream_cx_total"), Some(2.0));
+    assert_eq!(
+        cluster_stat(&text, "upstream_cx_active"),
+        Some(a.open_connections() as f64)
+    );
+    assert_eq!(a.open_connections(), 2, "kept alive");
+
+    // `a` leaves the cluster: its idle connections close; `b` gets the next request.
+    handle.endpoint_source().publish(
+        "api.conn.test",
+        vec![
+            mesh_tower::routing::endpoints::Endpoint::new(&b.addr().ip().to_string())
+                .with_port_mapping(80, b.addr().port()),
+        ],
+    );
+    tokio::time::timeout(Duration::from_secs(30), a.wait_closed(2))
+        .await
+        .expect("a's connections closed");
+    // The connector learns of the close from its connection tasks: wait for them (bounded).
+    let mut active = None;
+    for _ in 0..300 {
+        handle.record_envoy_stats();
+        active = cluster_stat(&prom.render(), "upstream_cx_active");
+        if active == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(active, Some(0.0));
+    let res = crate::connector::send(&client, crate::connector::get("/")).await;
+    assert_eq!(res.unwrap().0, 200);
+    handle.record_envoy_stats();
+    let text = prom.render();
+    assert_eq!(b.connections(), 1);
+    assert_eq!(cluster_stat(&text, "upstream_cx_total"), Some(3.0));
+    assert_eq!(cluster_stat(&text, "upstream_cx_active"), Some(1.0));
+}

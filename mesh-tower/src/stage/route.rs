@@ -9,7 +9,6 @@ use mesh_resilience::rng::Rolls;
 use mesh_routing::cors::{Cors, CorsVerdict};
 use mesh_routing::lb::HashPolicy;
 use mesh_routing::{Action, RequestView, RouteDecision};
-use tracing::field;
 
 use crate::body::MeshBody;
 use crate::cluster::ClusterState;
@@ -58,6 +57,7 @@ pub(crate) fn route<'t, RB>(
     compiled: &'t Compiled,
     parts: &Parts,
     rolls: &mut Rolls,
+    span: &tracing::Span,
 ) -> Routing<'t, RB> {
     let mut view = RequestView::from_parts(parts);
     if let Some(ip) = shared.client.ip() {
@@ -97,7 +97,7 @@ pub(crate) fn route<'t, RB>(
         }
         Action::Route(_) | Action::Passthrough(_) => {}
     }
-    record_span(compiled, &decision);
+    crate::telemetry::spans::record_route(span, compiled, &decision);
     let path = decision.rewritten_path(&view).and_then(|p| {
         PathAndQuery::try_from(p)
             .inspect_err(|e| {
@@ -123,27 +123,4 @@ pub(crate) fn route<'t, RB>(
         set_cookie,
         decision,
     })
-}
-
-/// Fills the `mesh.request` span's fields (when a subscriber wants them).
-fn record_span(compiled: &Compiled, decision: &RouteDecision<'_>) {
-    if !tracing::enabled!(tracing::Level::DEBUG) {
-        return;
-    }
-    let span = tracing::Span::current();
-    if span.is_disabled() {
-        return;
-    }
-    if let Some(vs) = decision.virtual_service() {
-        span.record("virtual_service", field::display(vs));
-    }
-    if let Some(r) = decision.route() {
-        span.record("route", field::display(r));
-    }
-    if let Action::Route(r) = decision.action() {
-        span.record("destination", r.destination().host());
-    }
-    if let Some(c) = decision.cluster() {
-        span.record("cluster", field::display(compiled.table.cluster_key(c)));
-    }
 }

@@ -6,7 +6,7 @@
 //! absolute values, gauges set; nothing on the request path.
 
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use metrics::{Counter, Gauge, Key, Label, Level, Metadata};
 
@@ -38,20 +38,42 @@ pub const ENVOY_CLUSTER_GAUGES: [&str; 5] = [
     "membership_healthy",
 ];
 
+/// The connection stats, published for a cluster whose connections the mesh's own connector
+/// ([`MeshClient`](crate::client::MeshClient)) keeps: the gauge `upstream_cx_active` (sockets
+/// open or connecting) and the counter `upstream_cx_total` (connections dialled), summed over
+/// the connectors that serve the cluster. Another client's connections are its own: for a
+/// cluster no `MeshClient` has served, neither is published.
+///
+/// `upstream_cx_overflow` is not published: the mesh's admission holds HTTP/1 requests beyond
+/// `maxConnections` as pending before they reach the connector (the mesh's pool limits count
+/// requests), so the connector's own count of refused dials would stay near 0 where Envoy's
+/// counts every request that found the limit reached.
+pub const ENVOY_CLUSTER_CONNECTION_STATS: [&str; 2] = ["upstream_cx_active", "upstream_cx_total"];
+
 /// One cluster's handles, registered with the recorder the first time it is published.
 #[derive(Debug)]
 pub(crate) struct EnvoyStats {
+    labels: Vec<Label>,
     counters: [Counter; 9],
     gauges: [Gauge; 5],
+    /// `upstream_cx_active`, `upstream_cx_total`: registered once a connector keeps
+    /// connections for the cluster.
+    connections: OnceLock<(Gauge, Counter)>,
+}
+
+fn key(stat: &str, labels: &[Label]) -> Key {
+    Key::from_parts(format!("envoy_cluster_{stat}"), labels.to_vec())
 }
 
 impl EnvoyStats {
     fn register(cluster: &ClusterState) -> Self {
         let labels = vec![Label::new("cluster_name", cluster.name.to_string())];
-        let key = |stat: &str| Key::from_parts(format!("envoy_cluster_{stat}"), labels.clone());
         metrics::with_recorder(|r| EnvoyStats {
-            counters: ENVOY_CLUSTER_COUNTERS.map(|s| r.register_counter(&key(s), &METADATA)),
-            gauges: ENVOY_CLUSTER_GAUGES.map(|s| r.register_gauge(&key(s), &METADATA)),
+            counters: ENVOY_CLUSTER_COUNTERS
+                .map(|s| r.register_counter(&key(s, &labels), &METADATA)),
+            gauges: ENVOY_CLUSTER_GAUGES.map(|s| r.register_gauge(&key(s, &labels), &METADATA)),
+            connections: OnceLock::new(),
+            labels,
         })
     }
 
@@ -84,6 +106,19 @@ impl EnvoyStats {
         drop(inner);
         for (h, v) in self.gauges.iter().zip(gauges) {
             h.set(v);
+        }
+        if let Some(cx) = cluster.connections.stats() {
+            let (active, total) = self.connections.get_or_init(|| {
+                let [a, t] = ENVOY_CLUSTER_CONNECTION_STATS.map(|s| key(s, &self.labels));
+                metrics::with_recorder(|r| {
+                    (
+                        r.register_gauge(&a, &METADATA),
+                        r.register_counter(&t, &METADATA),
+                    )
+                })
+            });
+            active.set(cx.active as f64);
+            total.absolute(cx.total);
         }
     }
 }

@@ -53,7 +53,15 @@ async fn invalid_reload_keeps_the_old_configuration() {
     let mock = Mock::always(200);
     let mut svc = layer.layer(mock.clone());
 
-    std::fs::write(&good, split(101, 0)).unwrap();
+    // A negative weight: istiod refuses it.
+    std::fs::write(
+        &good,
+        format!(
+            "{SE}---\n{SUBSETS}---\n{}",
+            split(100, 0).replace("weight: 0", "weight: -1")
+        ),
+    )
+    .unwrap();
     let err = handle.reload_files(&[&dir]).unwrap_err();
     assert!(
         matches!(err, mesh_tower::ReloadError::Load(ref e) if !e.diagnostics().is_empty()),

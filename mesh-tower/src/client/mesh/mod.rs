@@ -28,7 +28,7 @@ pub use self::error::ConnectError;
 use self::pool::{Key, Lease, Pool, Tx};
 use self::settings::ConnSettings;
 use self::tls::MeshIdentity;
-use crate::cluster::{ClusterState, EndpointConnections, Upstream};
+use crate::cluster::{ClusterState, ConnectionStats, EndpointConnections, Upstream};
 use crate::BoxError;
 
 /// Where istio-agent writes the workload's certificates for proxyless clients
@@ -247,6 +247,10 @@ where
 {
     fn retain(&self, keep: &dyn Fn(&Authority) -> bool) {
         self.pool.retain(keep);
+    }
+
+    fn stats(&self) -> ConnectionStats {
+        self.pool.stats()
     }
 
     fn into_any(self: Arc<Self>) -> Arc<dyn std::any::Any + Send + Sync> {

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use super::dial;
 use super::error::ConnectError;
 use super::settings::ConnSettings;
-use crate::cluster::lock;
+use crate::cluster::{lock, ConnectionStats};
 use crate::BoxError;
 
 /// A connection's request sender.
@@ -182,6 +182,8 @@ struct State<B> {
     /// Connections not dialled because `maxConnections` was reached (Envoy's
     /// `upstream_cx_overflow`).
     overflows: u64,
+    /// Connections dialled (Envoy's `upstream_cx_total`).
+    dialled: u64,
 }
 
 /// What a connection's timer found.
@@ -211,6 +213,7 @@ where
                 sockets: 0,
                 next_id: 0,
                 overflows: 0,
+                dialled: 0,
             }),
             runtime,
             me: me.clone(),
@@ -332,6 +335,7 @@ where
             endpoints,
             sockets,
             overflows,
+            dialled,
             ..
         } = st;
         let Some(ep) = endpoints.get_mut(key) else {
@@ -357,6 +361,7 @@ where
             }
             ep.connecting += 1;
             *sockets += 1;
+            *dialled += 1;
             let fut = dial::dial_and_drive(self.me.clone(), key.clone(), Arc::clone(&ep.settings));
             self.runtime.spawn(fut);
         }
@@ -500,6 +505,15 @@ where
 }
 
 impl<B> Pool<B> {
+    /// Sockets open or connecting, and connections dialled in all.
+    pub(crate) fn stats(&self) -> ConnectionStats {
+        let st = lock(&self.state);
+        ConnectionStats {
+            active: u64::from(st.sockets),
+            total: st.dialled,
+        }
+    }
+
     /// Connections to endpoints `keep` refuses drain.
     pub(crate) fn retain(&self, keep: &dyn Fn(&Authority) -> bool) {
         let mut st = lock(&self.state);

@@ -1,0 +1,203 @@
+//! What telemetry adds to a request: the seed's canary request path (as `benches/mesh.rs`,
+//! over an in-process client that answers at once) with Istio's metrics off, on without a
+//! recorder, on with `metrics-exporter-prometheus`'s recorder (with Envoy's histogram
+//! buckets), and on without a recorder under a `tracing` subscriber that wants nothing below
+//! `INFO` (the mesh's spans are `DEBUG`).
+//!
+//! Run with: `cargo bench -p mesh-tower --bench telemetry -- --warm-up-time 1 --measurement-time 3`
+//!
+//! `telemetry CASE N` (see `main`) counts instructions per request under callgrind instead,
+//! a figure the machine's load does not move.
+//!
+//! The figures of interest: `prometheus` minus `metrics_off` (the cost of all metrics on;
+//! the goal is at most 150 ns), `no_recorder` and `info_subscriber` minus `metrics_off`
+//! (nothing measurable).
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+
+use bytes::Bytes;
+use criterion::{criterion_group, Criterion};
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use mesh_tower::body::ReplayBody;
+use mesh_tower::telemetry::ENVOY_HISTOGRAM_BUCKETS;
+use mesh_tower::{BoxError, ClientContext, MeshLayer};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+use tower::{service_fn, Layer, ServiceExt};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::Layer as _;
+
+#[path = "support/seed_canary.rs"]
+mod seed_canary;
+
+/// Polls a future that never waits to completion.
+fn run<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+    }
+}
+
+/// Reads a body to its end (this records the request's metrics and releases its permit).
+fn drain<B: Body + Unpin>(mut body: B) {
+    let mut cx = Context::from_waker(Waker::noop());
+    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
+}
+
+fn request() -> Request<Full<Bytes>> {
+    Request::get("http://api:8080/items/1")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// The cases, in order: the mesh each uses (metrics on or off), and what is installed around it.
+const CASES: [&str; 4] = [
+    "metrics_off",
+    "no_recorder",
+    "info_subscriber",
+    "prometheus",
+];
+
+/// Requests between two upkeeps of the Prometheus recorder (which drains its histograms'
+/// samples, as its exporter does every few seconds; without it they pile up unread).
+const UPKEEP_EVERY: u32 = 4096;
+
+type Bare = tower::util::ServiceFn<
+    fn(
+        Request<ReplayBody<Full<Bytes>>>,
+    ) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>>,
+>;
+
+fn answer(
+    _req: Request<ReplayBody<Full<Bytes>>>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+}
+
+/// The seed canary's mesh over a client that answers at once, Istio's metrics on or off.
+fn mesh(metrics: bool) -> mesh_tower::Mesh<Bare> {
+    MeshLayer::builder()
+        .config(seed_canary::config())
+        .client(
+            ClientContext::new("default")
+                .with_workload_name("web-v1")
+                .with_label("app", "web")
+                .with_label("version", "v1"),
+        )
+        .metrics(metrics)
+        .seed(1)
+        .build()
+        .expect("builds")
+        .layer(service_fn(answer as fn(_) -> _))
+}
+
+fn prometheus() -> PrometheusRecorder {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            Matcher::Prefix("istio_".to_owned()),
+            &ENVOY_HISTOGRAM_BUCKETS,
+        )
+        .unwrap()
+        .build_recorder()
+}
+
+fn info_subscriber() -> impl tracing::Subscriber + Send + Sync {
+    tracing_subscriber::registry().with(
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::sink)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+    )
+}
+
+/// Runs `each` with `case`'s recorder or subscriber installed on this thread, with the
+/// mesh it measures and what to call between requests.
+fn with_case(case: &str, each: impl FnOnce(&mesh_tower::Mesh<Bare>, &mut dyn FnMut())) {
+    match case {
+        "metrics_off" => each(&mesh(false), &mut || {}),
+        "no_recorder" => each(&mesh(true), &mut || {}),
+        "info_subscriber" => {
+            let _sub = tracing::subscriber::set_default(info_subscriber());
+            each(&mesh(true), &mut || {});
+        }
+        "prometheus" => {
+            let recorder = prometheus();
+            let handle = recorder.handle();
+            {
+                let _local = metrics::set_default_local_recorder(&recorder);
+                let mut n = 0u32;
+                each(&mesh(true), &mut || {
+                    n += 1;
+                    if n.is_multiple_of(UPKEEP_EVERY) {
+                        handle.run_upkeep();
+                    }
+                });
+            }
+            // The recorder saw the requests: the figures are of metrics actually recorded.
+            let text = handle.render();
+            assert!(
+                text.lines()
+                    .any(|l| l.starts_with("istio_requests_total{") && !l.ends_with(" 0")),
+                "{text}"
+            );
+        }
+        other => panic!("unknown case {other}; one of {CASES:?}"),
+    }
+}
+
+fn one(mesh: &mesh_tower::Mesh<Bare>) {
+    let res = run(mesh.clone().oneshot(request())).unwrap();
+    drain(black_box(res).into_body());
+}
+
+fn bench(c: &mut Criterion) {
+    let mut g = c.benchmark_group("telemetry");
+    for case in CASES {
+        with_case(case, |mesh, between| {
+            g.bench_function(case, |b| {
+                b.iter(|| {
+                    one(mesh);
+                    between();
+                });
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+
+/// `telemetry CASE N` runs `N` requests of one case and exits, for an instruction count:
+/// `valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/telemetry-* CASE N`
+/// at two values of `N`; the difference of the totals over the difference of `N` is the
+/// cost of one request. Without arguments (as `cargo bench` runs it): criterion.
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    if let [case, n] = &args[..] {
+        if let (true, Ok(n)) = (CASES.contains(&case.as_str()), n.parse::<u32>()) {
+            with_case(case, |mesh, between| {
+                for _ in 0..n {
+                    one(mesh);
+                    between();
+                }
+            });
+            return;
+        }
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
