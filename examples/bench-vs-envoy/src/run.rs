@@ -28,9 +28,9 @@ pub(crate) const V2_FAILURE_PER_MILLION: u32 = 500_000;
 /// Seed of the backends' failure sequence (the same for mesh and Envoy).
 const FAILURE_SEED: u64 = 6;
 /// Fixed rate of the behaviour comparison, requests per second. Both set-ups send at the same
-/// rate for the same time: a retry budget limits retries in flight, so retries per request
-/// depend on how long a run lasts, and a closed loop would let the faster set-up finish sooner
-/// with fewer retries per request.
+/// rate for the same time, so that anything that depends on time (an ejection lasting 30 s, or a
+/// retry budget for a mesh built with one, which limits retries in flight) meets the same load
+/// in both. Neither side has a budget by default (Istio-exact).
 const BEHAVIOUR_RATE: u64 = 1_000;
 /// Longest any one behaviour phase may run.
 const BEHAVIOUR_LIMIT: Duration = Duration::from_secs(120);

@@ -389,6 +389,7 @@ const SCENARIOS: &[Scenario] = &[
 
 /// One run of one set-up, joined with what the backends received.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+/// (The per-request vectors stay out of `behaviour.json`, which keeps only the totals.)
 pub(crate) struct SideRun {
     /// Requests that got an answer or an error.
     requests: u64,
@@ -405,15 +406,22 @@ pub(crate) struct SideRun {
     pods: BTreeMap<String, u64>,
     /// Attempts the backends received without a known request number (should be 0).
     untagged: u64,
+    /// Requests by the number of backend attempts they made.
+    attempts_histogram: BTreeMap<u32, u64>,
     /// Backend attempts of each request, in request order.
+    #[serde(skip_serializing, default)]
     attempts: Vec<u32>,
     /// Latency of each request, µs, in request order.
+    #[serde(skip_serializing, default)]
     latency_us: Vec<u64>,
     /// Burst of each request (burst mode).
+    #[serde(skip_serializing, default)]
     burst: Vec<u64>,
     /// Whether each request failed (non-2xx or error).
+    #[serde(skip_serializing, default)]
     failed: Vec<bool>,
     /// Whether each request was answered `x-envoy-overloaded`.
+    #[serde(skip_serializing, default)]
     overloaded_each: Vec<bool>,
 }
 
@@ -454,6 +462,10 @@ impl SideRun {
             *failures.entry(key).or_insert(0) += 1;
         }
         let overloaded_each: Vec<bool> = out.requests.iter().map(|s| s.overloaded).collect();
+        let mut attempts_histogram = BTreeMap::new();
+        for a in &attempts {
+            *attempts_histogram.entry(*a).or_insert(0) += 1;
+        }
         SideRun {
             requests: out.requests.len() as u64,
             unfinished: out.unfinished,
@@ -466,6 +478,7 @@ impl SideRun {
                 .count() as u64,
             pods: per_pod,
             untagged,
+            attempts_histogram,
             attempts,
             latency_us: out.requests.iter().map(|s| s.latency_us).collect(),
             burst: out.requests.iter().map(|s| s.burst).collect(),
@@ -534,7 +547,7 @@ fn compare_means(figure: &str, m: &[f64], e: &[f64], digits: usize) -> (String, 
     (
         format!("{mm:.digits$} (n={})", m.len()),
         format!("{me:.digits$} (n={})", e.len()),
-        format!("|Δ| {d:.digits$} ≤ {tol:.digits$} (3 SE, Welch)"),
+        format!("Δ {d:.digits$} ≤ {tol:.digits$} (3 SE, Welch)"),
         agree,
     )
 }
@@ -551,7 +564,7 @@ fn compare_shares(m: (u64, u64), e: (u64, u64)) -> (String, String, String, bool
     (
         format!("{p1:.4} ({}/{})", m.0, m.1),
         format!("{p2:.4} ({}/{})", e.0, e.1),
-        format!("|Δ| {d:.4} ≤ {tol:.4} (3 SE, binomial)"),
+        format!("Δ {d:.4} ≤ {tol:.4} (3 SE, binomial)"),
         agree,
     )
 }
@@ -589,7 +602,7 @@ fn compare_quantiles(m: &[u64], e: &[u64], q: f64) -> (String, String, String, b
                 format!("{:.1} ms (n={})", ms_(mq), m.len()),
                 format!("{:.1} ms (n={})", ms_(eq), e.len()),
                 format!(
-                    "intervals overlap: mesh {:.1}–{:.1}, Envoy {:.1}–{:.1} ms (3σ rank bounds)",
+                    "3σ rank intervals overlap? mesh {:.1}–{:.1}, Envoy {:.1}–{:.1} ms",
                     ms_(ml),
                     ms_(mh),
                     ms_(el),
@@ -952,8 +965,8 @@ fn markdown(r: &BehaviourReport) -> String {
         );
     }
     let _ = writeln!(m, "\n## Failures seen by the client, per run\n");
-    let _ = writeln!(m, "| scenario | mode | set-up | run | requests | failures | attempts per pod |");
-    let _ = writeln!(m, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(m, "| scenario | mode | set-up | run | requests | failures | attempts per pod | requests by attempts |");
+    let _ = writeln!(m, "|---|---|---|---|---|---|---|---|");
     for (sc, modes) in &r.runs {
         for (mode, mr) in modes {
             for (setup, runs) in [("mesh", &mr.mesh), ("envoy", &mr.envoy)] {
@@ -962,7 +975,7 @@ fn markdown(r: &BehaviourReport) -> String {
                         run.pods.iter().map(|(p, n)| format!("{p} {n}")).collect();
                     let _ = writeln!(
                         m,
-                        "| {sc} | {mode} | {setup} | {} | {} | {} | {} |",
+                        "| {sc} | {mode} | {setup} | {} | {} | {} | {} | {} |",
                         k + 1,
                         run.requests,
                         if run.failures.is_empty() {
@@ -970,7 +983,12 @@ fn markdown(r: &BehaviourReport) -> String {
                         } else {
                             format!("{:?}", run.failures)
                         },
-                        pods.join(", ")
+                        pods.join(", "),
+                        run.attempts_histogram
+                            .iter()
+                            .map(|(a, n)| format!("{a}: {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     );
                 }
             }
