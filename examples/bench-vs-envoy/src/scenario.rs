@@ -133,13 +133,7 @@ async fn one(target: &Target, seq: u64, burst: u64) -> Seen {
 }
 
 async fn probe_async(a: &ProbeArgs) -> Result<ProbeOutput, String> {
-    let target = Arc::new(Target::build(
-        a.setup,
-        &[],
-        &[],
-        &a.config,
-        a.envoy_addr,
-    )?);
+    let target = Arc::new(Target::build(a.setup, &[], &[], &a.config, a.envoy_addr)?);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + PROBE_LIMIT;
     let mut unfinished = 0;
@@ -537,13 +531,12 @@ fn mean_se(x: &[f64]) -> (f64, f64) {
 
 /// Means compared within `SIGMAS` standard errors of their difference (Welch: each side's
 /// sample variance over its size). With no variance on either side, only equality agrees.
-fn compare_means(figure: &str, m: &[f64], e: &[f64], digits: usize) -> (String, String, String, bool) {
+fn compare_means(m: &[f64], e: &[f64], digits: usize) -> (String, String, String, bool) {
     let (mm, sm) = mean_se(m);
     let (me, se) = mean_se(e);
     let tol = SIGMAS * sm.hypot(se);
     let d = (mm - me).abs();
     let agree = if tol > 0.0 { d <= tol } else { d < 1e-9 };
-    let _ = figure;
     (
         format!("{mm:.digits$} (n={})", m.len()),
         format!("{me:.digits$} (n={})", e.len()),
@@ -643,17 +636,18 @@ fn sum(runs: &[SideRun], f: impl Fn(&SideRun) -> u64) -> u64 {
 fn compare(scenario: &str, mode: Mode, r: &ModeRuns) -> Vec<Comparison> {
     let (m, e) = (&r.mesh, &r.envoy);
     let mut out = Vec::new();
-    let mut push = |figure: &str, (mesh, envoy, tolerance, agree): (String, String, String, bool)| {
-        out.push(Comparison {
-            scenario: scenario.to_owned(),
-            mode: mode.as_str().to_owned(),
-            figure: figure.to_owned(),
-            mesh,
-            envoy,
-            tolerance,
-            agree,
-        });
-    };
+    let mut push =
+        |figure: &str, (mesh, envoy, tolerance, agree): (String, String, String, bool)| {
+            out.push(Comparison {
+                scenario: scenario.to_owned(),
+                mode: mode.as_str().to_owned(),
+                figure: figure.to_owned(),
+                mesh,
+                envoy,
+                tolerance,
+                agree,
+            });
+        };
     let error_rate = |runs: &[SideRun]| (sum(runs, SideRun::errors), sum(runs, |r| r.requests));
     let attempts = |runs: &[SideRun]| as_f64(&concat(runs, |r| &r.attempts));
     match scenario {
@@ -661,34 +655,56 @@ fn compare(scenario: &str, mode: Mode, r: &ModeRuns) -> Vec<Comparison> {
             push(
                 "share of attempts reaching v2",
                 compare_shares(
-                    (sum(m, SideRun::v2_attempts), sum(m, SideRun::total_attempts)),
-                    (sum(e, SideRun::v2_attempts), sum(e, SideRun::total_attempts)),
+                    (
+                        sum(m, SideRun::v2_attempts),
+                        sum(m, SideRun::total_attempts),
+                    ),
+                    (
+                        sum(e, SideRun::v2_attempts),
+                        sum(e, SideRun::total_attempts),
+                    ),
                 ),
             );
-            push("client error rate", compare_shares(error_rate(m), error_rate(e)));
+            push(
+                "client error rate",
+                compare_shares(error_rate(m), error_rate(e)),
+            );
         }
         "half-failing-retries" | "half-failing-no-retries" => {
-            push("client error rate", compare_shares(error_rate(m), error_rate(e)));
+            push(
+                "client error rate",
+                compare_shares(error_rate(m), error_rate(e)),
+            );
             push(
                 "backend attempts per request",
-                compare_means("", &attempts(m), &attempts(e), 4),
+                compare_means(&attempts(m), &attempts(e), 4),
             );
             push(
                 "share of attempts reaching api-v2-a",
                 compare_shares(
-                    (sum(m, |r| r.pod("api-v2-a")), sum(m, SideRun::total_attempts)),
-                    (sum(e, |r| r.pod("api-v2-a")), sum(e, SideRun::total_attempts)),
+                    (
+                        sum(m, |r| r.pod("api-v2-a")),
+                        sum(m, SideRun::total_attempts),
+                    ),
+                    (
+                        sum(e, |r| r.pod("api-v2-a")),
+                        sum(e, SideRun::total_attempts),
+                    ),
                 ),
             );
         }
         "ejection" => {
-            let failing =
-                |runs: &[SideRun]| -> Vec<f64> { runs.iter().map(|r| r.pod("api-v2-a") as f64).collect() };
+            let failing = |runs: &[SideRun]| -> Vec<f64> {
+                runs.iter().map(|r| r.pod("api-v2-a") as f64).collect()
+            };
             push(
                 "attempts the failing pod got (per run)",
-                compare_means("", &failing(m), &failing(e), 2),
+                compare_means(&failing(m), &failing(e), 2),
             );
-            push("client error rate", compare_shares(error_rate(m), error_rate(e)));
+            push(
+                "client error rate",
+                compare_shares(error_rate(m), error_rate(e)),
+            );
         }
         "pending-overflow" => {
             let per_burst = |runs: &[SideRun], what: &dyn Fn(&SideRun, usize) -> u64| -> Vec<f64> {
@@ -708,25 +724,34 @@ fn compare(scenario: &str, mode: Mode, r: &ModeRuns) -> Vec<Comparison> {
             let reached = |r: &SideRun, i: usize| u64::from(r.attempts[i]);
             push(
                 "503 + x-envoy-overloaded per burst of 30",
-                compare_means("", &per_burst(m, &over), &per_burst(e, &over), 2),
+                compare_means(&per_burst(m, &over), &per_burst(e, &over), 2),
             );
             push(
                 "backend attempts per burst",
-                compare_means("", &per_burst(m, &reached), &per_burst(e, &reached), 2),
+                compare_means(&per_burst(m, &reached), &per_burst(e, &reached), 2),
             );
             push(
                 "overloaded answers whose request reached a backend (retried)",
                 compare_shares(
-                    (sum(m, |r| r.overloaded_reached_backend), sum(m, |r| r.overloaded)),
-                    (sum(e, |r| r.overloaded_reached_backend), sum(e, |r| r.overloaded)),
+                    (
+                        sum(m, |r| r.overloaded_reached_backend),
+                        sum(m, |r| r.overloaded),
+                    ),
+                    (
+                        sum(e, |r| r.overloaded_reached_backend),
+                        sum(e, |r| r.overloaded),
+                    ),
                 ),
             );
         }
         "per-try-timeout" | "route-timeout" => {
-            push("client error rate", compare_shares(error_rate(m), error_rate(e)));
+            push(
+                "client error rate",
+                compare_shares(error_rate(m), error_rate(e)),
+            );
             push(
                 "backend attempts per request",
-                compare_means("", &attempts(m), &attempts(e), 4),
+                compare_means(&attempts(m), &attempts(e), 4),
             );
             let retried = |runs: &[SideRun]| -> Vec<u64> {
                 runs.iter()
@@ -778,7 +803,11 @@ pub(crate) async fn behaviour(a: &BehaviourArgs) -> Result<(), String> {
         if !SCENARIOS.iter().any(|s| s.name == o) {
             return Err(format!(
                 "--only {o}: no such scenario (there are {})",
-                SCENARIOS.iter().map(|s| s.name).collect::<Vec<_>>().join(", ")
+                SCENARIOS
+                    .iter()
+                    .map(|s| s.name)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
     }
@@ -897,7 +926,10 @@ pub(crate) async fn behaviour(a: &BehaviourArgs) -> Result<(), String> {
     meta.insert("envoy_version".to_owned(), envoy_version.into());
     meta.insert("scale".to_owned(), a.scale.into());
     meta.insert("concurrency".to_owned(), a.concurrency.into());
-    meta.insert("took_secs".to_owned(), started.elapsed().as_secs_f64().round().into());
+    meta.insert(
+        "took_secs".to_owned(),
+        started.elapsed().as_secs_f64().round().into(),
+    );
     meta.insert("loadavg_before".to_owned(), load_before.into());
     meta.insert("loadavg_after".to_owned(), crate::run::loadavg().into());
     meta.insert(
@@ -908,8 +940,7 @@ pub(crate) async fn behaviour(a: &BehaviourArgs) -> Result<(), String> {
     );
     meta.insert(
         "command".to_owned(),
-        crate::report::without_directories(&std::env::args().collect::<Vec<_>>().join(" "))
-            .into(),
+        crate::report::without_directories(&std::env::args().collect::<Vec<_>>().join(" ")).into(),
     );
     let report = BehaviourReport {
         meta,
@@ -936,7 +967,10 @@ fn markdown(r: &BehaviourReport) -> String {
         None => String::new(),
     };
     let mut m = String::new();
-    let _ = writeln!(m, "# bench-vs-envoy: behaviour, mesh against Envoy, Istio-exact\n");
+    let _ = writeln!(
+        m,
+        "# bench-vs-envoy: behaviour, mesh against Envoy, Istio-exact\n"
+    );
     let _ = writeln!(
         m,
         "Envoy {} (`--concurrency 1`, a fresh Envoy and a fresh mesh client process for every run); no retry budget on either side; scale {}, {} senders in the concurrent runs; {} CPUs, load average {} before and {} after. Took {} s.\n",
@@ -946,10 +980,17 @@ fn markdown(r: &BehaviourReport) -> String {
     let _ = writeln!(m, "| scenario | what | configuration |");
     let _ = writeln!(m, "|---|---|---|");
     for sc in SCENARIOS.iter().filter(|s| r.runs.contains_key(s.name)) {
-        let _ = writeln!(m, "| {} | {} | [`config/{}`](../config/{}) |", sc.name, sc.title, sc.file, sc.file);
+        let _ = writeln!(
+            m,
+            "| {} | {} | [`config/{}`](../config/{}) |",
+            sc.name, sc.title, sc.file, sc.file
+        );
     }
     let _ = writeln!(m);
-    let _ = writeln!(m, "| scenario | mode | figure | mesh | Envoy | tolerance | verdict |");
+    let _ = writeln!(
+        m,
+        "| scenario | mode | figure | mesh | Envoy | tolerance | verdict |"
+    );
     let _ = writeln!(m, "|---|---|---|---|---|---|---|");
     for c in &r.comparisons {
         let _ = writeln!(
@@ -1005,10 +1046,10 @@ mod tests {
     fn means_agree_within_three_standard_errors() {
         let m = [1.0, 2.0, 1.0, 2.0];
         let e = [1.0, 2.0, 2.0, 2.0];
-        assert!(compare_means("", &m, &e, 2).3);
+        assert!(compare_means(&m, &e, 2).3);
         // No variance anywhere: only equality agrees.
-        assert!(compare_means("", &[5.0, 5.0], &[5.0, 5.0], 2).3);
-        assert!(!compare_means("", &[5.0, 5.0], &[6.0, 6.0], 2).3);
+        assert!(compare_means(&[5.0, 5.0], &[5.0, 5.0], 2).3);
+        assert!(!compare_means(&[5.0, 5.0], &[6.0, 6.0], 2).3);
     }
 
     #[test]
@@ -1025,7 +1066,10 @@ mod tests {
         let (lo, q, hi) = quantile_interval(&v, 0.9).unwrap();
         assert_eq!(q, 901);
         // 3 × √(1000 × 0.9 × 0.1) ≈ 28.5 ranks either side.
-        assert!((870..=875).contains(&lo) && (928..=932).contains(&hi), "{lo} {hi}");
+        assert!(
+            (870..=875).contains(&lo) && (928..=932).contains(&hi),
+            "{lo} {hi}"
+        );
         let shifted: Vec<u64> = (1..=1000).map(|x| x + 200).collect();
         assert!(!compare_quantiles(&v, &shifted, 0.9).3);
         assert!(compare_quantiles(&v, &v, 0.9).3);
