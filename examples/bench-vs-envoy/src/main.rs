@@ -15,6 +15,7 @@ mod load;
 mod procfs;
 mod report;
 mod run;
+mod scenario;
 mod target;
 
 /// Side-by-side benchmark: bare client, mesh, Envoy sidecar.
@@ -31,6 +32,11 @@ enum Command {
     Run(run::RunArgs),
     /// One phase of one set-up (started by `run`, one process per phase).
     Client(client::ClientArgs),
+    /// The behaviour scenarios alone, mesh against Envoy, Istio-exact on both sides; writes
+    /// `behaviour.md` and `behaviour.json`.
+    Behaviour(scenario::BehaviourArgs),
+    /// One run of one set-up in a behaviour scenario (started by `behaviour`).
+    Probe(scenario::ProbeArgs),
     /// Summarises a saved `latest.json` again and rewrites `latest.md` and `latest.json`.
     Report {
         /// The saved results.
@@ -46,6 +52,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Client(a) => client::run(&a),
+        Command::Probe(a) => scenario::probe(&a),
+        Command::Behaviour(a) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|rt| rt.block_on(scenario::behaviour(&a))),
         Command::Report { from, out } => std::fs::read_to_string(&from)
             .map_err(|e| format!("{}: {e}", from.display()))
             .and_then(|json| report::Report::rebuild(&json))

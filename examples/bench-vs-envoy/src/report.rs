@@ -434,7 +434,7 @@ fn median_of(
 
 /// A command line with every path cut down to its file name, so that a report names no
 /// directory of the machine it ran on.
-fn without_directories(command: &str) -> String {
+pub(crate) fn without_directories(command: &str) -> String {
     command
         .split(' ')
         .map(|w| match w.rsplit_once('/') {

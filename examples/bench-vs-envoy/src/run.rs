@@ -28,9 +28,9 @@ pub(crate) const V2_FAILURE_PER_MILLION: u32 = 500_000;
 /// Seed of the backends' failure sequence (the same for mesh and Envoy).
 const FAILURE_SEED: u64 = 6;
 /// Fixed rate of the behaviour comparison, requests per second. Both set-ups send at the same
-/// rate for the same time: a retry budget limits retries in flight, so retries per request
-/// depend on how long a run lasts, and a closed loop would let the faster set-up finish sooner
-/// with fewer retries per request.
+/// rate for the same time, so that anything that depends on time (an ejection lasting 30 s, or a
+/// retry budget for a mesh built with one, which limits retries in flight) meets the same load
+/// in both. Neither side has a budget by default (Istio-exact).
 const BEHAVIOUR_RATE: u64 = 1_000;
 /// Longest any one behaviour phase may run.
 const BEHAVIOUR_LIMIT: Duration = Duration::from_secs(120);
@@ -86,23 +86,31 @@ fn secs_ms(s: f64) -> Result<u64, String> {
 
 /// The machine's load averages (`/proc/loadavg`, 1, 5 and 15 minutes): other work on the
 /// machine shows up in every figure.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_default()
 }
 
 /// A free loopback port (bound, read, released).
-fn free_port() -> Result<u16, String> {
+pub(crate) fn free_port() -> Result<u16, String> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     Ok(l.local_addr().map_err(|e| e.to_string())?.port())
 }
 
-struct Envoy {
+pub(crate) struct Envoy {
     child: Child,
-    pid: u32,
-    listen: SocketAddr,
-    version: String,
+    pub(crate) pid: u32,
+    pub(crate) listen: SocketAddr,
+    pub(crate) version: String,
+}
+
+impl Envoy {
+    /// Kills Envoy and waits for it (at most 5 s).
+    pub(crate) async fn stop(mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
+    }
 }
 
 /// Runs the whole benchmark.
@@ -117,33 +125,10 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
 
     // 1. Backends.
-    let mut pods = Vec::new();
-    for (name, version) in PODS {
-        let b = Backend::builder()
-            .name(name)
-            .label("app", "api")
-            .label("version", version)
-            .start()
-            .await
-            .map_err(|e| format!("backend {name}: {e}"))?;
-        eprintln!("backend {name} version={version} on {}", b.addr());
-        pods.push(b);
-    }
+    let pods = start_pods().await?;
 
     // 2. The configuration, with the backends' ports.
-    let mut endpoints = ENDPOINTS.to_owned();
-    for b in &pods {
-        endpoints = endpoints.replace(
-            &format!("{{{{{}}}}}", b.name()),
-            &b.addr().port().to_string(),
-        );
-    }
-    if let Some(left) = endpoints.lines().find(|l| l.contains("{{")) {
-        return Err(format!(
-            "config/endpoints.yaml.tmpl: a placeholder has no backend: {}",
-            left.trim()
-        ));
-    }
+    let endpoints = endpoints_yaml(&pods)?;
     let canary_path = work.join("canary.yaml");
     let endpoints_path = work.join("endpoints.yaml");
     std::fs::write(&canary_path, CANARY).map_err(|e| e.to_string())?;
@@ -289,9 +274,8 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
     }
 
     let envoy_version = envoy.as_ref().map(|e| e.version.clone());
-    if let Some(e) = envoy.as_mut() {
-        let _ = e.child.start_kill();
-        let _ = tokio::time::timeout(Duration::from_secs(5), e.child.wait()).await;
+    if let Some(e) = envoy.take() {
+        e.stop().await;
     }
 
     let report = Report::build(
@@ -310,6 +294,41 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
         started.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The ServiceEntry template with each `{{pod}}` placeholder replaced by that backend's port.
+pub(crate) fn endpoints_yaml(pods: &[Backend]) -> Result<String, String> {
+    let mut endpoints = ENDPOINTS.to_owned();
+    for b in pods {
+        endpoints = endpoints.replace(
+            &format!("{{{{{}}}}}", b.name()),
+            &b.addr().port().to_string(),
+        );
+    }
+    if let Some(left) = endpoints.lines().find(|l| l.contains("{{")) {
+        return Err(format!(
+            "config/endpoints.yaml.tmpl: a placeholder has no backend: {}",
+            left.trim()
+        ));
+    }
+    Ok(endpoints)
+}
+
+/// Starts the four backends (`api-v1-a`, `api-v1-b`, `api-v2-a`, `api-v2-b`).
+pub(crate) async fn start_pods() -> Result<Vec<Backend>, String> {
+    let mut pods = Vec::new();
+    for (name, version) in PODS {
+        let b = Backend::builder()
+            .name(name)
+            .label("app", "api")
+            .label("version", version)
+            .start()
+            .await
+            .map_err(|e| format!("backend {name}: {e}"))?;
+        eprintln!("backend {name} version={version} on {}", b.addr());
+        pods.push(b);
+    }
+    Ok(pods)
 }
 
 /// Arguments every client process gets.
@@ -362,6 +381,15 @@ impl ClientBase {
 
 /// Runs this binary's `client` subcommand in a child process, bounded by `limit`.
 async fn spawn_client(args: &[String], limit: Duration) -> Result<PhaseResult, String> {
+    spawn_child(args, limit).await
+}
+
+/// Runs this binary with `args` in a child process, bounded by `limit`, and reads the JSON
+/// object it prints.
+pub(crate) async fn spawn_child<T: serde::de::DeserializeOwned>(
+    args: &[String],
+    limit: Duration,
+) -> Result<T, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let child = Command::new(exe)
         .args(args)
@@ -380,7 +408,7 @@ async fn spawn_client(args: &[String], limit: Duration) -> Result<PhaseResult, S
     serde_json::from_slice(&out.stdout).map_err(|e| format!("client output: {e}"))
 }
 
-async fn start_envoy(
+pub(crate) async fn start_envoy(
     bin: &Path,
     meshctl: &Path,
     config: &[PathBuf],

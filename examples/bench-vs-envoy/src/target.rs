@@ -168,6 +168,86 @@ impl Target {
     }
 }
 
+/// Header carrying the request's number, so the backends' records tie every attempt to the
+/// request it belongs to (the mesh and Envoy both forward it unchanged).
+pub(crate) const SEQ_HEADER: &str = "x-bench-seq";
+
+/// What a behaviour probe learnt of one request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Probe {
+    /// The status (0: a transport error, no answer).
+    pub(crate) status: u16,
+    /// Whether a backend wrote the answer (`x-backend`); false for a local reply.
+    pub(crate) from_backend: bool,
+    /// Whether the answer carried `x-envoy-overloaded: true`.
+    pub(crate) overloaded: bool,
+}
+
+impl Probe {
+    fn of<B>(res: &http::Response<B>) -> Self {
+        Probe {
+            status: res.status().as_u16(),
+            from_backend: res.headers().contains_key("x-backend"),
+            overloaded: res
+                .headers()
+                .get("x-envoy-overloaded")
+                .is_some_and(|v| v.as_bytes() == b"true"),
+        }
+    }
+
+    const ERROR: Probe = Probe {
+        status: 0,
+        from_backend: false,
+        overloaded: false,
+    };
+}
+
+impl Target {
+    /// Sends request number `seq` with [`SEQ_HEADER`] and reads the whole answer. A mesh error
+    /// becomes the local reply Envoy would have sent for it ([`mesh_tower::MeshError::to_response`]),
+    /// so both set-ups are read the same way.
+    pub(crate) async fn probe(&self, seq: u64) -> Probe {
+        let seq_value = HeaderValue::from(seq);
+        match self {
+            Target::Bare { .. } => Probe::ERROR,
+            Target::Envoy { client, uri } => {
+                let mut req = Request::new(Empty::new());
+                *req.uri_mut() = uri.clone();
+                req.headers_mut()
+                    .insert(http::header::HOST, HeaderValue::from_static(AUTHORITY));
+                req.headers_mut().insert(SEQ_HEADER, seq_value);
+                let Ok(res) = client.request(req).await else {
+                    return Probe::ERROR;
+                };
+                let p = Probe::of(&res);
+                match res.into_body().collect().await {
+                    Ok(_) => p,
+                    Err(_) => Probe::ERROR,
+                }
+            }
+            Target::Mesh(svc, _) => {
+                let Ok(req) = Request::builder()
+                    .uri("http://api:8080/")
+                    .header(SEQ_HEADER, seq_value)
+                    .body(Empty::<Bytes>::new())
+                else {
+                    return Probe::ERROR;
+                };
+                match svc.clone().oneshot(req).await {
+                    Ok(res) => {
+                        let p = Probe::of(&res);
+                        match res.into_body().collect().await {
+                            Ok(_) => p,
+                            Err(_) => Probe::ERROR,
+                        }
+                    }
+                    Err(e) => Probe::of(&e.to_response::<Bytes>()),
+                }
+            }
+        }
+    }
+}
+
 impl Target {
     /// The mesh's own counters (mesh set-up only): totals, and per cluster the retries,
     /// overflows and ejections.
