@@ -13,35 +13,19 @@
 // Wall time of the loop, printed when run without valgrind.
 #![allow(clippy::disallowed_methods)]
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
-
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Body;
 use http_body_util::Full;
 use mesh_tower::body::ReplayBody;
 use mesh_tower::{BoxError, MeshLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
+#[path = "support/poll.rs"]
+mod poll;
 #[path = "support/seed_canary.rs"]
 mod seed_canary;
 
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-fn drain<B: Body + Unpin>(mut body: B) {
-    let mut cx = Context::from_waker(Waker::noop());
-    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
-}
+use poll::{drain, run};
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");

@@ -8,39 +8,22 @@
 //!
 //! The figure of interest is `mesh` minus `bare`.
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http::{Request, Response};
-use http_body::Body;
 use http_body_util::Full;
 use mesh_tower::body::ReplayBody;
 use mesh_tower::{BoxError, ClientContext, MeshLayer};
 use tower::{service_fn, Layer, ServiceExt};
 
+#[path = "support/poll.rs"]
+mod poll;
 #[path = "support/seed_canary.rs"]
 mod seed_canary;
 
-/// Polls a future that never waits to completion.
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-/// Reads a body to its end (this is what releases the mesh's pool permit).
-fn drain<B: Body + Unpin>(mut body: B) {
-    let mut cx = Context::from_waker(Waker::noop());
-    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
-}
+use poll::{drain, run};
 
 fn request() -> Request<Full<Bytes>> {
     Request::get("http://api:8080/items/1")

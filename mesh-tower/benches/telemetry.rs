@@ -13,15 +13,11 @@
 //! the goal is at most 150 ns), `no_recorder` and `info_subscriber` minus `metrics_off`
 //! (nothing measurable).
 
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use criterion::{criterion_group, Criterion};
 use http::{Request, Response};
-use http_body::Body;
 use http_body_util::Full;
 use mesh_tower::body::ReplayBody;
 use mesh_tower::telemetry::ENVOY_HISTOGRAM_BUCKETS;
@@ -31,25 +27,12 @@ use tower::{service_fn, Layer, ServiceExt};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::Layer as _;
 
+#[path = "support/poll.rs"]
+mod poll;
 #[path = "support/seed_canary.rs"]
 mod seed_canary;
 
-/// Polls a future that never waits to completion.
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-/// Reads a body to its end (this records the request's metrics and releases its permit).
-fn drain<B: Body + Unpin>(mut body: B) {
-    let mut cx = Context::from_waker(Waker::noop());
-    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
-}
+use poll::{drain, run};
 
 fn request() -> Request<Full<Bytes>> {
     Request::get("http://api:8080/items/1")
