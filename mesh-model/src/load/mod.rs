@@ -417,11 +417,7 @@ impl Loader {
                     ) {
                         let vs = with_prefix(cx, prefix, |cx, _| validate_virtual_service(cx, &r));
                         if cx.errors == errors_before {
-                            let at = self.loaded.config.virtual_services.len();
-                            match self.define(cx, prefix, at) {
-                                Some(at) => self.loaded.config.virtual_services[at] = vs,
-                                None => self.loaded.config.virtual_services.push(vs),
-                            }
+                            self.keep(cx, prefix, vs, |c| &mut c.virtual_services);
                         }
                     }
                 }
@@ -435,11 +431,7 @@ impl Loader {
                     ) {
                         let dr = with_prefix(cx, prefix, |cx, _| validate_destination_rule(cx, &r));
                         if cx.errors == errors_before {
-                            let at = self.loaded.config.destination_rules.len();
-                            match self.define(cx, prefix, at) {
-                                Some(at) => self.loaded.config.destination_rules[at] = dr,
-                                None => self.loaded.config.destination_rules.push(dr),
-                            }
+                            self.keep(cx, prefix, dr, |c| &mut c.destination_rules);
                         }
                     }
                 }
@@ -453,11 +445,7 @@ impl Loader {
                     ) {
                         let se = with_prefix(cx, prefix, |cx, _| validate_service_entry(cx, &r));
                         if cx.errors == errors_before {
-                            let at = self.loaded.config.service_entries.len();
-                            match self.define(cx, prefix, at) {
-                                Some(at) => self.loaded.config.service_entries[at] = se,
-                                None => self.loaded.config.service_entries.push(se),
-                            }
+                            self.keep(cx, prefix, se, |c| &mut c.service_entries);
                         }
                     }
                 }
@@ -478,6 +466,22 @@ impl Loader {
     /// Records the resource of `cx` as defined at `at` of its kind's list. When one of the same
     /// kind, namespace and name was read before, returns where it is (the new definition
     /// replaces it, as `kubectl apply` would) and notes it.
+    /// Keeps `item`, the resource the document defines, in its list of the configuration:
+    /// appended, or in place of an earlier definition of the same kind, namespace and name.
+    fn keep<T>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        prefix: &[String],
+        item: T,
+        list: fn(&mut crate::MeshConfig) -> &mut Vec<T>,
+    ) {
+        let at = list(&mut self.loaded.config).len();
+        match self.define(cx, prefix, at) {
+            Some(at) => list(&mut self.loaded.config)[at] = item,
+            None => list(&mut self.loaded.config).push(item),
+        }
+    }
+
     fn define(&mut self, cx: &mut Cx<'_>, prefix: &[String], at: usize) -> Option<usize> {
         let r = cx.resource.clone()?;
         let key = (r.kind?, r.namespace.clone(), r.name.clone());
