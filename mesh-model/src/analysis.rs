@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::config::MeshConfig;
 use crate::destination_rule::DestinationRule;
-use crate::diag::{Kind, ResourceRef, Severity};
+use crate::diag::{Diagnostic, Kind, ResourceRef, Severity};
 use crate::meta::resolve_short_name;
 use crate::names::{host_matches, SuffixHash};
 use crate::virtual_service::{RouteAction, VirtualService};
@@ -20,6 +20,25 @@ pub(crate) struct Finding {
     pub(crate) resource: ResourceRef,
     pub(crate) path: Vec<String>,
     pub(crate) message: String,
+}
+
+impl Finding {
+    /// The diagnostic for this finding, at `line` when known; `analysis` says whether it is
+    /// the cross-resource analysis's (reported, never refusing).
+    pub(crate) fn into_diagnostic(self, line: Option<u32>, analysis: bool) -> Diagnostic {
+        let mut path = String::new();
+        let _ = crate::diag::write_segments(&mut path, &crate::load::paths::to_segs(&self.path));
+        Diagnostic {
+            severity: self.severity,
+            source: self.source,
+            document: self.document,
+            resource: Some(std::sync::Arc::new(self.resource)),
+            path,
+            line,
+            analysis,
+            message: crate::diag::bound_message(&self.message).into_owned(),
+        }
+    }
 }
 
 fn vs_ref(vs: &VirtualService) -> ResourceRef {

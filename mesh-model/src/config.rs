@@ -21,21 +21,7 @@ impl MeshConfig {
     pub fn analyze(&self) -> Vec<Diagnostic> {
         crate::analysis::analyze(self, true)
             .into_iter()
-            .map(|f| {
-                let mut path = String::new();
-                let _ =
-                    crate::diag::write_segments(&mut path, &crate::load::paths::to_segs(&f.path));
-                Diagnostic {
-                    severity: f.severity,
-                    source: f.source,
-                    document: f.document,
-                    resource: Some(std::sync::Arc::new(f.resource)),
-                    path,
-                    line: None,
-                    message: f.message,
-                    analysis: true,
-                }
-            })
+            .map(|f| f.into_diagnostic(None, true))
             .collect()
     }
 

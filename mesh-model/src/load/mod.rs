@@ -212,8 +212,6 @@ impl Loader {
         }
         for (f, from_analysis) in findings {
             let segs = to_segs(&f.path);
-            let mut rendered = String::new();
-            let _ = crate::diag::write_segments(&mut rendered, &segs);
             let line = by_source.get(&*f.source).copied().and_then(|t| {
                 let (index, first) = match indexes.entry((t, f.document)) {
                     std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
@@ -227,16 +225,9 @@ impl Loader {
                 };
                 index.locate(&segs).map(|i| (i + *first + 1) as u32)
             });
-            self.loaded.diagnostics.push(Diagnostic {
-                severity: f.severity,
-                source: f.source,
-                document: f.document,
-                resource: Some(Arc::new(f.resource)),
-                path: rendered,
-                line,
-                analysis: from_analysis,
-                message: crate::diag::bound_message(&f.message).into_owned(),
-            });
+            self.loaded
+                .diagnostics
+                .push(f.into_diagnostic(line, from_analysis));
         }
         // An empty configuration nothing else explains (a foreign kind is only a note).
         let explained = self
