@@ -121,10 +121,13 @@ impl Exchange {
         if !self.active() {
             return result;
         }
-        let series = self.metrics.then(|| match &self.cluster {
-            Some(c) => c.metrics.series(self.peer),
-            None if self.passthrough => Arc::clone(&shared.telemetry.passthrough),
-            None => Arc::clone(&shared.telemetry.unrouted),
+        let series = self.metrics.then(|| match self.cluster {
+            Some(cluster) => SeriesRef::Cluster {
+                cluster,
+                peer: self.peer,
+            },
+            None if self.passthrough => SeriesRef::Other(Arc::clone(&shared.telemetry.passthrough)),
+            None => SeriesRef::Other(Arc::clone(&shared.telemetry.unrouted)),
         });
         let mut log = self.log;
         match result {
@@ -145,8 +148,8 @@ impl Exchange {
                     request_bytes: self.request_bytes,
                     response_bytes: e.reply_len() as u64,
                 };
-                if let Some(s) = series {
-                    s.record(&c);
+                if let Some(s) = &series {
+                    s.get().record(&c);
                 }
                 if let Some(log) = log {
                     log.emit(&c, e.details());
@@ -190,6 +193,28 @@ impl Exchange {
     }
 }
 
+/// The series a request is recorded in: its cluster's (the cluster is held anyway from
+/// routing on, so finding the series takes no further reference), or one of the two series of
+/// requests that reach no cluster.
+#[derive(Debug)]
+enum SeriesRef {
+    Cluster {
+        cluster: Arc<ClusterState>,
+        /// The destination series of the last attempt's endpoint (0: none).
+        peer: u32,
+    },
+    Other(Arc<Series>),
+}
+
+impl SeriesRef {
+    fn get(&self) -> &Series {
+        match self {
+            SeriesRef::Cluster { cluster, peer } => cluster.metrics.series(*peer),
+            SeriesRef::Other(s) => s,
+        }
+    }
+}
+
 /// Envoy's `isGrpcRequestHeaders`: `content-type` is `application/grpc` or
 /// `application/grpc+<subtype>`.
 fn is_grpc(headers: &HeaderMap) -> bool {
@@ -206,7 +231,7 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 /// fails, or is dropped before its end (flag `DC`, as Envoy's for a caller that went away).
 #[derive(Debug)]
 pub(crate) struct Tail {
-    series: Option<Arc<Series>>,
+    series: Option<SeriesRef>,
     log: Option<Box<AccessEntry>>,
     details: &'static str,
     start: tokio::time::Instant,
@@ -252,7 +277,7 @@ impl Tail {
             response_bytes: self.response_bytes,
         };
         if let Some(s) = &self.series {
-            s.record(&c);
+            s.get().record(&c);
         }
         if let Some(log) = &self.log {
             log.emit(&c, self.details);

@@ -5,10 +5,11 @@
 //! each destination's (`destination_*`) when a cluster first sees an endpoint with those
 //! labels, and one set of handles per outcome (`response_code`, `grpc_response_status`,
 //! `response_flags`, `request_protocol`) the first time that outcome happens. A request then
-//! costs a lock-free map lookup and four handle updates; nothing at all when no recorder is
-//! installed.
+//! costs two slot reads (its destination's series, its outcome's handles: one atomic load
+//! each, no reference count, no hashing of labels) and four handle updates; nothing at all
+//! when no recorder is installed.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -189,10 +190,19 @@ impl ServiceLabels {
 pub(crate) struct Series {
     /// `reporter`, `source_*` and `destination_*`, in Istio's order.
     labels: Vec<Label>,
-    by_outcome: ArcSwap<FxHashMap<OutcomeKey, Handles>>,
+    /// The handles of the first [`OUTCOME_SLOTS`] outcomes, by open addressing on the
+    /// outcome: a slot is written once, under `register`, and read with one atomic load.
+    slots: [OnceLock<(OutcomeKey, Handles)>; OUTCOME_SLOTS],
+    /// The outcomes beyond the slots (a destination that has answered in more ways than
+    /// that), published as a new map for each (readers never wait).
+    overflow: ArcSwap<FxHashMap<OutcomeKey, Handles>>,
     /// Serialises registrations (the first request of an outcome).
     register: Mutex<()>,
 }
+
+/// Outcomes (status, gRPC status, flags) a [`Series`] keeps in slots before its overflow map:
+/// a healthy destination has one or two, a failing one a handful.
+const OUTCOME_SLOTS: usize = 16;
 
 /// The outcome part of a label set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -202,6 +212,15 @@ struct OutcomeKey {
     /// happen: a gRPC request always has one (inferred from the HTTP status at worst).
     grpc_status: Option<u8>,
     flags: u64,
+}
+
+impl OutcomeKey {
+    /// The first slot to probe: a multiplicative hash of the three parts.
+    fn slot(&self) -> usize {
+        let mixed = (u64::from(self.status) << 8 | u64::from(self.grpc_status.map_or(0xff, |g| g)))
+            ^ self.flags.rotate_left(24);
+        (mixed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60) as usize % OUTCOME_SLOTS
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -250,7 +269,8 @@ impl Series {
         ]);
         Series {
             labels,
-            by_outcome: ArcSwap::default(),
+            slots: std::array::from_fn(|_| OnceLock::new()),
+            overflow: ArcSwap::default(),
             register: Mutex::new(()),
         }
     }
@@ -267,19 +287,39 @@ impl Series {
             grpc_status: c.grpc_status,
             flags: c.flags.raw(),
         };
-        if let Some(h) = self.by_outcome.load().get(&key) {
-            h.record(c);
-            return;
+        if let Some(h) = self.find(&key) {
+            return h.record(c);
+        }
+        if let Some(h) = self.overflow.load().get(&key) {
+            return h.record(c);
         }
         self.register(key, c).record(c);
     }
 
-    /// The handles of a new outcome: registered with the recorder once, then published in a
-    /// new map (readers never wait).
+    /// The handles of `key`, if registered: its slot (probing from the key's first slot up to
+    /// the first empty one), else the overflow map once every slot is taken.
+    fn find(&self, key: &OutcomeKey) -> Option<&Handles> {
+        let first = key.slot();
+        for i in 0..OUTCOME_SLOTS {
+            match self.slots[(first + i) % OUTCOME_SLOTS].get() {
+                Some((k, h)) if k == key => return Some(h),
+                Some(_) => {}
+                // Slots fill in probe order and are never emptied: not registered.
+                None => return None,
+            }
+        }
+        None
+    }
+
+    /// The handles of a new outcome: registered with the recorder once, then published in
+    /// the first free slot of its probe sequence, or in a new overflow map.
     #[cold]
     fn register(&self, key: OutcomeKey, c: &Completed) -> Handles {
         let _serial = lock(&self.register);
-        if let Some(h) = self.by_outcome.load().get(&key) {
+        if let Some(h) = self.find(&key) {
+            return h.clone();
+        }
+        if let Some(h) = self.overflow.load().get(&key) {
             return h.clone();
         }
         let mut labels = self.labels.clone();
@@ -307,9 +347,21 @@ impl Series {
                 response_bytes: r.register_histogram(&key(RESPONSE_BYTES), &METADATA),
             }
         });
-        let mut next = FxHashMap::clone(&self.by_outcome.load());
-        next.insert(key, handles.clone());
-        self.by_outcome.store(Arc::new(next));
+        let first = key.slot();
+        let free = (0..OUTCOME_SLOTS)
+            .map(|i| &self.slots[(first + i) % OUTCOME_SLOTS])
+            .find(|slot| slot.get().is_none());
+        match free {
+            // Under `register`: nobody else sets it.
+            Some(slot) => {
+                let _ = slot.set((key, handles.clone()));
+            }
+            None => {
+                let mut next = FxHashMap::clone(&self.overflow.load());
+                next.insert(key, handles.clone());
+                self.overflow.store(Arc::new(next));
+            }
+        }
         handles
     }
 }
@@ -329,20 +381,21 @@ impl Handles {
 pub(crate) struct ClusterMetrics {
     source: Arc<SourceLabels>,
     service: ServiceLabels,
-    /// Append-only: an index handed out stays valid.
-    series: ArcSwap<Vec<Arc<Series>>>,
+    /// Append-only: an index handed out stays valid, and reading it takes no reference.
+    series: AppendOnly<Series>,
     index: Mutex<FxHashMap<PeerKey, u32>>,
 }
 
 impl ClusterMetrics {
     pub(crate) fn new(source: Arc<SourceLabels>, service: ServiceLabels) -> Self {
-        let none = Arc::new(Series::new(&source, &service, &PeerKey::NONE));
+        let series = AppendOnly::default();
+        series.set(0, Series::new(&source, &service, &PeerKey::NONE));
         let mut index = FxHashMap::default();
         index.insert(PeerKey::NONE, 0);
         ClusterMetrics {
             source,
             service,
-            series: ArcSwap::from_pointee(vec![none]),
+            series,
             index: Mutex::new(index),
         }
     }
@@ -354,17 +407,96 @@ impl ClusterMetrics {
         if let Some(i) = index.get(&key) {
             return *i;
         }
-        let mut series = Vec::clone(&self.series.load());
-        let i = series.len() as u32;
-        series.push(Arc::new(Series::new(&self.source, &self.service, &key)));
-        self.series.store(Arc::new(series));
+        let i = index.len() as u32;
+        self.series
+            .set(i, Series::new(&self.source, &self.service, &key));
         index.insert(key, i);
         i
     }
 
     /// The series at `index` (0, "no endpoint", for an index this cluster never gave).
-    pub(crate) fn series(&self, index: u32) -> Arc<Series> {
-        let series = self.series.load();
-        Arc::clone(series.get(index as usize).unwrap_or(&series[0]))
+    pub(crate) fn series(&self, index: u32) -> &Series {
+        match self.series.get(index) {
+            Some(s) => s,
+            None => self.series.get(0).expect("set at construction"),
+        }
+    }
+}
+
+/// A list that only grows, read without locks or reference counts: segment `k` holds
+/// `FIRST << k` slots, allocated when its first slot is set; each slot is written once.
+#[derive(Debug)]
+struct AppendOnly<T> {
+    segments: [OnceLock<Box<[OnceLock<T>]>>; SEGMENTS],
+}
+
+/// Slots of segment 0.
+const FIRST: u32 = 4;
+/// Segments: room for `FIRST * (2^SEGMENTS - 1)` items, over 250 million.
+const SEGMENTS: usize = 26;
+
+impl<T> Default for AppendOnly<T> {
+    fn default() -> Self {
+        AppendOnly {
+            segments: std::array::from_fn(|_| OnceLock::new()),
+        }
+    }
+}
+
+impl<T> AppendOnly<T> {
+    /// The segment and the offset in it of item `i`.
+    fn locate(i: u32) -> (usize, usize) {
+        let n = u64::from(i) + u64::from(FIRST);
+        let segment = (63 - n.leading_zeros()) - FIRST.trailing_zeros();
+        (
+            segment as usize,
+            (n - (u64::from(FIRST) << segment)) as usize,
+        )
+    }
+
+    fn get(&self, i: u32) -> Option<&T> {
+        let (segment, offset) = Self::locate(i);
+        self.segments.get(segment)?.get()?.get(offset)?.get()
+    }
+
+    /// Sets item `i` (a no-op if it is set already, or beyond the last segment).
+    fn set(&self, i: u32, value: T) {
+        let (k, offset) = Self::locate(i);
+        let Some(segment) = self.segments.get(k) else {
+            return;
+        };
+        let len = (FIRST as usize) << k;
+        let slots = segment.get_or_init(|| (0..len).map(|_| OnceLock::new()).collect());
+        let _ = slots[offset].set(value);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_only_keeps_every_item_at_its_index_across_segments() {
+        let list = AppendOnly::default();
+        for i in 0..1000u32 {
+            assert_eq!(list.get(i), None);
+            list.set(i, i * 3);
+        }
+        for i in 0..1000u32 {
+            assert_eq!(list.get(i), Some(&(i * 3)), "item {i}");
+        }
+        assert_eq!(list.get(1000), None);
+        // Set once: a second value does not replace the first.
+        list.set(7, 0);
+        assert_eq!(list.get(7), Some(&21));
+        assert_eq!(AppendOnly::<u32>::locate(0), (0, 0));
+        assert_eq!(AppendOnly::<u32>::locate(3), (0, 3));
+        assert_eq!(AppendOnly::<u32>::locate(4), (1, 0));
+        assert_eq!(AppendOnly::<u32>::locate(11), (1, 7));
+        assert_eq!(AppendOnly::<u32>::locate(12), (2, 0));
+        // Beyond the last segment: never stored, never found.
+        assert!(AppendOnly::<u32>::locate(u32::MAX).0 >= SEGMENTS);
+        list.set(u32::MAX, 1);
+        assert_eq!(list.get(u32::MAX), None);
     }
 }

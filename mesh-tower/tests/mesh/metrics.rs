@@ -195,6 +195,39 @@ async fn requests_total_counts_each_request_with_istios_labels() {
     assert_eq!(requests, vec![0.0; 10]);
 }
 
+/// A destination that answers in more ways than the mesh keeps handles for in its fixed slots:
+/// every outcome is still its own series, counted exactly.
+#[tokio::test(start_paused = true)]
+async fn many_outcomes_of_one_destination_are_each_counted() {
+    let (rec, snap) = recorder();
+    let _local = metrics::set_default_local_recorder(&rec);
+    let route = vs("  - route: [{destination: {host: api.mesh.test}}]\n");
+    // The status is the last path segment: `/s/204` answers 204.
+    let mock = Mock::new(|s, _| {
+        Reply::Status(s.path().rsplit('/').next().unwrap().parse().unwrap())
+    });
+    let mut svc = mesh_for(&[REVIEWS, &route], &mock);
+    let codes: Vec<u16> = (200..230).chain(400..430).collect();
+    // A snapshot drains the recorder: each round's snapshot holds that round's requests.
+    for round in 1..=3 {
+        for code in &codes {
+            let res = send(&mut svc, get(&format!("/s/{code}"))).await.unwrap();
+            assert_eq!(res.status().as_u16(), *code);
+            body_of(res).await;
+        }
+        let taken = take(&snap);
+        let mut by_code = Map::new();
+        for s in series(&taken, "istio_requests_total") {
+            // Summed over the two destinations (v1 and v2 endpoints).
+            *by_code
+                .entry(s.labels["response_code"].clone())
+                .or_default() += count(&s);
+        }
+        let want: Map<String, u64> = codes.iter().map(|c| (c.to_string(), 1)).collect();
+        assert_eq!(by_code, want, "after round {round}");
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn failures_carry_code_and_flags() {
     let (rec, snap) = recorder();
