@@ -203,9 +203,8 @@ async fn many_outcomes_of_one_destination_are_each_counted() {
     let _local = metrics::set_default_local_recorder(&rec);
     let route = vs("  - route: [{destination: {host: api.mesh.test}}]\n");
     // The status is the last path segment: `/s/204` answers 204.
-    let mock = Mock::new(|s, _| {
-        Reply::Status(s.path().rsplit('/').next().unwrap().parse().unwrap())
-    });
+    let mock =
+        Mock::new(|s, _| Reply::Status(s.path().rsplit('/').next().unwrap().parse().unwrap()));
     let mut svc = mesh_for(&[REVIEWS, &route], &mock);
     let codes: Vec<u16> = (200..230).chain(400..430).collect();
     // A snapshot drains the recorder: each round's snapshot holds that round's requests.
