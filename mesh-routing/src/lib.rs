@@ -152,4 +152,4 @@ pub use explain::{
     TraceVirtualService,
 };
 pub use inspect::{ActionView, MirrorView, RouteView, SplitView, VirtualHostView};
-pub use request::RequestView;
+pub use request::{without_userinfo, RequestView};

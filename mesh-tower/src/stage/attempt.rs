@@ -77,7 +77,8 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
         // Credentials in the URI (`http://user:pw@host/`) are not part of the authority: they
         // are neither routed by nor sent, in `Host` or in the upstream URI.
         if let Some(a) = &uri.authority {
-            if let Some((_, bare)) = a.as_str().rsplit_once('@') {
+            let bare = mesh_routing::without_userinfo(a.as_str());
+            if bare.len() != a.as_str().len() {
                 uri.authority = Authority::try_from(bare).ok();
             }
         }
