@@ -6,15 +6,19 @@ use http_body_util::BodyExt;
 use mesh_tests::Backend;
 use tower::ServiceExt;
 
-use crate::rel::{destination_rule, get, load, mesh, service_entry, virtual_service};
+use crate::support::mesh::mesh;
+use crate::support::requests::get;
+use crate::support::yaml::{api_entry, api_rule, load, route_to, V1_V2_V3};
 
+/// The TCP connections a backend accepted for five requests, one after another, under the
+/// DestinationRule traffic policy `policy`.
 async fn connections_for(policy: &str) -> u64 {
     let backend = Backend::start_version("api-v1", "v1").await.unwrap();
     let port = backend.addr().port();
     let cfg = load(&[
-        &service_entry(&[(port, "v1")]),
-        &destination_rule(policy),
-        &virtual_service("v1", ""),
+        &api_entry(&[(port, "v1")]),
+        &api_rule(V1_V2_V3, policy),
+        &route_to("v1", ""),
     ]);
     let (client, _handle) = mesh(cfg);
     for _ in 0..5 {

@@ -3,116 +3,27 @@
 //! `maxRequestsPerConnection`, the idle timeout and the connect timeout (tokio's paused clock
 //! once the sockets are set up), the endpoint port from the ServiceEntry, GOAWAY mid-stream.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use mesh_tests::{Action, Backend, Rule, Select};
-use mesh_tower::body::{MeshBody, ReplayBody};
-use mesh_tower::client::{MeshClient, MeshClientBody};
-use mesh_tower::{Mesh, MeshError, MeshLayer};
-use tower::Layer;
+use mesh_tower::client::MeshClient;
 
-pub(crate) type Client = Mesh<MeshClient<ReplayBody<Full<Bytes>>>>;
+use crate::support::mesh::{connector_mesh, ConnectorClient};
+use crate::support::requests::{conn_get, fetch, local_reply, request, send};
+use crate::support::upstream::CONN_TEST;
+use crate::support::yaml::{conn_entry, conn_rule, no_retries};
 
-/// A mesh over a [`MeshClient`] for `docs`.
-pub(crate) fn mesh_client(docs: &[&str]) -> (Client, mesh_tower::MeshHandle) {
-    mesh_client_with(docs, MeshClient::builder())
+/// `n` requests for `path`, all at once: every answer by status (errors as their local
+/// reply's).
+async fn burst(client: &ConnectorClient, n: usize, path: &str) -> BTreeMap<u16, usize> {
+    send(client, n, n, |_| conn_get(path)).await.replies()
 }
 
-pub(crate) fn mesh_client_with(
-    docs: &[&str],
-    builder: mesh_tower::client::MeshClientBuilder,
-) -> (Client, mesh_tower::MeshHandle) {
-    let yaml = docs.join("---\n");
-    let config = mesh_model::load_str("connector.yaml", &yaml)
-        .into_result()
-        .unwrap_or_else(|e| panic!("config: {e:?}\n{yaml}"));
-    let layer = MeshLayer::builder().config(config).seed(7).build().unwrap();
-    let client = builder.build_for(&layer);
-    (layer.layer(client), layer.handle())
-}
-
-/// A ServiceEntry for `api.conn.test` port 80 (`protocol`) with `endpoints` (`ip:port`).
-pub(crate) fn service_entry(protocol: &str, endpoints: &[std::net::SocketAddr]) -> String {
-    let eps: Vec<String> = endpoints
-        .iter()
-        .map(|a| {
-            format!(
-                "  - {{address: {}, ports: {{web: {}}}}}\n",
-                a.ip(),
-                a.port()
-            )
-        })
-        .collect();
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: ServiceEntry
-metadata: {{name: api, namespace: default}}
-spec:
-  hosts: [api.conn.test]
-  ports: [{{number: 80, name: web, protocol: {protocol}}}]
-  resolution: STATIC
-  endpoints:
-{}",
-        eps.concat()
-    )
-}
-
-pub(crate) fn destination_rule(policy: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: api, namespace: default}}
-spec:
-  host: api.conn.test
-  trafficPolicy:
-{policy}"
-    )
-}
-
-pub(crate) fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(format!("http://api.conn.test{path}"))
-        .body(Full::default())
-        .unwrap()
-}
-
-pub(crate) async fn send(
-    client: &Client,
-    req: Request<Full<Bytes>>,
-) -> Result<(StatusCode, http::HeaderMap, Bytes), MeshError> {
-    let res: Response<MeshBody<MeshClientBody>> = client.request(req).await?;
-    let (parts, body) = res.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    Ok((parts.status, parts.headers, body))
-}
-
-/// Sends `n` requests at once and returns their statuses (errors as their local reply's).
-async fn burst(client: &Client, n: usize, path: &str) -> Vec<u16> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..n {
-        let client = client.clone();
-        let req = get(path);
-        tasks.spawn(async move {
-            match send(&client, req).await {
-                Ok((s, _, _)) => s.as_u16(),
-                Err(e) => e.status().as_u16(),
-            }
-        });
-    }
-    let mut out = Vec::new();
-    while let Some(r) = tasks.join_next().await {
-        out.push(r.unwrap());
-    }
-    out
-}
-
+/// A backend named `backend_name` that answers `/slow` after 20 ms.
 fn slow(backend_name: &str) -> mesh_tests::BackendBuilder {
     Backend::builder()
         .name(backend_name)
@@ -122,12 +33,15 @@ fn slow(backend_name: &str) -> mesh_tests::BackendBuilder {
 #[tokio::test]
 async fn http1_max_connections_two_never_opens_a_third_socket() {
     let backend = slow("api").start().await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP", &[backend.addr()]),
-        &destination_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
-    ]);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
+        ],
+        MeshClient::builder(),
+    );
     let statuses = burst(&client, 50, "/slow").await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses, BTreeMap::from([(200, 50)]));
     assert_eq!(backend.count(), 50);
     assert_eq!(backend.max_open_connections(), 2, "sockets at the backend");
     assert_eq!(backend.connections(), 2, "both kept alive and reused");
@@ -136,15 +50,15 @@ async fn http1_max_connections_two_never_opens_a_third_socket() {
 #[tokio::test]
 async fn http1_pending_limit_overflows_the_rest_as_envoy_does() {
     let backend = slow("api").start().await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP", &[backend.addr()]),
-        &destination_rule(
+    let (client, _h) = connector_mesh(&[
+        &conn_entry("HTTP", &[backend.addr()]),
+        &conn_rule(
             "    connectionPool: {tcp: {maxConnections: 2}, http: {http1MaxPendingRequests: 5}}\n",
         ),
-    ]);
+    ], MeshClient::builder());
     let statuses = burst(&client, 50, "/slow").await;
-    let ok = statuses.iter().filter(|s| **s == 200).count();
-    let overflow = statuses.iter().filter(|s| **s == 503).count();
+    let ok = statuses.get(&200).copied().unwrap_or(0);
+    let overflow = statuses.get(&503).copied().unwrap_or(0);
     assert_eq!(ok + overflow, 50, "{statuses:?}");
     assert!(ok >= 7, "2 at once and 5 pending at least: {ok}");
     assert!(overflow > 0, "the rest overflow: {statuses:?}");
@@ -154,12 +68,15 @@ async fn http1_pending_limit_overflows_the_rest_as_envoy_does() {
 #[tokio::test]
 async fn http2_multiplexes_over_one_socket() {
     let backend = slow("api").start().await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP2", &[backend.addr()]),
-        &destination_rule("    connectionPool: {tcp: {maxConnections: 1}}\n"),
-    ]);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP2", &[backend.addr()]),
+            &conn_rule("    connectionPool: {tcp: {maxConnections: 1}}\n"),
+        ],
+        MeshClient::builder(),
+    );
     let statuses = burst(&client, 50, "/slow").await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses, BTreeMap::from([(200, 50)]));
     assert_eq!(backend.max_open_connections(), 1);
     let versions: Vec<_> = backend.received().iter().map(|r| r.version).collect();
     assert!(
@@ -172,14 +89,14 @@ async fn http2_multiplexes_over_one_socket() {
 async fn http2_respects_our_stream_limit_and_the_peers() {
     // Our limit: 5 streams a connection, 20 requests at once, up to 10 sockets: 4 sockets.
     let backend = slow("api").start().await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("GRPC", &[backend.addr()]),
-        &destination_rule(
+    let (client, _h) = connector_mesh(&[
+        &conn_entry("GRPC", &[backend.addr()]),
+        &conn_rule(
             "    connectionPool: {tcp: {maxConnections: 10}, http: {maxConcurrentStreams: 5}}\n",
         ),
-    ]);
+    ], MeshClient::builder());
     let statuses = burst(&client, 20, "/slow").await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses, BTreeMap::from([(200, 20)]));
     assert_eq!(backend.max_open_connections(), 4);
 
     // The peer's limit: it advertises one stream; two sockets allowed; ten requests.
@@ -188,14 +105,17 @@ async fn http2_respects_our_stream_limit_and_the_peers() {
         .start()
         .await
         .unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP2", &[backend.addr()]),
-        &destination_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
-    ]);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP2", &[backend.addr()]),
+            &conn_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
+        ],
+        MeshClient::builder(),
+    );
     // A first request learns the peer's settings on the first connection.
-    assert_eq!(send(&client, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&client, conn_get("/")).await.unwrap().0, 200);
     let statuses = burst(&client, 10, "/slow").await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(statuses, BTreeMap::from([(200, 10)]));
     assert_eq!(
         backend.max_open_connections(),
         2,
@@ -206,12 +126,15 @@ async fn http2_respects_our_stream_limit_and_the_peers() {
 #[tokio::test]
 async fn max_requests_per_connection_one_closes_every_connection() {
     let backend = Backend::start_version("api", "v1").await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP", &[backend.addr()]),
-        &destination_rule("    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"),
-    ]);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule("    connectionPool: {http: {maxRequestsPerConnection: 1}}\n"),
+        ],
+        MeshClient::builder(),
+    );
     for _ in 0..5 {
-        assert_eq!(send(&client, get("/")).await.unwrap().0, 200);
+        assert_eq!(fetch(&client, conn_get("/")).await.unwrap().0, 200);
     }
     assert_eq!(backend.connections(), 5);
     tokio::time::timeout(Duration::from_secs(30), backend.wait_closed(5))
@@ -223,12 +146,13 @@ async fn max_requests_per_connection_one_closes_every_connection() {
 #[tokio::test]
 async fn the_endpoint_port_comes_from_the_service_entry_not_the_url() {
     let backend = Backend::start_version("api", "v1").await.unwrap();
-    let (client, _h) = mesh_client(&[&service_entry("HTTP", &[backend.addr()])]);
+    let (client, _h) = connector_mesh(
+        &[&conn_entry("HTTP", &[backend.addr()])],
+        MeshClient::builder(),
+    );
     // The URL says port 80; the ServiceEntry endpoint says the backend's port for `web`.
-    let req = Request::get("http://api.conn.test:80/port")
-        .body(Full::default())
-        .unwrap();
-    let (status, headers, _) = send(&client, req).await.unwrap();
+    let req = request("GET", "http://api.conn.test:80/port", Bytes::new());
+    let (status, headers, _) = fetch(&client, req).await.unwrap();
     assert_eq!(status, 200);
     assert_eq!(
         headers["x-echo-host"], "api.conn.test:80",
@@ -240,11 +164,14 @@ async fn the_endpoint_port_comes_from_the_service_entry_not_the_url() {
 #[tokio::test]
 async fn idle_connections_close_after_the_idle_timeout() {
     let backend = Backend::start_version("api", "v1").await.unwrap();
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP", &[backend.addr()]),
-        &destination_rule("    connectionPool: {http: {idleTimeout: 5s}}\n"),
-    ]);
-    assert_eq!(send(&client, get("/")).await.unwrap().0, 200);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule("    connectionPool: {http: {idleTimeout: 5s}}\n"),
+        ],
+        MeshClient::builder(),
+    );
+    assert_eq!(fetch(&client, conn_get("/")).await.unwrap().0, 200);
     assert_eq!(backend.open_connections(), 1);
     // The sockets are set up: the rest runs on tokio's paused clock.
     tokio::time::pause();
@@ -283,22 +210,17 @@ async fn a_black_hole_is_bounded_by_the_connect_timeout() {
             _ => break,
         }
     }
-    let (client, _h) = mesh_client(&[
-        &service_entry("HTTP", &[addr]),
-        &destination_rule("    connectionPool: {tcp: {connectTimeout: 2s}}\n"),
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api, namespace: default}
-spec:
-  hosts: [api.conn.test]
-  http:
-  - retries: {attempts: 0}
-    route: [{destination: {host: api.conn.test}}]
-",
-    ]);
+    let (client, _h) = connector_mesh(
+        &[
+            &conn_entry("HTTP", &[addr]),
+            &conn_rule("    connectionPool: {tcp: {connectTimeout: 2s}}\n"),
+            &no_retries(&CONN_TEST),
+        ],
+        MeshClient::builder(),
+    );
     tokio::time::pause();
     let started = tokio::time::Instant::now();
-    let err = send(&client, get("/")).await.unwrap_err();
+    let err = fetch(&client, conn_get("/")).await.unwrap_err();
     // Exactly the connect timeout (tokio's timer rounds up to its next millisecond).
     let elapsed = started.elapsed();
     assert!(
@@ -306,10 +228,10 @@ spec:
         "{elapsed:?}"
     );
     assert!(err.is_connect() && err.is_timeout(), "{err}");
-    let res: Response<Full<Bytes>> = err.to_response();
-    assert_eq!(res.status(), 503);
+    let (status, _, body) = local_reply(&err).await;
+    assert_eq!(status, 503);
     assert_eq!(
-        res.into_body().collect().await.unwrap().to_bytes(),
+        body,
         "upstream connect error or disconnect/reset before headers. reset reason: connection timeout"
     );
     drop(fillers);
@@ -319,9 +241,12 @@ spec:
 async fn endpoints_that_leave_drain_their_connections() {
     let a = Backend::start_version("a", "v1").await.unwrap();
     let b = Backend::start_version("b", "v1").await.unwrap();
-    let (client, handle) = mesh_client(&[&service_entry("HTTP", &[a.addr(), b.addr()])]);
+    let (client, handle) = connector_mesh(
+        &[&conn_entry("HTTP", &[a.addr(), b.addr()])],
+        MeshClient::builder(),
+    );
     for _ in 0..10 {
-        assert_eq!(send(&client, get("/")).await.unwrap().0, 200);
+        assert_eq!(fetch(&client, conn_get("/")).await.unwrap().0, 200);
     }
     assert_eq!((a.open_connections(), b.open_connections()), (1, 1));
     // A discovery source now says only `b` serves the host.
@@ -337,7 +262,7 @@ async fn endpoints_that_leave_drain_their_connections() {
         .await
         .expect("a's idle connection closed");
     for _ in 0..5 {
-        assert_eq!(send(&client, get("/")).await.unwrap().0, 200);
+        assert_eq!(fetch(&client, conn_get("/")).await.unwrap().0, 200);
     }
     assert_eq!(a.count() + b.count(), 15);
     assert_eq!(a.connections(), 1, "no new connection to a");
@@ -389,15 +314,15 @@ async fn goaway_mid_stream_lets_the_stream_finish_and_moves_on() {
             });
         }
     });
-    let (client, _h) = mesh_client(&[&service_entry("HTTP2", &[addr])]);
-    assert_eq!(send(&client, get("/warm")).await.unwrap().0, 200);
+    let (client, _h) = connector_mesh(&[&conn_entry("HTTP2", &[addr])], MeshClient::builder());
+    assert_eq!(fetch(&client, conn_get("/warm")).await.unwrap().0, 200);
     let first = {
         let client = client.clone();
-        tokio::spawn(async move { send(&client, get("/first")).await })
+        tokio::spawn(async move { fetch(&client, conn_get("/first")).await })
     };
     went_away.await.unwrap();
     // A request after the GOAWAY: never on the going-away connection.
-    let second = send(&client, get("/second")).await;
+    let second = fetch(&client, conn_get("/second")).await;
     assert!(
         matches!(&second, Ok((StatusCode::OK, _, b)) if b == "ok"),
         "{second:?}"

@@ -7,21 +7,13 @@ use std::time::Duration;
 
 use http::StatusCode;
 use mesh_tests::{body_hash, Action, Backend, Rule, Select};
-use mesh_tower::{ClientContext, MeshLayer};
-use tower::{ServiceBuilder, ServiceExt};
+use mesh_tower::ClientContext;
+use tower::ServiceExt;
 
-use crate::rel::{
-    assert_no_leak, config_for, destination_rule, drain, full, get, load, mesh, mesh_with,
-    service_entry, streamed, virtual_service,
-};
-
-/// Deterministic bytes that differ from chunk to chunk, so a reordered or repeated chunk changes
-/// the hash.
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
-        .collect()
-}
+use crate::support::leak::assert_no_leak;
+use crate::support::mesh::{mesh, MeshOptions};
+use crate::support::requests::{drain, full, get, pattern, streamed};
+use crate::support::yaml::{api_entry, api_rule, config_for, load, route_to, V1_V2_V3};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_with_connect_failure_only_is_sent_once() {
@@ -125,9 +117,12 @@ async fn concurrent_retried_bodies_never_mix() {
     // An open retry budget: the default one (20% of active requests) would refuse some of the
     // retries 64 concurrent half-failing requests need, and this test is about bodies.
     let (svc, handle) = mesh(load(&[
-        &service_entry(&[(b.addr().port(), "v1")]),
-        &destination_rule("    retryBudget: {percent: 100, minRetryConcurrency: 1000}\n"),
-        &virtual_service("v1", "    retries: {attempts: 4, retryOn: 5xx}\n"),
+        &api_entry(&[(b.addr().port(), "v1")]),
+        &api_rule(
+            V1_V2_V3,
+            "    retryBudget: {percent: 100, minRetryConcurrency: 1000}\n",
+        ),
+        &route_to("v1", "    retries: {attempts: 4, retryOn: 5xx}\n"),
     ]));
     let mut set = tokio::task::JoinSet::new();
     for i in 0..64u32 {
@@ -184,14 +179,12 @@ async fn a_body_over_the_replay_cap_is_never_retried() {
         .start()
         .await
         .unwrap();
-    let (svc, handle) = mesh_with(
-        config_for(
+    let (svc, handle) = MeshOptions::reliability()
+        .replay_cap(1024)
+        .build(config_for(
             b.addr().port(),
             "    retries: {attempts: 3, retryOn: 5xx}\n",
-        ),
-        Some(1024),
-        mesh_tower::client::legacy_client(),
-    );
+        ));
 
     let res = svc
         .clone()
@@ -240,9 +233,9 @@ async fn mirrors_never_change_the_primary() {
             .await
             .unwrap();
         let cfg = load(&[
-            &service_entry(&[(primary.addr().port(), "v1"), (shadow.addr().port(), "v2")]),
-            &destination_rule(""),
-            &virtual_service(
+            &api_entry(&[(primary.addr().port(), "v1"), (shadow.addr().port(), "v2")]),
+            &api_rule(V1_V2_V3, ""),
+            &route_to(
                 "v1",
                 "    timeout: 2s\n    mirror: {host: api, subset: v2}\n    retries: {attempts: 2, retryOn: '5xx,reset'}\n",
             ),
@@ -315,26 +308,18 @@ async fn hung_mirror_copies_end_with_the_route_timeout() {
         .await
         .unwrap();
     let cfg = load(&[
-        &service_entry(&[(primary.addr().port(), "v1"), (shadow.addr().port(), "v2")]),
-        &destination_rule(""),
-        &virtual_service(
+        &api_entry(&[(primary.addr().port(), "v1"), (shadow.addr().port(), "v2")]),
+        &api_rule(V1_V2_V3, ""),
+        &route_to(
             "v1",
             "    timeout: 200ms\n    mirror: {host: api, subset: v2}\n",
         ),
     ]);
-    let layer = MeshLayer::builder()
-        .config(cfg)
+    let (svc, handle) = MeshOptions::new()
         .client(ClientContext::new("default"))
         .seed(3)
         .max_concurrent_mirrors(4)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::legacy_client::<
-            mesh_tower::body::ReplayBody<crate::rel::Body>,
-        >());
+        .build(cfg);
     for i in 0..4 {
         let res = svc.clone().oneshot(get(&format!("/a/{i}"))).await.unwrap();
         let _ = drain(res.into_body()).await;

@@ -15,16 +15,20 @@ use http::StatusCode;
 use mesh_tests::{Action, Backend, Rule, Select};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::rel::{assert_no_leak, config_for, drain, get, mesh, read_head, RawServer};
+use crate::support::leak::assert_no_leak;
+use crate::support::mesh::{mesh, Client};
+use crate::support::raw::{read_head, RawServer};
+use crate::support::requests::{drain, get, send_within};
+use crate::support::yaml::config_for;
 
 /// Safety net for one call: far longer than any deadline the configs set.
 const GUARD: Duration = Duration::from_secs(20);
 
+/// A GET of `path` through `svc`, within the [`GUARD`].
 async fn call(
-    svc: &crate::rel::Client,
+    svc: &Client,
     path: &str,
 ) -> Result<http::Response<mesh_tower::MeshBody<hyper::body::Incoming>>, mesh_tower::MeshError> {
     tokio::time::timeout(GUARD, svc.clone().oneshot(get(path)))
@@ -372,43 +376,23 @@ async fn chaos_backend_every_call_ends_and_nothing_leaks() {
     let n = 400;
     // 16 at a time: enough to overlap, few enough that a busy CI machine does not turn slow
     // connection set-up into per-try timeouts.
-    let sem = Arc::new(tokio::sync::Semaphore::new(16));
-    let mut set = JoinSet::new();
-    for i in 0..n {
-        let svc = svc.clone();
-        let permit = Arc::clone(&sem).acquire_owned().await.unwrap();
-        set.spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(GUARD, svc.oneshot(get(&format!("/chaos/{i}")))).await {
-                Ok(Ok(res)) => {
-                    let status = res.status();
-                    let body = drain(res.into_body()).await;
-                    Ok((status, body.is_ok()))
-                }
-                Ok(Err(e)) => Err(Some(e)),
-                Err(_) => Err(None),
-            }
-        });
-    }
-    let (mut ok, mut failed_status, mut errors) = (0, 0, 0);
-    while let Some(r) = set.join_next().await {
-        match r.expect("no panic") {
-            Ok((status, body_ok)) => {
-                assert!(body_ok, "a completed response has a whole body");
-                if status.is_success() {
-                    ok += 1;
-                } else {
-                    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-                    failed_status += 1;
-                }
-            }
-            Err(Some(e)) => {
-                assert!(e.is_timeout() || e.is_upstream(), "{e}");
-                errors += 1;
-            }
-            Err(None) => panic!("a call outlived every deadline"),
+    let out = send_within(&svc, n, 16, Some(GUARD), |i| get(&format!("/chaos/{i}"))).await;
+    assert_eq!(out.unanswered, 0, "a call outlived every deadline");
+    assert_eq!(out.cut_bodies, 0, "a completed response has a whole body");
+    let mut ok = 0;
+    let mut failed_status = 0;
+    for (&status, &count) in &out.statuses {
+        if StatusCode::from_u16(status).unwrap().is_success() {
+            ok += count;
+        } else {
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            failed_status += count;
         }
     }
+    for e in &out.errors {
+        assert!(e.is_timeout() || e.is_upstream(), "{e}");
+    }
+    let errors = out.errors.len();
     assert_eq!(ok + failed_status + errors, n);
     let stats = assert_no_leak(&handle).await;
     let c = stats.cluster("api", Some("v1")).unwrap();

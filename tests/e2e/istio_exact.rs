@@ -7,10 +7,12 @@ use std::net::IpAddr;
 
 use http_body_util::BodyExt;
 use mesh_tests::Backend;
-use mesh_tower::{ClientContext, MeshLayer};
-use tower::{Layer, ServiceExt};
+use mesh_tower::ClientContext;
+use tower::ServiceExt;
 
-use crate::rel::{destination_rule, get, load, service_entry, virtual_service};
+use crate::support::mesh::{mesh, MeshOptions};
+use crate::support::requests::{full, get};
+use crate::support::yaml::{api_entry, api_rule, load, route_to, V1_V2_V3};
 
 #[tokio::test]
 async fn header_operations_remove_then_set_then_add() {
@@ -26,11 +28,11 @@ async fn header_operations_remove_then_set_then_add() {
         set: {x-backend: from-route}
 ";
     let cfg = load(&[
-        &service_entry(&[(port, "v1")]),
-        &destination_rule(""),
-        &virtual_service("v1", route_headers),
+        &api_entry(&[(port, "v1")]),
+        &api_rule(V1_V2_V3, ""),
+        &route_to("v1", route_headers),
     ]);
-    let (client, _) = crate::rel::mesh(cfg);
+    let (client, _) = mesh(cfg);
     let mut req = get("/");
     for (k, v) in [("x-a", "caller"), ("x-b", "caller"), ("x-c", "caller")] {
         req.headers_mut().append(k, v.parse().unwrap());
@@ -66,12 +68,7 @@ async fn backends_reached(
     if let Some(ip) = ip {
         client = client.with_ip(ip);
     }
-    let layer = MeshLayer::builder()
-        .config(cfg.clone())
-        .client(client)
-        .build()
-        .unwrap();
-    let svc = layer.layer(mesh_tower::client::legacy_client());
+    let (svc, _) = MeshOptions::new().client(client).build(cfg.clone());
     let before: Vec<u64> = backends.iter().map(Backend::count).collect();
     for _ in 0..n {
         let res = svc.clone().oneshot(get("/")).await.unwrap();
@@ -99,9 +96,12 @@ async fn use_source_ip_hashes_the_clients_own_address() {
     }
     let ports: Vec<(u16, &str)> = backends.iter().map(|b| (b.addr().port(), "v1")).collect();
     let cfg = load(&[
-        &service_entry(&ports),
-        &destination_rule("    loadBalancer: {consistentHash: {useSourceIp: true}}\n"),
-        &virtual_service("v1", ""),
+        &api_entry(&ports),
+        &api_rule(
+            V1_V2_V3,
+            "    loadBalancer: {consistentHash: {useSourceIp: true}}\n",
+        ),
+        &route_to("v1", ""),
     ]);
     // One client address: every request to one endpoint.
     let one = backends_reached(&cfg, Some("10.1.2.3".parse().unwrap()), &backends, 30).await;
@@ -140,13 +140,13 @@ async fn cors_preflights_are_answered_and_cors_responses_get_their_headers() {
       allowCredentials: true
 ";
     let cfg = load(&[
-        &service_entry(&[(port, "v1")]),
-        &destination_rule(""),
-        &virtual_service("v1", cors),
+        &api_entry(&[(port, "v1")]),
+        &api_rule(V1_V2_V3, ""),
+        &route_to("v1", cors),
     ]);
-    let (client, _) = crate::rel::mesh(cfg);
+    let (client, _) = mesh(cfg);
     let request = |method: &str, origin: Option<&str>, preflight: bool| {
-        let mut req = crate::rel::full(method, "/items", bytes::Bytes::new());
+        let mut req = full(method, "/items", bytes::Bytes::new());
         if let Some(o) = origin {
             req.headers_mut().insert("origin", o.parse().unwrap());
         }

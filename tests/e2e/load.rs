@@ -13,6 +13,7 @@
 //!
 //! `MESH_SOAK_REQUESTS` (default 1,000,000) and `MESH_SOAK_SECS` (default 600) bound the soak.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,7 +29,10 @@ use tokio::net::TcpListener;
 use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt;
 
-use crate::rel::{drain, get, load, mesh_with, service_entry, virtual_service, Client};
+use crate::support::leak::assert_no_leak;
+use crate::support::mesh::{Client, MeshOptions};
+use crate::support::requests::{drain, get, send};
+use crate::support::yaml::{api_entry, api_rule, load, route_to, V1_V2_V3};
 
 /// A hyper server that answers `200 ok` after `delay` (tokio time) and counts requests.
 struct Counting {
@@ -38,6 +42,7 @@ struct Counting {
 }
 
 impl Counting {
+    /// Starts serving on `127.0.0.1:0`.
     async fn start(delay: Duration) -> Counting {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -76,6 +81,7 @@ impl Counting {
         Counting { addr, served, task }
     }
 
+    /// Requests answered so far.
     fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
     }
@@ -101,16 +107,18 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The reliability tests' mesh for `backend` as subset `v1` of `api`, around a legacy client
+/// that speaks HTTP/2 only (prior knowledge).
 fn h2_mesh(backend: &Counting) -> (Client, mesh_tower::MeshHandle) {
     let cfg = load(&[
-        &service_entry(&[(backend.addr.port(), "v1")]),
-        &crate::rel::destination_rule(""),
-        &virtual_service("v1", ""),
+        &api_entry(&[(backend.addr.port(), "v1")]),
+        &api_rule(V1_V2_V3, ""),
+        &route_to("v1", ""),
     ]);
     let mut builder = mesh_tower::client::legacy_builder();
     builder.http2_only(true);
     let inner = builder.build(mesh_tower::client::http_connector());
-    mesh_with(cfg, None, inner)
+    MeshOptions::reliability().build_around(cfg, inner)
 }
 
 /// Sends `n` requests at once through one mesh to a backend that holds each for `delay`; returns
@@ -145,23 +153,18 @@ async fn all_at_once(n: u64, delay: Duration) -> u64 {
         })
     };
 
-    let mut set = JoinSet::new();
-    for i in 0..n {
-        let svc = svc.clone();
-        set.spawn(async move {
-            let res = svc.oneshot(get(&format!("/load/{i}"))).await?;
-            let status = res.status();
-            let body = drain(res.into_body()).await.map_err(|e| e.to_string());
-            Ok::<_, mesh_tower::MeshError>((status, body))
-        });
-    }
-    let mut ok = 0u64;
-    while let Some(r) = set.join_next().await {
-        let (status, body) = r.expect("no panic").expect("no mesh error");
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(body.expect("whole body"), "ok");
-        ok += 1;
-    }
+    let out = send(&svc, n as usize, n as usize, |i| get(&format!("/load/{i}"))).await;
+    assert!(out.errors.is_empty(), "no mesh error: {:?}", out.errors);
+    assert_eq!(
+        out.statuses,
+        BTreeMap::from([(StatusCode::OK.as_u16(), n as usize)])
+    );
+    assert_eq!(
+        out.bodies,
+        BTreeMap::from([(Bytes::from_static(b"ok"), n as usize)]),
+        "whole bodies"
+    );
+    let ok = out.status(200) as u64;
     done.store(true, Ordering::Relaxed);
     let peak = sampler.await.unwrap();
     let elapsed = started.elapsed();
@@ -169,7 +172,7 @@ async fn all_at_once(n: u64, delay: Duration) -> u64 {
 
     assert_eq!(ok, n);
     assert_eq!(backend.served(), n, "the backend served each request once");
-    let stats = crate::rel::assert_no_leak(&handle).await;
+    let stats = assert_no_leak(&handle).await;
     assert_eq!(stats.totals().requests, n);
     assert_eq!(stats.totals().successes, n);
     let c = stats.cluster("api", Some("v1")).unwrap();
@@ -268,7 +271,7 @@ async fn soak() {
         hwm,
     );
     assert_eq!(failed, 0);
-    let stats = crate::rel::assert_no_leak(&handle).await;
+    let stats = assert_no_leak(&handle).await;
     let c = stats.cluster("api", Some("v1")).unwrap();
     assert_eq!(backend.served(), sent + warm, "backend received == sent");
     assert_eq!(stats.totals().requests, sent + warm, "mesh total == sent");

@@ -1,7 +1,9 @@
 //! End-to-end tests over real loopback sockets.
 //!
-//! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area.
+//! One test binary (tower's `tests/<area>/main.rs` layout); each module is an area, and
+//! [`support`] holds the helpers they share.
 
+mod backends;
 mod connections;
 mod connector;
 mod exactly;
@@ -10,9 +12,8 @@ mod istio_exact;
 mod load;
 mod mesh;
 mod mirror_bodies;
-mod rel;
 mod reload_storm;
 mod retry_after_ejection;
-mod support_backend;
+mod support;
 mod telemetry;
 mod tls;

@@ -2,222 +2,31 @@
 //! client wrapped in `MeshLayer`, the config as YAML. Assertions are about outcomes and what the
 //! backends received, never about wall-clock durations.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use mesh_tests::{Action, Backend, Rule, Select};
-use mesh_tower::body::ReplayBody;
-use mesh_tower::{ClientContext, MeshError, MeshHandle, MeshLayer};
-use tokio::sync::Semaphore;
+use http::StatusCode;
+use http_body_util::BodyExt;
+use mesh_tests::{Action, Rule, Select};
+use mesh_tower::ClientContext;
 use tokio::task::JoinSet;
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::ServiceExt;
 
-type Client = mesh_tower::Mesh<mesh_tower::client::LegacyClient<ReplayBody<Full<Bytes>>>>;
+use crate::support::mesh::{Client, MeshOptions};
+use crate::support::pods::Pods;
+use crate::support::requests::{get, local_reply, send, Tally};
+use crate::support::upstream::API;
+use crate::support::yaml::{api_rule, split, virtual_service, V1_V2};
 
-/// Four pods behind host `api`: v1 ×2, v2 ×2.
-struct Pods {
-    all: Vec<Backend>,
+/// The DestinationRule of these tests: subsets `v1` and `v2`, no traffic policy.
+fn dr() -> String {
+    api_rule(V1_V2, "")
 }
 
-impl Pods {
-    async fn start() -> Pods {
-        let mut all = Vec::new();
-        for (name, version) in [
-            ("v1-a", "v1"),
-            ("v1-b", "v1"),
-            ("v2-a", "v2"),
-            ("v2-b", "v2"),
-        ] {
-            all.push(
-                Backend::builder()
-                    .name(name)
-                    .label("version", version)
-                    .start()
-                    .await
-                    .unwrap(),
-            );
-        }
-        Pods { all }
-    }
-
-    fn get(&self, name: &str) -> &Backend {
-        self.all.iter().find(|b| b.name() == name).unwrap()
-    }
-
-    fn received(&self, version: &str) -> u64 {
-        self.all
-            .iter()
-            .filter(|b| b.labels()["version"] == version)
-            .map(Backend::count)
-            .sum()
-    }
-
-    /// The ServiceEntry that declares the pods.
-    fn service_entry(&self) -> String {
-        let mut s = String::from(
-            "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-pods}\nspec:\n  hosts: [api.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 8080, name: http, protocol: HTTP}]\n  endpoints:\n",
-        );
-        for b in &self.all {
-            s.push_str(&format!(
-                "  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: {}}}}}\n",
-                b.addr().port(),
-                b.labels()["version"]
-            ));
-        }
-        s
-    }
-}
-
-const DR: &str = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: api}
-spec:
-  host: api
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-";
-
-fn config(pods: &Pods, docs: &[&str]) -> mesh_model::MeshConfig {
-    let mut loader = mesh_model::Loader::new();
-    for (i, d) in docs.iter().enumerate() {
-        loader.add_str(&format!("doc{i}.yaml"), d);
-    }
-    loader.add_str("pods.yaml", &pods.service_entry());
-    let loaded = loader.finish();
-    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-    assert!(errors.is_empty(), "config errors: {errors:#?}");
-    loaded.into_config()
-}
-
-fn mesh(cfg: mesh_model::MeshConfig, seed: u64) -> (Client, MeshHandle) {
-    mesh_with_budget(cfg, seed, None)
-}
-
-/// As [`mesh`], with a retry budget for clusters whose DestinationRule sets none.
-fn mesh_with_budget(
-    cfg: mesh_model::MeshConfig,
-    seed: u64,
-    budget: Option<mesh_resilience::RetryBudget>,
-) -> (Client, MeshHandle) {
-    let layer = MeshLayer::builder()
-        .config(cfg)
-        .retry_budget(budget)
-        .client(ClientContext::new("default").with_label("app", "e2e"))
-        .seed(seed)
-        .attempt_count_header(true)
-        .attempt_count_in_response(true)
-        .build()
-        .expect("the config compiles");
-    let handle = layer.handle();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::legacy_client());
-    (svc, handle)
-}
-
-fn get(path: &str) -> Request<Full<Bytes>> {
-    Request::get(format!("http://api:8080{path}"))
-        .body(Full::default())
-        .unwrap()
-}
-
-#[derive(Debug, Default)]
-struct Outcomes {
-    by_backend: BTreeMap<String, usize>,
-    statuses: BTreeMap<u16, usize>,
-    errors: Vec<String>,
-}
-
-impl Outcomes {
-    fn backend_share(&self, prefix: &str) -> f64 {
-        let n: usize = self
-            .by_backend
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v)
-            .sum();
-        n as f64 / self.total() as f64
-    }
-    fn total(&self) -> usize {
-        self.statuses.values().sum::<usize>() + self.errors.len()
-    }
-}
-
-/// Sends `n` requests, `concurrency` at a time, and tallies what came back.
-async fn send<S>(
-    svc: &S,
-    n: usize,
-    concurrency: usize,
-    mk: impl Fn(usize) -> Request<Full<Bytes>>,
-) -> Outcomes
-where
-    S: Service<
-            Request<Full<Bytes>>,
-            Response = http::Response<mesh_tower::MeshBody<hyper::body::Incoming>>,
-            Error = MeshError,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send,
-{
-    let sem = Arc::new(Semaphore::new(concurrency));
-    let mut set = JoinSet::new();
-    for i in 0..n {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let svc = svc.clone();
-        let req = mk(i);
-        set.spawn(async move {
-            let _p = permit;
-            match svc.oneshot(req).await {
-                Ok(res) => {
-                    let backend = res
-                        .headers()
-                        .get("x-backend")
-                        .map(|v| v.to_str().unwrap().to_owned());
-                    let status = res.status().as_u16();
-                    let _ = res.into_body().collect().await;
-                    Ok((status, backend))
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        });
-    }
-    let mut out = Outcomes::default();
-    while let Some(r) = set.join_next().await {
-        match r.unwrap() {
-            Ok((status, backend)) => {
-                *out.statuses.entry(status).or_default() += 1;
-                if let Some(b) = backend {
-                    *out.by_backend.entry(b).or_default() += 1;
-                }
-            }
-            Err(e) => out.errors.push(e),
-        }
-    }
-    out
-}
-
-fn split_vs(v1: u32, v2: u32, extra: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: api}}
-spec:
-  hosts: [api]
-  http:
-  - route:
-    - destination: {{host: api, subset: v1}}
-      weight: {v1}
-    - destination: {{host: api, subset: v2}}
-      weight: {v2}
-{extra}"
-    )
+/// The traffic tests' mesh ([`MeshOptions::traffic`]) around the legacy client.
+fn mesh(cfg: mesh_model::MeshConfig, seed: u64) -> (Client, mesh_tower::MeshHandle) {
+    MeshOptions::traffic(seed).build(cfg)
 }
 
 /// 90/10 over 5,000 requests. Tolerance: the v1 count is binomial(5000, 0.9) with a standard
@@ -225,8 +34,8 @@ spec:
 /// are seeded, so the run is deterministic anyway).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn split_90_10_over_5000_requests() {
-    let pods = Pods::start().await;
-    let (svc, handle) = mesh(config(&pods, &[&split_vs(90, 10, ""), DR]), 7);
+    let pods = Pods::four(&[]).await;
+    let (svc, handle) = mesh(pods.config(&[&split(90, 10, ""), &dr()]), 7);
     let out = send(&svc, 5_000, 32, |i| get(&format!("/split/{i}"))).await;
     assert!(
         out.errors.is_empty(),
@@ -253,21 +62,18 @@ async fn split_90_10_over_5000_requests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_routing_sends_jason_to_v2() {
-    let pods = Pods::start().await;
-    let vs = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api}
-spec:
-  hosts: [api]
-  http:
-  - match:
+    let pods = Pods::four(&[]).await;
+    let vs = virtual_service(
+        &API,
+        "  - match:
     - headers: {end-user: {exact: jason}}
     route:
     - destination: {host: api, subset: v2}
   - route:
     - destination: {host: api, subset: v1}
-";
-    let (svc, _) = mesh(config(&pods, &[vs, DR]), 1);
+",
+    );
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 1);
     let jason = send(&svc, 200, 16, |_| {
         let mut r = get("/reviews");
         r.headers_mut().insert("end-user", "jason".parse().unwrap());
@@ -291,7 +97,7 @@ spec:
 /// 20% of active requests, minimum 3) then never refuses a retry; see the next test for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_mask_a_half_failing_v2() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     for (name, seed) in [("v2-a", 11), ("v2-b", 12)] {
         pods.get(name).set_rules([Rule::new(
             Select::Seeded {
@@ -303,23 +109,21 @@ async fn retries_mask_a_half_failing_v2() {
     }
     let n = 2_000;
 
-    let no_retry = split_vs(0, 100, "    retries: {attempts: 0}\n");
-    let (svc, _) = mesh(config(&pods, &[&no_retry, DR]), 3);
+    let no_retry = split(0, 100, "    retries: {attempts: 0}\n");
+    let (svc, _) = mesh(pods.config(&[&no_retry, &dr()]), 3);
     let out = send(&svc, n, 16, |i| get(&format!("/r/{i}"))).await;
-    let failed = out.statuses.get(&503).copied().unwrap_or(0) as f64 / n as f64;
+    let failed = out.status(503) as f64 / n as f64;
     assert!(
         (0.44..=0.56).contains(&failed),
         "without retries the client sees ~50% errors, saw {failed}"
     );
     assert_eq!(pods.received("v2"), n as u64, "attempts: 0 never retries");
 
-    for b in &pods.all {
-        b.reset_counts();
-    }
-    let with_retry = split_vs(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
-    let (svc, handle) = mesh(config(&pods, &[&with_retry, DR]), 4);
+    pods.reset_counts();
+    let with_retry = split(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
+    let (svc, handle) = mesh(pods.config(&[&with_retry, &dr()]), 4);
     let out = send(&svc, n, 2, |i| get(&format!("/r/{i}"))).await;
-    let failed = out.statuses.get(&503).copied().unwrap_or(0) as f64 / n as f64;
+    let failed = out.status(503) as f64 / n as f64;
     assert!(
         (0.03..=0.095).contains(&failed),
         "with 3 retries the client sees ~6.25% errors, saw {failed}"
@@ -343,7 +147,7 @@ async fn retries_mask_a_half_failing_v2() {
 /// and the client sees more errors than with a budget of 100%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_in_retry_budget_caps_a_retry_storm() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     for (name, seed) in [("v2-a", 31), ("v2-b", 32)] {
         pods.get(name).set_rules([Rule::new(
             Select::Seeded {
@@ -354,26 +158,26 @@ async fn an_opt_in_retry_budget_caps_a_retry_storm() {
         )]);
     }
     let n = 2_000;
-    let with_retry = split_vs(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
+    let with_retry = split(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
     let budget = Some(mesh_resilience::RetryBudget::default());
-    let (svc, _) = mesh_with_budget(config(&pods, &[&with_retry, DR]), 4, budget);
+    let (svc, _) = MeshOptions::traffic(4)
+        .retry_budget(budget)
+        .build(pods.config(&[&with_retry, &dr()]));
     let budgeted = send(&svc, n, 32, |i| get(&format!("/b/{i}"))).await;
     let budgeted_attempts = pods.received("v2");
-    for b in &pods.all {
-        b.reset_counts();
-    }
-    let open_dr = DR.replace(
-        "  subsets:",
-        "  trafficPolicy:\n    retryBudget: {percent: 100, minRetryConcurrency: 1000}\n  subsets:",
+    pods.reset_counts();
+    let open_dr = api_rule(
+        V1_V2,
+        "    retryBudget: {percent: 100, minRetryConcurrency: 1000}\n",
     );
-    let (svc, _) = mesh(config(&pods, &[&with_retry, &open_dr]), 4);
+    let (svc, _) = mesh(pods.config(&[&with_retry, &open_dr]), 4);
     let open = send(&svc, n, 32, |i| get(&format!("/b/{i}"))).await;
     let open_attempts = pods.received("v2");
     assert!(
         budgeted_attempts < open_attempts,
         "the budget refused retries: {budgeted_attempts} vs {open_attempts} attempts"
     );
-    let failed = |o: &Outcomes| o.statuses.get(&503).copied().unwrap_or(0);
+    let failed = |o: &Tally| o.status(503);
     assert!(
         failed(&budgeted) > failed(&open),
         "{} vs {} client errors",
@@ -388,14 +192,14 @@ async fn an_opt_in_retry_budget_caps_a_retry_storm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_try_timeout_is_retried_only_when_retry_on_says_so() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     pods.get("v1-a")
         .set_rules([Rule::new(Select::All, Action::Hang)]);
     pods.get("v1-b")
         .set_rules([Rule::new(Select::All, Action::Hang)]);
     // Default retryOn does not retry a per-try timeout: one attempt, then 504.
-    let vs = split_vs(100, 0, "    retries: {attempts: 3, perTryTimeout: 100ms}\n");
-    let (svc, _) = mesh(config(&pods, &[&vs, DR]), 5);
+    let vs = split(100, 0, "    retries: {attempts: 3, perTryTimeout: 100ms}\n");
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 5);
     let err = svc
         .clone()
         .oneshot(get("/slow"))
@@ -403,23 +207,18 @@ async fn per_try_timeout_is_retried_only_when_retry_on_says_so() {
         .expect_err("times out");
     assert!(err.is_timeout(), "{err}");
     assert_eq!(pods.received("v1"), 1);
-    let res = err.to_response::<Full<Bytes>>();
-    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
-    assert_eq!(
-        res.into_body().collect().await.unwrap().to_bytes(),
-        "upstream request timeout"
-    );
+    let (status, _, body) = local_reply(&err).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(body, "upstream request timeout");
 
     // With `reset` in retryOn the per-try timeout is retried: 1 + 3 attempts.
-    for b in &pods.all {
-        b.reset_counts();
-    }
-    let vs = split_vs(
+    pods.reset_counts();
+    let vs = split(
         100,
         0,
         "    retries: {attempts: 3, perTryTimeout: 100ms, retryOn: reset}\n",
     );
-    let (svc, _) = mesh(config(&pods, &[&vs, DR]), 5);
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 5);
     let err = svc.oneshot(get("/slow")).await.expect_err("times out");
     assert!(err.is_timeout());
     assert_eq!(pods.received("v1"), 4);
@@ -427,17 +226,17 @@ async fn per_try_timeout_is_retried_only_when_retry_on_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_timeout_spans_all_attempts() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     for b in &pods.all {
         b.set_rules([Rule::new(Select::All, Action::Hang)]);
     }
     // 10 attempts of 100 ms each cannot fit in a 250 ms route timeout.
-    let vs = split_vs(
+    let vs = split(
         100,
         0,
         "    timeout: 250ms\n    retries: {attempts: 10, perTryTimeout: 100ms, retryOn: reset}\n",
     );
-    let (svc, _) = mesh(config(&pods, &[&vs, DR]), 5);
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 5);
     let err = svc.oneshot(get("/slow")).await.expect_err("times out");
     assert!(err.is_timeout());
     let tries = pods.received("v1");
@@ -453,23 +252,17 @@ async fn route_timeout_spans_all_attempts() {
 /// assertion on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outlier_detection_ejects_and_brings_back() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     pods.get("v1-a")
         .set_rules([Rule::new(Select::All, Action::Status(503))]);
-    let dr = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: api}
-spec:
-  host: api
-  trafficPolicy:
-    loadBalancer: {simple: ROUND_ROBIN}
+    let dr = api_rule(
+        V1_V2,
+        "    loadBalancer: {simple: ROUND_ROBIN}
     outlierDetection: {consecutive5xxErrors: 3, interval: 1s, baseEjectionTime: 1s, maxEjectionPercent: 50}
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-";
-    let vs = split_vs(100, 0, "    retries: {attempts: 2, retryOn: 5xx}\n");
-    let (svc, handle) = mesh(config(&pods, &[&vs, dr]), 9);
+",
+    );
+    let vs = split(100, 0, "    retries: {attempts: 2, retryOn: 5xx}\n");
+    let (svc, handle) = mesh(pods.config(&[&vs, &dr]), 9);
     let out = send(&svc, 200, 1, |i| get(&format!("/o/{i}"))).await;
     assert_eq!(
         out.statuses.get(&200),
@@ -501,48 +294,26 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_overflow_is_a_503_with_x_envoy_overloaded() {
-    let pods = Pods::start().await;
+    let pods = Pods::four(&[]).await;
     for b in &pods.all {
         b.set_rules([Rule::new(
             Select::All,
             Action::DelayThenStatus(Duration::from_millis(300), 200),
         )]);
     }
-    let dr = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: api}
-spec:
-  host: api
-  trafficPolicy:
-    connectionPool: {http: {http2MaxRequests: 1, http1MaxPendingRequests: 1}}
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-";
-    let (svc, handle) = mesh(config(&pods, &[&split_vs(100, 0, ""), dr]), 2);
-    let mut set = JoinSet::new();
-    for i in 0..6 {
-        let svc = svc.clone();
-        set.spawn(async move {
-            match svc.oneshot(get(&format!("/p/{i}"))).await {
-                Ok(res) => {
-                    let _ = res.into_body().collect().await;
-                    None
-                }
-                Err(e) => Some(e),
-            }
-        });
+    let dr = api_rule(
+        V1_V2,
+        "    connectionPool: {http: {http2MaxRequests: 1, http1MaxPendingRequests: 1}}\n",
+    );
+    let (svc, handle) = mesh(pods.config(&[&split(100, 0, ""), &dr]), 2);
+    let out = send(&svc, 6, 6, |i| get(&format!("/p/{i}"))).await;
+    for e in &out.errors {
+        assert!(e.is_overflow(), "{e}");
+        let (status, headers, _) = local_reply(e).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers["x-envoy-overloaded"], "true");
     }
-    let mut overflows = 0;
-    while let Some(r) = set.join_next().await {
-        if let Some(e) = r.unwrap() {
-            assert!(e.is_overflow(), "{e}");
-            let res = e.to_response::<Full<Bytes>>();
-            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-            assert_eq!(res.headers()["x-envoy-overloaded"], "true");
-            overflows += 1;
-        }
-    }
+    let overflows = out.errors.len();
     assert!(
         overflows >= 3,
         "one active, one pending, the rest overflow: {overflows}"
@@ -564,16 +335,16 @@ spec:
 /// 50% aborts over 2,000 requests: sd 1.1 points, tolerance ±5 points.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fault_abort_at_its_percentage() {
-    let pods = Pods::start().await;
-    let vs = split_vs(
+    let pods = Pods::four(&[]).await;
+    let vs = split(
         100,
         0,
         "    fault: {abort: {httpStatus: 418, percentage: {value: 50}}}\n",
     );
-    let (svc, _) = mesh(config(&pods, &[&vs, DR]), 21);
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 21);
     let n = 2_000;
     let out = send(&svc, n, 16, |i| get(&format!("/f/{i}"))).await;
-    let aborted = out.statuses.get(&418).copied().unwrap_or(0);
+    let aborted = out.status(418);
     assert!(
         (aborted as f64 / n as f64 - 0.5).abs() <= 0.05,
         "aborted {aborted}"
@@ -587,9 +358,9 @@ async fn fault_abort_at_its_percentage() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mirror_copies_reach_the_mirror_with_shadow_host() {
-    let pods = Pods::start().await;
-    let vs = split_vs(100, 0, "    mirror: {host: api, subset: v2}\n");
-    let (svc, _) = mesh(config(&pods, &[&vs, DR]), 4);
+    let pods = Pods::four(&[]).await;
+    let vs = split(100, 0, "    mirror: {host: api, subset: v2}\n");
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 4);
     let out = send(&svc, 50, 4, |i| get(&format!("/m/{i}"))).await;
     assert_eq!(out.statuses.get(&200), Some(&50));
     // Mirrors are fire-and-forget: wait (bounded) for the copies to land.
@@ -601,9 +372,7 @@ async fn mirror_copies_reach_the_mirror_with_shadow_host() {
     }
     assert_eq!(pods.received("v2"), 50);
     let hosts: Vec<String> = pods
-        .all
-        .iter()
-        .filter(|b| b.labels()["version"] == "v2")
+        .of_version("v2")
         .flat_map(|b| b.received())
         .filter_map(|r| r.host().map(str::to_owned))
         .collect();
@@ -612,14 +381,10 @@ async fn mirror_copies_reach_the_mirror_with_shadow_host() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirect_direct_response_rewrite_and_headers() {
-    let pods = Pods::start().await;
-    let vs = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api}
-spec:
-  hosts: [api]
-  http:
-  - match: [{uri: {exact: /old}}]
+    let pods = Pods::four(&[]).await;
+    let vs = virtual_service(
+        &API,
+        "  - match: [{uri: {exact: /old}}]
     redirect: {uri: /new, authority: new.example.com}
   - match: [{uri: {exact: /health}}]
     directResponse: {status: 200, body: {string: ok}}
@@ -631,8 +396,9 @@ spec:
       response: {add: {x-served-by: mesh}}
     route:
     - destination: {host: api, subset: v1}
-";
-    let (svc, _) = mesh(config(&pods, &[vs, DR]), 1);
+",
+    );
+    let (svc, _) = mesh(pods.config(&[&vs, &dr()]), 1);
 
     let res = svc.clone().oneshot(get("/old")).await.unwrap();
     assert_eq!(res.status(), StatusCode::MOVED_PERMANENTLY);
@@ -678,8 +444,8 @@ spec:
 /// after it every request goes to v2. The load loop is bounded in count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_shifts_weights_under_load_without_failures() {
-    let pods = Pods::start().await;
-    let (svc, handle) = mesh(config(&pods, &[&split_vs(90, 10, ""), DR]), 13);
+    let pods = Pods::four(&[]).await;
+    let (svc, handle) = mesh(pods.config(&[&split(90, 10, ""), &dr()]), 13);
     let stop = Arc::new(AtomicBool::new(false));
     let mut load = JoinSet::new();
     for w in 0..8 {
@@ -715,8 +481,9 @@ async fn reload_shifts_weights_under_load_without_failures() {
     std::fs::write(
         &file,
         format!(
-            "{}---\n{DR}",
-            split_vs(0, 100, "").replace("weight: 100", "weight: -5")
+            "{}---\n{}",
+            split(0, 100, "").replace("weight: 100", "weight: -5"),
+            dr()
         ),
     )
     .unwrap();
@@ -728,7 +495,7 @@ async fn reload_shifts_weights_under_load_without_failures() {
     while pods.received("v1") < v1_before + 100 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    std::fs::write(&file, format!("{}---\n{DR}", split_vs(0, 100, ""))).unwrap();
+    std::fs::write(&file, format!("{}---\n{}", split(0, 100, ""), dr())).unwrap();
     handle
         .reload_files(&[&file, &pods_file])
         .expect("valid reload");
@@ -763,16 +530,14 @@ async fn reload_shifts_weights_under_load_without_failures() {
 /// The same stack over reqwest through the adapter.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reqwest_client_through_the_mesh() {
-    let pods = Pods::start().await;
-    let layer = MeshLayer::builder()
-        .config(config(&pods, &[&split_vs(0, 100, ""), DR]))
+    let pods = Pods::four(&[]).await;
+    let (svc, _) = MeshOptions::new()
         .client(ClientContext::new("default"))
         .seed(1)
-        .build()
-        .unwrap();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::ReqwestService::with_mesh_defaults().unwrap());
+        .build_around(
+            pods.config(&[&split(0, 100, ""), &dr()]),
+            mesh_tower::client::ReqwestService::with_mesh_defaults().unwrap(),
+        );
     for i in 0..20 {
         let res = svc.clone().oneshot(get(&format!("/rq/{i}"))).await.unwrap();
         assert_eq!(res.status(), StatusCode::OK);

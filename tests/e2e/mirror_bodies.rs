@@ -10,14 +10,10 @@ use mesh_tests::{body_hash, Backend};
 use tokio::io::AsyncReadExt;
 use tower::ServiceExt;
 
-use crate::rel::{
-    destination_rule, drain, full, load, mesh, read_head, service_entry, streamed, virtual_service,
-    RawServer,
-};
-
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i % 251) as u8).collect()
-}
+use crate::support::mesh::mesh;
+use crate::support::raw::{read_head, RawServer};
+use crate::support::requests::{drain, full, pattern, streamed};
+use crate::support::yaml::{api_entry, api_rule, load, route_to, V1_V2_V3};
 
 /// How the mirror target reads request bodies.
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +26,7 @@ enum Target {
     Stalled,
 }
 
+/// A mirror target of `kind`: its port, and the server to keep alive while it is used.
 async fn mirror_target(kind: Target) -> (u16, Option<Backend>, Option<RawServer>) {
     match kind {
         Target::Fast => {
@@ -67,9 +64,9 @@ async fn a_mirror_never_fails_the_request_it_copies() {
                 let primary = Backend::start_version("primary", "v1").await.unwrap();
                 let (shadow_port, shadow, _raw) = mirror_target(target).await;
                 let cfg = load(&[
-                    &service_entry(&[(primary.addr().port(), "v1"), (shadow_port, "v2")]),
-                    &destination_rule(""),
-                    &virtual_service("v1", "    mirror: {host: api, subset: v2}\n"),
+                    &api_entry(&[(primary.addr().port(), "v1"), (shadow_port, "v2")]),
+                    &api_rule(V1_V2_V3, ""),
+                    &route_to("v1", "    mirror: {host: api, subset: v2}\n"),
                 ]);
                 let (svc, handle) = mesh(cfg);
                 let data = pattern(size);

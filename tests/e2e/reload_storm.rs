@@ -17,38 +17,21 @@ use mesh_tests::Backend;
 use tokio::task::JoinSet;
 use tower::ServiceExt;
 
-use crate::rel::{destination_rule, drain, full, load, mesh, service_entry, settled};
+use crate::support::leak::settled;
+use crate::support::mesh::mesh;
+use crate::support::requests::{drain, full};
+use crate::support::yaml::{api_entry, api_rule, load, route_to, split, V1_V2_V3};
 
-fn split(v1: u32, v2: u32) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: api}}
-spec:
-  hosts: [api]
-  http:
-  - retries: {{attempts: 0}}
-    route:
-    - destination: {{host: api, subset: v1}}
-      weight: {v1}
-    - destination: {{host: api, subset: v2}}
-      weight: {v2}
-"
-    )
+/// Splits `v1`:`v2` between subsets v1 and v2, with no retries.
+fn split_without_retries(v1: u32, v2: u32) -> String {
+    split(v1, v2, "    retries: {attempts: 0}\n")
 }
 
 /// Sends everything to v3, and is invalid (a timeout that is not a duration): it must never
 /// take effect.
-const FORBIDDEN: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api}
-spec:
-  hosts: [api]
-  http:
-  - timeout: soon
-    route:
-    - destination: {host: api, subset: v3}
-";
+fn forbidden() -> String {
+    route_to("v3", "    timeout: soon\n")
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_storm_under_load_loses_nothing_and_never_applies_an_invalid_config() {
@@ -60,20 +43,20 @@ async fn reload_storm_under_load_loses_nothing_and_never_applies_an_invalid_conf
     let v1 = Backend::start_version("v1", "v1").await.unwrap();
     let v2 = Backend::start_version("v2", "v2").await.unwrap();
     let v3 = Backend::start_version("v3-forbidden", "v3").await.unwrap();
-    let entry = service_entry(&[
+    let entry = api_entry(&[
         (v1.addr().port(), "v1"),
         (v2.addr().port(), "v2"),
         (v3.addr().port(), "v3"),
     ]);
-    let dr = destination_rule("");
-    let split_a = load(&[&split(90, 10), &dr, &entry]);
-    let split_b = load(&[&split(10, 90), &dr, &entry]);
+    let dr = api_rule(V1_V2_V3, "");
+    let split_a = load(&[&split_without_retries(90, 10), &dr, &entry]);
+    let split_b = load(&[&split_without_retries(10, 90), &dr, &entry]);
 
     let dir = std::env::temp_dir().join(format!("mesh-reload-storm-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("api.yaml");
     let others = dir.join("rest.yaml");
-    std::fs::write(&bad, FORBIDDEN).unwrap();
+    std::fs::write(&bad, forbidden()).unwrap();
     std::fs::write(&others, format!("{dr}---\n{entry}")).unwrap();
 
     let (svc, handle) = mesh(split_a.clone());

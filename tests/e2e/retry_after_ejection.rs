@@ -5,35 +5,20 @@
 //! only, both v2 pods answering 503 to a seeded half of their requests, outlier detection that
 //! ejects one of them early (`maxEjectionPercent: 50` keeps the other), 16 senders.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use bytes::Bytes;
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use mesh_tests::{Action, Backend, Rule, Select};
-use mesh_tower::body::ReplayBody;
-use mesh_tower::{ClientContext, MeshHandle, MeshLayer};
-use tokio::sync::Semaphore;
-use tokio::task::JoinSet;
-use tower::{ServiceBuilder, ServiceExt};
+use mesh_tower::MeshHandle;
 
-type Client = mesh_tower::Mesh<mesh_tower::client::LegacyClient<ReplayBody<Full<Bytes>>>>;
+use crate::support::mesh::{Client, MeshOptions};
+use crate::support::pods::Pods;
+use crate::support::requests::{get, send};
+use crate::support::yaml::{api_rule, split, V1_V2};
 
-/// The two v2 pods of host `api` (plus one healthy v1 pod that gets no traffic).
-async fn start_pods() -> Vec<Backend> {
-    let mut all = Vec::new();
-    for (name, version) in [("v1-a", "v1"), ("v2-a", "v2"), ("v2-b", "v2")] {
-        all.push(
-            Backend::builder()
-                .name(name)
-                .label("version", version)
-                .start()
-                .await
-                .unwrap(),
-        );
-    }
-    for (b, seed) in all.iter().skip(1).zip([41, 42]) {
+/// The two v2 pods of host `api`, each answering 503 to a seeded half of its requests (plus
+/// one healthy v1 pod that gets no traffic).
+async fn start_pods() -> Pods {
+    let pods = Pods::start(&[("v1-a", "v1"), ("v2-a", "v2"), ("v2-b", "v2")], &[]).await;
+    for (b, seed) in pods.all.iter().skip(1).zip([41, 42]) {
         b.set_rules([Rule::new(
             Select::Seeded {
                 seed,
@@ -42,132 +27,46 @@ async fn start_pods() -> Vec<Backend> {
             Action::Status(503),
         )]);
     }
-    all
+    pods
 }
 
-fn service_entry(pods: &[Backend]) -> String {
-    let mut s = String::from(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-pods}\nspec:\n  hosts: [api.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 8080, name: http, protocol: HTTP}]\n  endpoints:\n",
-    );
-    for b in pods {
-        s.push_str(&format!(
-            "  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{version: {}}}}}\n",
-            b.addr().port(),
-            b.labels()["version"]
-        ));
-    }
-    s
-}
-
-const VS: &str = "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api}
-spec:
-  hosts: [api]
-  http:
-  - route:
-    - destination: {host: api, subset: v1}
-      weight: 0
-    - destination: {host: api, subset: v2}
-      weight: 100
-    retries: {attempts: 3, retryOn: 5xx}
-";
-
-/// The benchmark's outlier detection; `budget` is an extra `trafficPolicy` line.
+/// The benchmark's outlier detection, subsets `v1` and `v2`; `budget` is an extra
+/// `trafficPolicy` line.
 fn dr(budget: &str) -> String {
-    format!(
-        "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: api}}
-spec:
-  host: api
-  trafficPolicy:
-{budget}    outlierDetection: {{consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}}
-  subsets:
-  - {{name: v1, labels: {{version: v1}}}}
-  - {{name: v2, labels: {{version: v2}}}}
-"
+    api_rule(
+        V1_V2,
+        &format!("{budget}    outlierDetection: {{consecutive5xxErrors: 5, interval: 10s, baseEjectionTime: 30s, maxEjectionPercent: 50}}\n"),
     )
 }
 
-fn mesh(pods: &[Backend], dr: &str, seed: u64) -> (Client, MeshHandle) {
-    mesh_with_budget(pods, dr, seed, None)
-}
-
-/// As [`mesh`], with a retry budget for clusters whose DestinationRule sets none.
-fn mesh_with_budget(
-    pods: &[Backend],
+/// The traffic tests' mesh (`seed`, with the retry budget `budget` for clusters whose
+/// DestinationRule sets none) for all of v2 with 3 retries on 5xx, `dr` and the pods.
+fn mesh(
+    pods: &Pods,
     dr: &str,
     seed: u64,
     budget: Option<mesh_resilience::RetryBudget>,
 ) -> (Client, MeshHandle) {
-    let mut loader = mesh_model::Loader::new();
-    loader.add_str("vs.yaml", VS);
-    loader.add_str("dr.yaml", dr);
-    loader.add_str("pods.yaml", &service_entry(pods));
-    let loaded = loader.finish();
-    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-    assert!(errors.is_empty(), "config errors: {errors:#?}");
-    let layer = MeshLayer::builder()
-        .config(loaded.into_config())
-        .client(ClientContext::new("default").with_label("app", "e2e"))
-        .seed(seed)
-        .retry_budget(budget)
-        .attempt_count_header(true)
-        .attempt_count_in_response(true)
-        .build()
-        .expect("the config compiles");
-    let handle = layer.handle();
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::legacy_client());
-    (svc, handle)
-}
-
-/// Sends `n` requests, `concurrency` at a time; returns the count per status and the number
-/// of client errors.
-async fn send(svc: &Client, n: usize, concurrency: usize) -> (BTreeMap<u16, usize>, usize) {
-    let sem = Arc::new(Semaphore::new(concurrency));
-    let mut set = JoinSet::new();
-    for i in 0..n {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let svc = svc.clone();
-        let req = Request::get(format!("http://api:8080/e/{i}"))
-            .body(Full::default())
-            .unwrap();
-        set.spawn(async move {
-            let _p = permit;
-            match svc.oneshot(req).await {
-                Ok(res) => {
-                    let status = res.status().as_u16();
-                    let _ = res.into_body().collect().await;
-                    Ok(status)
-                }
-                Err(e) => Err(e.to_string()),
-            }
-        });
-    }
-    let mut statuses = BTreeMap::new();
-    let mut errors = 0;
-    while let Some(r) = set.join_next().await {
-        match r.unwrap() {
-            Ok(s) => *statuses.entry(s).or_default() += 1,
-            Err(_) => errors += 1,
-        }
-    }
-    (statuses, errors)
+    let vs = split(0, 100, "    retries: {attempts: 3, retryOn: 5xx}\n");
+    let cfg = pods.config(&[&vs, dr]);
+    MeshOptions::traffic(seed).retry_budget(budget).build(cfg)
 }
 
 /// What the v2 pods saw: `(ejected pod, remaining pod)` by name, and for the remaining pod the
 /// retries (attempt count > 1) that arrived after the ejected pod's last request.
 struct AfterEjection {
+    /// The ejected pod's name.
     ejected: String,
+    /// Requests the ejected pod received.
     ejected_received: u64,
+    /// Requests the remaining pod received.
     remaining_received: u64,
+    /// Retries the remaining pod received after the ejection.
     remaining_retries_after: usize,
 }
 
-fn after_ejection(pods: &[Backend], handle: &MeshHandle) -> AfterEjection {
+/// What the v2 pods saw, once exactly one of them was ejected (asserted).
+fn after_ejection(pods: &Pods, handle: &MeshHandle) -> AfterEjection {
     let stats = handle.stats();
     let v2 = stats
         .cluster("api.default.svc.cluster.local", Some("v2"))
@@ -180,8 +79,7 @@ fn after_ejection(pods: &[Backend], handle: &MeshHandle) -> AfterEjection {
         .map(|(key, _, _)| key.rsplit(':').next().unwrap().parse::<u16>().unwrap())
         .expect("an ejected endpoint");
     let (ejected, remaining): (Vec<&Backend>, Vec<&Backend>) = pods
-        .iter()
-        .filter(|b| b.labels()["version"] == "v2")
+        .of_version("v2")
         .partition(|b| b.addr().port() == ejected_port);
     let (ejected, remaining) = (ejected[0], remaining[0]);
     // Requests on the remaining pod that arrived after the ejection. The remaining pod numbers
@@ -219,10 +117,11 @@ fn after_ejection(pods: &[Backend], handle: &MeshHandle) -> AfterEjection {
 async fn open_budget_keeps_retrying_on_the_remaining_pod() {
     let pods = start_pods().await;
     let open = dr("    retryBudget: {percent: 100, minRetryConcurrency: 1000}\n");
-    let (svc, handle) = mesh(&pods, &open, 7);
+    let (svc, handle) = mesh(&pods, &open, 7, None);
     let n = 2_000;
-    let (statuses, errors) = send(&svc, n, 16).await;
-    assert_eq!(errors, 0, "no transport errors");
+    let out = send(&svc, n, 16, |i| get(&format!("/e/{i}"))).await;
+    let statuses = out.statuses;
+    assert_eq!(out.errors.len(), 0, "no transport errors");
     let failed = statuses.get(&503).copied().unwrap_or(0);
     let rate = failed as f64 / n as f64;
 
@@ -265,10 +164,11 @@ async fn open_budget_keeps_retrying_on_the_remaining_pod() {
 async fn an_opt_in_budget_still_retries_after_the_ejection() {
     let pods = start_pods().await;
     let budget = Some(mesh_resilience::RetryBudget::default());
-    let (svc, handle) = mesh_with_budget(&pods, &dr(""), 8, budget);
+    let (svc, handle) = mesh(&pods, &dr(""), 8, budget);
     let n = 2_000;
-    let (statuses, errors) = send(&svc, n, 16).await;
-    assert_eq!(errors, 0, "no transport errors");
+    let out = send(&svc, n, 16, |i| get(&format!("/e/{i}"))).await;
+    let statuses = out.statuses;
+    assert_eq!(out.errors.len(), 0, "no transport errors");
     let seen = after_ejection(&pods, &handle);
     let retries: u64 = handle.stats().clusters().iter().map(|c| c.retries()).sum();
     assert_eq!(

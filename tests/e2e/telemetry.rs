@@ -3,104 +3,47 @@
 //! compared with what the backends received.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
 use mesh_tests::{Action, Backend, Rule, Select};
-use mesh_tower::body::ReplayBody;
+use mesh_tower::client::MeshClient;
 use mesh_tower::telemetry::ENVOY_HISTOGRAM_BUCKETS;
-use mesh_tower::{ClientContext, MeshLayer};
+use mesh_tower::ClientContext;
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
-use tower::{ServiceBuilder, ServiceExt};
 
-type Client = mesh_tower::Mesh<mesh_tower::client::LegacyClient<ReplayBody<Full<Bytes>>>>;
+use crate::support::mesh::{connector_mesh, Client, MeshOptions};
+use crate::support::pods::Pods;
+use crate::support::requests::{conn_get, fetch, get, send, status_of};
+use crate::support::upstream::API;
+use crate::support::yaml::{api_rule, conn_entry, conn_rule, virtual_service, V1_V2};
 
-async fn pods() -> Vec<Backend> {
-    let mut all = Vec::new();
-    for (name, version) in [
-        ("v1-a", "v1"),
-        ("v1-b", "v1"),
-        ("v2-a", "v2"),
-        ("v2-b", "v2"),
-    ] {
-        all.push(
-            Backend::builder()
-                .name(name)
-                .label("app", "api")
-                .label("version", version)
-                .start()
-                .await
-                .unwrap(),
-        );
-    }
-    all
+/// The four pods of `api` ([`Pods::four`]), each also labelled `app: api`.
+async fn pods() -> Pods {
+    Pods::four(&[("app", "api")]).await
 }
 
-fn received(pods: &[Backend], version: &str) -> u64 {
-    pods.iter()
-        .filter(|b| b.labels()["version"] == version)
-        .map(Backend::count)
-        .sum()
+/// Subsets `v1` and `v2`, a VirtualService with the `http` list items `routes`, and the
+/// pods' ServiceEntry.
+fn config(pods: &Pods, routes: &str) -> mesh_model::MeshConfig {
+    pods.config(&[&api_rule(V1_V2, ""), &virtual_service(&API, routes)])
 }
 
-fn config(pods: &[Backend], routes: &str) -> mesh_model::MeshConfig {
-    let mut se = String::from(
-        "apiVersion: networking.istio.io/v1\nkind: ServiceEntry\nmetadata: {name: api-pods}\nspec:\n  hosts: [api.default.svc.cluster.local]\n  resolution: STATIC\n  ports: [{number: 8080, name: http, protocol: HTTP}]\n  endpoints:\n",
-    );
-    for b in pods {
-        se.push_str(&format!(
-            "  - {{address: 127.0.0.1, ports: {{http: {}}}, labels: {{app: api, version: {}}}}}\n",
-            b.addr().port(),
-            b.labels()["version"]
-        ));
-    }
-    let dr = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: api}
-spec:
-  host: api
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-";
-    let vs = format!(
-        "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: api}}
-spec:
-  hosts: [api]
-  http:
-{routes}"
-    );
-    let mut loader = mesh_model::Loader::new();
-    loader.add_str("se.yaml", &se);
-    loader.add_str("dr.yaml", dr);
-    loader.add_str("vs.yaml", &vs);
-    let loaded = loader.finish();
-    let errors: Vec<String> = loaded.errors().map(ToString::to_string).collect();
-    assert!(errors.is_empty(), "{errors:#?}");
-    loaded.into_config()
-}
-
+/// The mesh of a client workload `checkout` (seed 11) around the legacy client.
 fn mesh(cfg: mesh_model::MeshConfig) -> Client {
-    let layer = MeshLayer::builder()
-        .config(cfg)
+    MeshOptions::new()
         .client(
             ClientContext::new("default")
                 .with_label("app", "checkout")
                 .with_workload_name("checkout"),
         )
         .seed(11)
-        .build()
-        .unwrap();
-    ServiceBuilder::new()
-        .layer(layer)
-        .service(mesh_tower::client::legacy_client())
+        .build(cfg)
+        .0
 }
 
+/// A Prometheus recorder with Envoy's histogram buckets for Istio's metrics, and its handle.
 fn recorder() -> (PrometheusRecorder, PrometheusHandle) {
     let r = PrometheusBuilder::new()
         .set_buckets_for_metric(
@@ -132,6 +75,7 @@ fn samples(text: &str, name: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         .collect()
 }
 
+/// The samples of `name` summed by the value of `label`.
 fn sum_by(text: &str, name: &str, label: &str) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for (labels, v) in samples(text, name) {
@@ -139,20 +83,6 @@ fn sum_by(text: &str, name: &str, label: &str) -> BTreeMap<String, f64> {
             .or_default() += v;
     }
     out
-}
-
-async fn send(client: &Client, path: &str) -> u16 {
-    let req = Request::get(format!("http://api:8080{path}"))
-        .body(Full::default())
-        .unwrap();
-    match client.clone().oneshot(req).await {
-        Ok(res) => {
-            let status = res.status().as_u16();
-            let _ = res.into_body().collect().await;
-            status
-        }
-        Err(e) => e.status().as_u16(),
-    }
 }
 
 #[tokio::test]
@@ -168,12 +98,12 @@ async fn the_canary_split_counts_what_each_version_received() {
 ",
     ));
     for i in 0..200 {
-        assert_eq!(send(&client, &format!("/items/{i}")).await, 200);
+        assert_eq!(status_of(&client, get(&format!("/items/{i}"))).await, 200);
     }
     let text = prom.render();
     let by_version = sum_by(&text, "istio_requests_total", "destination_version");
-    let v1 = received(&pods, "v1") as f64;
-    let v2 = received(&pods, "v2") as f64;
+    let v1 = pods.received("v1") as f64;
+    let v2 = pods.received("v2") as f64;
     assert_eq!(v1 + v2, 200.0);
     assert!(v2 > 0.0 && v1 > v2, "{v1} / {v2}");
     assert_eq!(
@@ -246,7 +176,7 @@ async fn a_failing_v2_reports_urx_and_no_route_nr() {
     let (rec, prom) = recorder();
     let _local = metrics::set_default_local_recorder(&rec);
     let pods = pods().await;
-    for b in pods.iter().filter(|b| b.labels()["version"] == "v2") {
+    for b in pods.of_version("v2") {
         b.set_rules([Rule::new(Select::All, Action::Status(503))]);
     }
     let client = mesh(config(
@@ -259,11 +189,11 @@ async fn a_failing_v2_reports_urx_and_no_route_nr() {
 ",
     ));
     for _ in 0..5 {
-        assert_eq!(send(&client, "/v2").await, 503);
-        assert_eq!(send(&client, "/v1").await, 200);
+        assert_eq!(status_of(&client, get("/v2")).await, 503);
+        assert_eq!(status_of(&client, get("/v1")).await, 200);
     }
-    assert_eq!(send(&client, "/elsewhere").await, 404);
-    assert_eq!(received(&pods, "v2"), 15, "1 + 2 retries each");
+    assert_eq!(status_of(&client, get("/elsewhere")).await, 404);
+    assert_eq!(pods.received("v2"), 15, "1 + 2 retries each");
     let text = prom.render();
     let mut got: BTreeMap<(String, String, String), f64> = BTreeMap::new();
     for (l, v) in samples(&text, "istio_requests_total") {
@@ -298,9 +228,6 @@ fn cluster_stat(text: &str, stat: &str) -> Option<f64> {
 /// served by another client.
 #[tokio::test]
 async fn the_mesh_client_publishes_envoy_connection_stats() {
-    use crate::connector::{destination_rule, mesh_client, service_entry};
-    use std::time::Duration;
-
     let (rec, prom) = recorder();
     let _local = metrics::set_default_local_recorder(&rec);
     let delay = || Rule::new(Select::All, Action::Delay(Duration::from_millis(20)));
@@ -316,25 +243,20 @@ async fn the_mesh_client_publishes_envoy_connection_stats() {
         .start()
         .await
         .unwrap();
-    let (client, handle) = mesh_client(&[
-        &service_entry("HTTP", &[a.addr()]),
-        &destination_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
-    ]);
+    let (client, handle) = connector_mesh(
+        &[
+            &conn_entry("HTTP", &[a.addr()]),
+            &conn_rule("    connectionPool: {tcp: {maxConnections: 2}}\n"),
+        ],
+        MeshClient::builder(),
+    );
     // Before any request no connector keeps connections for the cluster: nothing published.
     handle.record_envoy_stats();
     assert_eq!(cluster_stat(&prom.render(), "upstream_cx_active"), None);
 
     // Twenty requests at once over at most two sockets.
-    let mut tasks = tokio::task::JoinSet::new();
-    for _ in 0..20 {
-        let client = client.clone();
-        tasks.spawn(
-            async move { crate::connector::send(&client, crate::connector::get("/")).await },
-        );
-    }
-    while let Some(r) = tasks.join_next().await {
-        assert_eq!(r.unwrap().unwrap().0, 200);
-    }
+    let burst = send(&client, 20, 20, |_| conn_get("/")).await;
+    assert_eq!(burst.statuses, BTreeMap::from([(200, 20)]), "{burst:?}");
     handle.record_envoy_stats();
     let text = prom.render();
     assert_eq!(a.connections(), 2);
@@ -367,7 +289,7 @@ async fn the_mesh_client_publishes_envoy_connection_stats() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(active, Some(0.0));
-    let res = crate::connector::send(&client, crate::connector::get("/")).await;
+    let res = fetch(&client, conn_get("/")).await;
     assert_eq!(res.unwrap().0, 200);
     handle.record_envoy_stats();
     let text = prom.render();

@@ -9,39 +9,26 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http::StatusCode;
 use mesh_tests::pki::{server_config, workload_dir, Ca, Dir};
 use mesh_tests::Backend;
 use mesh_tower::client::MeshClient;
 
-use crate::connector::{destination_rule, get, mesh_client_with, send, service_entry};
+use crate::support::mesh::connector_mesh;
+use crate::support::requests::{conn_get, fetch, local_reply};
+use crate::support::upstream::CONN_TEST;
+use crate::support::yaml::{
+    conn_entry, conn_rule, no_retries, virtual_service, DestinationRule, ServiceEntry,
+};
 
+/// Envoy's transport failure reason for a certificate that does not verify.
 const CERTIFICATE_VERIFY_FAILED: &str =
     "TLS_error:|268435581:SSL routines:OPENSSL_internal:CERTIFICATE_VERIFY_FAILED:TLS_error_end";
 
+/// The backend's SPIFFE identity.
 const SERVER_ID: &str = "spiffe://cluster.local/ns/default/sa/api";
+/// The calling workload's SPIFFE identity.
 const CLIENT_ID: &str = "spiffe://cluster.local/ns/default/sa/client";
-
-async fn body_of(err: &mesh_tower::MeshError) -> (StatusCode, Bytes) {
-    let res: Response<Full<Bytes>> = err.to_response();
-    let status = res.status();
-    (status, res.into_body().collect().await.unwrap().to_bytes())
-}
-
-fn no_retries() -> String {
-    "apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api, namespace: default}
-spec:
-  hosts: [api.conn.test]
-  http:
-  - retries: {attempts: 0}
-    route: [{destination: {host: api.conn.test}}]
-"
-    .to_owned()
-}
 
 #[tokio::test]
 async fn istio_mutual_sends_the_mesh_identity_sni_and_alpn() {
@@ -55,14 +42,14 @@ async fn istio_mutual_sends_the_mesh_identity_sni_and_alpn() {
         .start()
         .await
         .unwrap();
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[backend.addr()]),
-            &destination_rule("    tls: {mode: ISTIO_MUTUAL}\n"),
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule("    tls: {mode: ISTIO_MUTUAL}\n"),
         ],
         MeshClient::builder().workload_certificates(dir.path()),
     );
-    let (status, _, body) = send(&mesh, get("/")).await.unwrap();
+    let (status, _, body) = fetch(&mesh, conn_get("/")).await.unwrap();
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"api"[..]));
     let tls = backend.tls_connections();
     assert_eq!(tls.len(), 1);
@@ -87,36 +74,26 @@ async fn istio_mutual_http2_subset_offers_istio_h2() {
         .start()
         .await
         .unwrap();
-    let se = service_entry("GRPC", &[backend.addr()]).replace(
-        &format!("ports: {{web: {}}}}}", backend.addr().port()),
-        &format!(
-            "ports: {{web: {}}}, labels: {{version: v2}}}}",
-            backend.addr().port()
-        ),
+    let se = ServiceEntry::new(&CONN_TEST)
+        .protocol("GRPC")
+        .endpoint(
+            backend.addr().ip(),
+            backend.addr().port(),
+            [("version", "v2")],
+        )
+        .to_string();
+    let dr = DestinationRule::new(&CONN_TEST)
+        .subset_with_policy("v2", "{tls: {mode: ISTIO_MUTUAL}}")
+        .to_string();
+    let vs = virtual_service(
+        &CONN_TEST,
+        "  - route: [{destination: {host: api.conn.test, subset: v2}}]\n",
     );
-    let dr = "apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: api, namespace: default}
-spec:
-  host: api.conn.test
-  subsets:
-  - name: v2
-    labels: {version: v2}
-    trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: api, namespace: default}
-spec:
-  hosts: [api.conn.test]
-  http:
-  - route: [{destination: {host: api.conn.test, subset: v2}}]
-";
-    let (mesh, _h) = mesh_client_with(
-        &[&se, dr],
+    let (mesh, _h) = connector_mesh(
+        &[&se, &dr, &vs],
         MeshClient::builder().workload_certificates(dir.path()),
     );
-    let (status, _, _) = send(&mesh, get("/")).await.unwrap();
+    let (status, _, _) = fetch(&mesh, conn_get("/")).await.unwrap();
     assert_eq!(status, 200);
     let tls = backend.tls_connections();
     assert_eq!(
@@ -146,28 +123,28 @@ async fn istio_mutual_checks_the_server_identity() {
         .await
         .unwrap();
     let docs = [
-        service_entry("HTTP", &[backend.addr()]),
-        destination_rule("    tls: {mode: ISTIO_MUTUAL}\n"),
-        no_retries(),
+        conn_entry("HTTP", &[backend.addr()]),
+        conn_rule("    tls: {mode: ISTIO_MUTUAL}\n"),
+        no_retries(&CONN_TEST),
     ];
     let docs: Vec<&str> = docs.iter().map(String::as_str).collect();
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &docs,
         MeshClient::builder().workload_certificates(dir.path()),
     );
-    let err = send(&mesh, get("/")).await.unwrap_err();
+    let err = fetch(&mesh, conn_get("/")).await.unwrap_err();
     assert!(err.is_connect(), "{err}");
     assert_eq!(
         err.transport_failure_reason(),
         Some(CERTIFICATE_VERIFY_FAILED)
     );
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &docs,
         MeshClient::builder()
             .workload_certificates(dir.path())
             .verify_trust_domain(false),
     );
-    assert_eq!(send(&mesh, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&mesh, conn_get("/")).await.unwrap().0, 200);
 
     // subjectAltNames name the one identity expected.
     let server = ca.leaf(&[], &[SERVER_ID], false);
@@ -177,18 +154,18 @@ async fn istio_mutual_checks_the_server_identity() {
         .await
         .unwrap();
     for (sans, ok) in [(SERVER_ID, true), (CLIENT_ID, false)] {
-        let dr = destination_rule(&format!(
+        let dr = conn_rule(&format!(
             "    tls: {{mode: ISTIO_MUTUAL, subjectAltNames: [\"{sans}\"]}}\n"
         ));
-        let (mesh, _h) = mesh_client_with(
+        let (mesh, _h) = connector_mesh(
             &[
-                &service_entry("HTTP", &[backend.addr()]),
+                &conn_entry("HTTP", &[backend.addr()]),
                 &dr,
-                &no_retries(),
+                &no_retries(&CONN_TEST),
             ],
             MeshClient::builder().workload_certificates(dir.path()),
         );
-        assert_eq!(send(&mesh, get("/")).await.is_ok(), ok, "{sans}");
+        assert_eq!(fetch(&mesh, conn_get("/")).await.is_ok(), ok, "{sans}");
     }
 }
 
@@ -198,7 +175,7 @@ async fn simple_tls_verifies_the_server_by_its_host_and_ca() {
     let good = ca.leaf(&["api.conn.test"], &[], false);
     let dir = Dir::new();
     let ca_file = dir.write("ca.pem", &ca.pem());
-    let simple = destination_rule(&format!(
+    let simple = conn_rule(&format!(
         "    tls: {{mode: SIMPLE, caCertificates: {}}}\n",
         ca_file.display()
     ));
@@ -208,11 +185,11 @@ async fn simple_tls_verifies_the_server_by_its_host_and_ca() {
         .start()
         .await
         .unwrap();
-    let (mesh, _h) = mesh_client_with(
-        &[&service_entry("HTTP", &[backend.addr()]), &simple],
+    let (mesh, _h) = connector_mesh(
+        &[&conn_entry("HTTP", &[backend.addr()]), &simple],
         MeshClient::builder(),
     );
-    assert_eq!(send(&mesh, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&mesh, conn_get("/")).await.unwrap().0, 200);
     let tls = backend.tls_connections();
     assert_eq!(tls[0].sni.as_deref(), Some("api.conn.test"), "auto SNI");
     assert!(
@@ -233,17 +210,17 @@ async fn simple_tls_verifies_the_server_by_its_host_and_ca() {
             .start()
             .await
             .unwrap();
-        let (mesh, _h) = mesh_client_with(
+        let (mesh, _h) = connector_mesh(
             &[
-                &service_entry("HTTP", &[backend.addr()]),
+                &conn_entry("HTTP", &[backend.addr()]),
                 &simple,
-                &no_retries(),
+                &no_retries(&CONN_TEST),
             ],
             MeshClient::builder(),
         );
-        let err = send(&mesh, get("/")).await.unwrap_err();
+        let err = fetch(&mesh, conn_get("/")).await.unwrap_err();
         assert!(err.is_connect(), "{what}: {err}");
-        let (status, body) = body_of(&err).await;
+        let (status, _, body) = local_reply(&err).await;
         assert_eq!(status, 503, "{what}");
         assert_eq!(
             body,
@@ -263,14 +240,14 @@ async fn simple_tls_verifies_the_server_by_its_host_and_ca() {
         .start()
         .await
         .unwrap();
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[backend.addr()]),
-            &destination_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}\n"),
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}\n"),
         ],
         MeshClient::builder(),
     );
-    assert_eq!(send(&mesh, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&mesh, conn_get("/")).await.unwrap().0, 200);
 }
 
 #[tokio::test]
@@ -284,17 +261,17 @@ async fn simple_tls_with_sni_and_subject_alt_names() {
         .start()
         .await
         .unwrap();
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[backend.addr()]),
-            &destination_rule(&format!(
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule(&format!(
                 "    tls: {{mode: SIMPLE, caCertificates: {}, sni: fixed.sni.test, subjectAltNames: [backend.internal.test]}}\n",
                 ca_file.display()
             )),
         ],
         MeshClient::builder(),
     );
-    assert_eq!(send(&mesh, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&mesh, conn_get("/")).await.unwrap().0, 200);
     assert_eq!(
         backend.tls_connections()[0].sni.as_deref(),
         Some("fixed.sni.test")
@@ -316,18 +293,18 @@ async fn mutual_tls_presents_the_client_certificate_from_files() {
         .await
         .unwrap();
     let mutual = |key: &Path| {
-        destination_rule(&format!(
+        conn_rule(&format!(
             "    tls: {{mode: MUTUAL, caCertificates: {}, clientCertificate: {}, privateKey: {}}}\n",
             ca_file.display(),
             cert.display(),
             key.display()
         ))
     };
-    let (mesh, _h) = mesh_client_with(
-        &[&service_entry("HTTP", &[backend.addr()]), &mutual(&key)],
+    let (mesh, _h) = connector_mesh(
+        &[&conn_entry("HTTP", &[backend.addr()]), &mutual(&key)],
         MeshClient::builder(),
     );
-    assert_eq!(send(&mesh, get("/")).await.unwrap().0, 200);
+    assert_eq!(fetch(&mesh, conn_get("/")).await.unwrap().0, 200);
     assert_eq!(
         backend.tls_connections()[0].client_certificate.as_deref(),
         Some(client.der.as_ref())
@@ -335,15 +312,15 @@ async fn mutual_tls_presents_the_client_certificate_from_files() {
 
     // A key file that is not there: Envoy's "secret not supplied", nothing sent.
     let missing = dir.path().join("missing.key");
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[backend.addr()]),
+            &conn_entry("HTTP", &[backend.addr()]),
             &mutual(&missing),
-            &no_retries(),
+            &no_retries(&CONN_TEST),
         ],
         MeshClient::builder(),
     );
-    let err = send(&mesh, get("/")).await.unwrap_err();
+    let err = fetch(&mesh, conn_get("/")).await.unwrap_err();
     assert!(err.is_connect(), "{err}");
     assert_eq!(
         err.transport_failure_reason(),
@@ -360,19 +337,19 @@ async fn a_stalled_handshake_is_bounded_by_the_connect_timeout() {
     // A listener that never accepts: the kernel completes TCP, nobody answers the ClientHello.
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[addr]),
-            &destination_rule(
+            &conn_entry("HTTP", &[addr]),
+            &conn_rule(
                 "    connectionPool: {tcp: {connectTimeout: 3s}}\n    tls: {mode: SIMPLE, insecureSkipVerify: true}\n",
             ),
-            &no_retries(),
+            &no_retries(&CONN_TEST),
         ],
         MeshClient::builder(),
     );
     tokio::time::pause();
     let started = tokio::time::Instant::now();
-    let err = send(&mesh, get("/")).await.unwrap_err();
+    let err = fetch(&mesh, conn_get("/")).await.unwrap_err();
     let elapsed = started.elapsed();
     assert!(
         (Duration::from_secs(3)..=Duration::from_millis(3001)).contains(&elapsed),
@@ -396,15 +373,15 @@ async fn garbage_instead_of_a_server_hello_fails_the_connection() {
                 .await;
         }
     });
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[addr]),
-            &destination_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}\n"),
-            &no_retries(),
+            &conn_entry("HTTP", &[addr]),
+            &conn_rule("    tls: {mode: SIMPLE, insecureSkipVerify: true}\n"),
+            &no_retries(&CONN_TEST),
         ],
         MeshClient::builder(),
     );
-    let err = send(&mesh, get("/")).await.unwrap_err();
+    let err = fetch(&mesh, conn_get("/")).await.unwrap_err();
     assert!(err.is_connect(), "{err}");
     let reason = err
         .transport_failure_reason()
@@ -414,7 +391,7 @@ async fn garbage_instead_of_a_server_hello_fails_the_connection() {
         reason.starts_with("TLS_error:|") && reason.ends_with(":TLS_error_end"),
         "{reason}"
     );
-    assert_eq!(body_of(&err).await.0, 503);
+    assert_eq!(local_reply(&err).await.0, 503);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -430,13 +407,13 @@ async fn certificates_rotate_under_load_with_no_failed_request() {
         .await
         .unwrap();
     // Every request on a new connection, so every request makes a handshake.
-    let (mesh, _h) = mesh_client_with(
+    let (mesh, _h) = connector_mesh(
         &[
-            &service_entry("HTTP", &[backend.addr()]),
-            &destination_rule(
+            &conn_entry("HTTP", &[backend.addr()]),
+            &conn_rule(
                 "    tls: {mode: ISTIO_MUTUAL}\n    connectionPool: {http: {maxRequestsPerConnection: 1}}\n",
             ),
-            &no_retries(),
+            &no_retries(&CONN_TEST),
         ],
         MeshClient::builder().workload_certificates(dir.path()),
     );
@@ -450,7 +427,7 @@ async fn certificates_rotate_under_load_with_no_failed_request() {
         workers.spawn(async move {
             let mut failures = Vec::new();
             for _ in 0..PER_WORKER {
-                match send(&mesh, get("/")).await {
+                match fetch(&mesh, conn_get("/")).await {
                     Ok((s, _, _)) if s == 200 => {}
                     other => failures.push(format!("{other:?}")),
                 }
@@ -492,7 +469,7 @@ async fn certificates_rotate_under_load_with_no_failed_request() {
     assert_eq!(old_n + new_n, presented.len());
     assert!(old_n > 0 && new_n > 0, "old {old_n}, new {new_n}");
     // After the rotation, new connections present the new certificate.
-    send(&mesh, get("/")).await.unwrap();
+    fetch(&mesh, conn_get("/")).await.unwrap();
     let last = backend.tls_connections().pop().unwrap();
     assert_eq!(last.client_certificate.as_deref(), Some(new.der.as_ref()));
 }

@@ -8,8 +8,10 @@ use http_body_util::{BodyExt, Full};
 use mesh_tests::{body_hash, Action, Backend, Rule, Select};
 use mesh_tower::client::{http_connector, legacy_builder, legacy_client, LegacyClient};
 
+/// hyper-util's legacy client, straight to the backends (no mesh).
 type Client = LegacyClient<Full<Bytes>>;
 
+/// A GET of `url`, its body read whole.
 async fn get(
     client: &Client,
     url: &str,
@@ -21,6 +23,7 @@ async fn get(
     Ok(http::Response::from_parts(parts, body))
 }
 
+/// The statuses of `n` GETs of `/s` on `backend`, one after another.
 async fn statuses(client: &Client, backend: &Backend, n: usize) -> Vec<u16> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
