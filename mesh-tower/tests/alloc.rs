@@ -7,21 +7,21 @@
 //! thread, and the harness's own threads would add noise.
 
 use std::alloc::System;
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body::Body;
 use http_body_util::Full;
 use mesh_tower::body::ReplayBody;
 use mesh_tower::{BoxError, MeshLayer};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use tower::{service_fn, Layer, ServiceExt};
 
+#[path = "../benches/support/poll.rs"]
+mod poll;
 #[path = "../benches/support/seed_canary.rs"]
 mod seed_canary;
+
+use poll::{drain, run};
 
 /// Counts every allocation of the process (single-threaded here: no test harness).
 #[global_allocator]
@@ -32,21 +32,6 @@ fn allocations_during(f: impl FnOnce()) -> usize {
     f();
     let change = region.change();
     change.allocations + change.reallocations
-}
-
-fn run<F: Future>(f: F) -> F::Output {
-    let mut f = pin!(f);
-    let mut cx = Context::from_waker(Waker::noop());
-    loop {
-        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
-            return v;
-        }
-    }
-}
-
-fn drain<B: Body + Unpin>(mut body: B) {
-    let mut cx = Context::from_waker(Waker::noop());
-    while let Poll::Ready(Some(Ok(_))) = std::pin::Pin::new(&mut body).poll_frame(&mut cx) {}
 }
 
 /// The mesh's own allocations per request, beyond the inner client's and the body's.
