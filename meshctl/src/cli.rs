@@ -217,8 +217,20 @@ namespace, in that order) and merged policy. A route to a subset no DestinationR
 to the client declares names a cluster that is left out: Envoy answers 503 (NC), as the mesh \
 does (a warning on stderr).
 
-Hosts need a ServiceEntry with resolution STATIC and IP endpoints. `tls` settings are left out \
-(a warning on stderr).
+Hosts need a ServiceEntry with resolution STATIC and IP endpoints.
+
+A DestinationRule's `tls` becomes the cluster's upstream TLS transport socket \
+(envoy.transport_sockets.tls) as istiod writes it, with files instead of SDS. ISTIO_MUTUAL: \
+the client certificate, key and mesh root from --workload-certificates DIR (cert-chain.pem, \
+key.pem, root-cert.pem), SNI `outbound_.PORT_.SUBSET_.FQDN` (or the rule's `sni`), ALPN \
+istio-http/1.1, istio, http/1.1 (what a sidecar's istio.alpn filter sends), and the server's \
+names checked against the rule's subjectAltNames, else the ServiceEntry's, else the trust \
+domain (--trust-domain; --no-verify-trust-domain: not at all), as the mesh's own client checks \
+them; without --workload-certificates those clusters stay plaintext (a warning on stderr). \
+SIMPLE and MUTUAL: the rule's files (caCertificates, else the system's roots, see \
+--system-roots; clientCertificate and privateKey), `sni` or the request's host (auto_sni), \
+subjectAltNames or, with neither, the host (auto_san_validation), insecureSkipVerify, caCrl. \
+DISABLE: plaintext.
 
 With -o FILE the bootstrap goes to FILE, written only when the whole bootstrap was generated.
 
@@ -370,6 +382,26 @@ pub(crate) struct EnvoyArgs {
     /// Accepted for compatibility: what istiod writes is now the default.
     #[arg(long, hide = true)]
     pub(crate) istio_exact: bool,
+    /// The directory with the workload's `cert-chain.pem`, `key.pem` and `root-cert.pem`
+    /// (istio-agent's layout for proxyless workloads, the one `MeshClient` reads), for the
+    /// clusters whose DestinationRule says `tls: {mode: ISTIO_MUTUAL}`. Without it those
+    /// clusters are written in plaintext, with a warning.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) workload_certificates: Option<PathBuf>,
+    /// The mesh's trust domain: an `ISTIO_MUTUAL` cluster with no identity to expect (no
+    /// `subjectAltNames` in the DestinationRule or the ServiceEntry) requires a SPIFFE ID of
+    /// it, as `MeshClient` does by default.
+    #[arg(long, value_name = "DOMAIN", default_value = "cluster.local")]
+    pub(crate) trust_domain: String,
+    /// `ISTIO_MUTUAL` clusters with no identity to expect accept any certificate the mesh root
+    /// signed, as istiod writes them (and as `MeshClientBuilder::verify_trust_domain(false)`).
+    #[arg(long)]
+    pub(crate) no_verify_trust_domain: bool,
+    /// The system's trust roots (a PEM bundle), for `SIMPLE` and `MUTUAL` clusters without
+    /// `caCertificates`. Default: the first of /etc/ssl/certs/ca-certificates.crt,
+    /// /etc/pki/tls/certs/ca-bundle.crt, /etc/ssl/ca-bundle.pem, /etc/ssl/cert.pem that exists.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) system_roots: Option<PathBuf>,
 }
 
 /// `validate` options.

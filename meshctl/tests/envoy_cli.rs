@@ -64,9 +64,90 @@ fn yaml_output_is_a_bootstrap_for_the_canary() {
         .filter_map(|e| e["endpoint"]["address"]["socket_address"]["port_value"].as_u64())
         .collect();
     assert_eq!(ports, [18083, 18084]);
-    // The subset's tls is reported, not silently dropped.
+    // Without the workload's certificates the subset's ISTIO_MUTUAL is reported, not silently
+    // dropped, and the cluster is plaintext.
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("tls settings are not translated"), "{err}");
+    assert!(
+        err.contains("ISTIO_MUTUAL is not translated without --workload-certificates"),
+        "{err}"
+    );
+    assert!(v2.get("transport_socket").is_none());
+}
+
+#[test]
+fn workload_certificates_give_istio_mutual_clusters_their_tls() {
+    let dir = scratch("workload-certificates");
+    let out = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args([
+            "envoy",
+            "--format",
+            "json",
+            "-f",
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(CANARY)
+                .to_str()
+                .unwrap(),
+            "--workload-certificates",
+            "certs",
+            "--trust-domain",
+            "example.org",
+        ])
+        .current_dir(&dir)
+        .output()
+        .expect("meshctl runs");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let boot: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v1 = cluster(&boot, "outbound|8080|v1|api.default.svc.cluster.local");
+    assert!(v1.get("transport_socket").is_none(), "v1 has no tls block");
+    let v2 = cluster(&boot, "outbound|8080|v2|api.default.svc.cluster.local");
+    let ctx = &v2["transport_socket"]["typed_config"];
+    assert_eq!(
+        ctx["sni"],
+        "outbound_.8080_.v2_.api.default.svc.cluster.local"
+    );
+    let common = &ctx["common_tls_context"];
+    assert_eq!(
+        common["alpn_protocols"],
+        serde_json::json!(["istio-http/1.1", "istio", "http/1.1"])
+    );
+    // A relative directory is made absolute: Envoy would read it from its own working directory.
+    let chain = common["tls_certificates"][0]["certificate_chain"]["filename"]
+        .as_str()
+        .unwrap();
+    assert_eq!(Path::new(chain), dir.join("certs").join("cert-chain.pem"));
+    let roots = common["validation_context"]["trusted_ca"]["filename"]
+        .as_str()
+        .unwrap();
+    assert_eq!(Path::new(roots), dir.join("certs").join("root-cert.pem"));
+    assert_eq!(
+        common["validation_context"]["match_typed_subject_alt_names"][0]["matcher"]["prefix"],
+        "spiffe://example.org/"
+    );
+
+    // --no-verify-trust-domain: any certificate of the mesh root, as istiod writes it.
+    let out = meshctl(&[
+        "envoy",
+        "-q",
+        "--format",
+        "json",
+        "-f",
+        CANARY,
+        "--workload-certificates",
+        "/var/lib/istio/data",
+        "--no-verify-trust-domain",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let boot: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let v2 = cluster(&boot, "outbound|8080|v2|api.default.svc.cluster.local");
+    assert_eq!(
+        v2["transport_socket"]["typed_config"]["common_tls_context"]["validation_context"],
+        serde_json::json!({"trusted_ca": {"filename": "/var/lib/istio/data/root-cert.pem"}})
+    );
 }
 
 #[test]

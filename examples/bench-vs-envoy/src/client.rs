@@ -67,6 +67,10 @@ pub(crate) struct ClientArgs {
     /// Envoy's process id, to read its CPU time around the measured phase.
     #[arg(long)]
     pub(crate) envoy_pid: Option<u32>,
+    /// The workload's `cert-chain.pem`, `key.pem` and `root-cert.pem` (mesh-mtls and bare-mtls
+    /// set-ups).
+    #[arg(long)]
+    pub(crate) workload_certificates: Option<PathBuf>,
     /// Tokio worker threads of the client (1: a current-thread runtime).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=16))]
     pub(crate) threads: u64,
@@ -75,7 +79,7 @@ pub(crate) struct ClientArgs {
 /// What one client phase measured.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct PhaseResult {
-    /// `bare`, `mesh` or `envoy`.
+    /// `bare`, `mesh` or `envoy` (`-mtls` appended for the mutual TLS set-ups).
     pub(crate) setup: String,
     /// The phase name.
     pub(crate) phase: String,
@@ -137,6 +141,7 @@ async fn phase(a: &ClientArgs) -> Result<PhaseResult, String> {
         &a.v2,
         &a.config,
         a.envoy_addr,
+        a.workload_certificates.as_deref(),
     )?);
     let connections = a.connections as usize;
     if a.warmup_ms > 0 {

@@ -4,7 +4,9 @@
 //!
 //! `run` starts four loopback backends (`api` v1 ×2, v2 ×2), Envoy (`--concurrency 1`), and
 //! then each phase of each set-up in its own child process (`client`), interleaved A B C, for
-//! several rounds; it writes `latest.md` and `latest.json`. See the README for how to run it.
+//! several rounds; it writes `latest.md` and `latest.json`. `run --mtls` does the same with
+//! Istio mutual TLS from the client side to TLS-only backends (`mtls.md`, `mtls.json`). See the
+//! README for how to run it.
 
 use std::process::ExitCode;
 
@@ -17,6 +19,7 @@ mod report;
 mod run;
 mod scenario;
 mod target;
+mod tls;
 
 /// Side-by-side benchmark: bare client, mesh, Envoy sidecar.
 #[derive(Debug, Parser)]
@@ -37,12 +40,12 @@ enum Command {
     Behaviour(scenario::BehaviourArgs),
     /// One run of one set-up in a behaviour scenario (started by `behaviour`).
     Probe(scenario::ProbeArgs),
-    /// Summarises a saved `latest.json` again and rewrites `latest.md` and `latest.json`.
+    /// Summarises a saved `latest.json` (or `mtls.json`) again and rewrites it and its `.md`.
     Report {
         /// The saved results.
         #[arg(long, default_value = "results/latest.json")]
         from: std::path::PathBuf,
-        /// Where to write `latest.md` and `latest.json`.
+        /// Where to write `latest.md` and `latest.json` (`mtls.*` for `mtls.json`).
         #[arg(long, default_value = "results")]
         out: std::path::PathBuf,
     },
@@ -62,7 +65,14 @@ fn main() -> ExitCode {
         Command::Report { from, out } => std::fs::read_to_string(&from)
             .map_err(|e| format!("{}: {e}", from.display()))
             .and_then(|json| report::Report::rebuild(&json))
-            .and_then(|r| report::write(&r, &out)),
+            .and_then(|r| {
+                // `latest.json` gives `latest.md`, `mtls.json` gives `mtls.md`.
+                let stem = from
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("latest");
+                report::write(&r, &out, stem)
+            }),
         Command::Run(a) => tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

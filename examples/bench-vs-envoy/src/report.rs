@@ -9,6 +9,8 @@ use serde::Serialize;
 
 use crate::client::PhaseResult;
 use crate::run::{RunArgs, V2_FAILURE_PER_MILLION};
+use crate::target::{Setup, BARE_MTLS_IN_FLIGHT};
+use crate::tls::Handshakes;
 
 /// The route's v2 weight in the seed canary (10 of 100).
 const V2_WEIGHT: f64 = 0.10;
@@ -167,6 +169,9 @@ pub(crate) struct Report {
     pub(crate) goals: Vec<Goal>,
     /// Behaviour side by side.
     pub(crate) behaviour: Behaviour,
+    /// With `--mtls`: what the backends saw of each set-up's TLS handshakes.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) tls_handshakes: BTreeMap<String, Handshakes>,
     /// Every phase of every round, as measured.
     pub(crate) raw: Vec<(u64, PhaseResult)>,
 }
@@ -328,6 +333,7 @@ impl Report {
         a: &RunArgs,
         results: &[(u64, PhaseResult)],
         behaviour: Behaviour,
+        tls_handshakes: BTreeMap<String, Handshakes>,
         envoy_version: Option<String>,
         took: Duration,
         load: [String; 2],
@@ -343,7 +349,11 @@ impl Report {
         put("rates", a.rates.clone().into());
         put("connections", a.connections.into());
         put("client_threads", a.client_threads.into());
-        put("behaviour_requests", a.behaviour_requests.into());
+        put(
+            "behaviour_requests",
+            if a.mtls { 0 } else { a.behaviour_requests }.into(),
+        );
+        put("mtls", a.mtls.into());
         put("envoy_version", envoy_version.clone().into());
         put(
             "envoy_concurrency",
@@ -366,7 +376,7 @@ impl Report {
             "command",
             without_directories(&std::env::args().collect::<Vec<_>>().join(" ")).into(),
         );
-        Self::summarise(meta, results, behaviour)
+        Self::summarise(meta, results, behaviour, tls_handshakes)
     }
 
     /// Re-reads a `latest.json` and summarises its raw figures again (the report's code may have
@@ -376,6 +386,8 @@ impl Report {
         struct Saved {
             meta: BTreeMap<String, serde_json::Value>,
             behaviour: SavedBehaviour,
+            #[serde(default)]
+            tls_handshakes: BTreeMap<String, Handshakes>,
             raw: Vec<(u64, PhaseResult)>,
         }
         #[derive(serde::Deserialize)]
@@ -393,16 +405,22 @@ impl Report {
             failing: saved.behaviour.failing,
             agreement: Vec::new(),
         };
-        Ok(Self::summarise(saved.meta, &saved.raw, behaviour))
+        Ok(Self::summarise(
+            saved.meta,
+            &saved.raw,
+            behaviour,
+            saved.tls_handshakes,
+        ))
     }
 
     fn summarise(
         meta: BTreeMap<String, serde_json::Value>,
         results: &[(u64, PhaseResult)],
         mut behaviour: Behaviour,
+        tls_handshakes: BTreeMap<String, Handshakes>,
     ) -> Self {
         let mut setups = BTreeMap::new();
-        for s in ["bare", "mesh", "envoy"] {
+        for s in Setup::ALL.iter().chain(&Setup::MTLS).map(|s| s.as_str()) {
             if results.iter().any(|r| r.1.setup == s) {
                 setups.insert(s.to_owned(), summarise(results, s));
             }
@@ -413,12 +431,18 @@ impl Report {
             .and_then(|v| v.as_array())
             .map(|v| v.iter().filter_map(serde_json::Value::as_u64).collect())
             .unwrap_or_default();
-        let goals = goals(&setups, &rates);
+        let mtls = meta.get("mtls").and_then(serde_json::Value::as_bool) == Some(true);
+        let goals = if mtls {
+            mtls_goals(&setups, &rates)
+        } else {
+            goals(&setups, &rates)
+        };
         Report {
             meta,
             setups,
             goals,
             behaviour,
+            tls_handshakes,
             raw: results.to_vec(),
         }
     }
@@ -544,6 +568,49 @@ fn goals(s: &BTreeMap<String, SetupSummary>, rates: &[u64]) -> Vec<Goal> {
     out
 }
 
+/// The goal of the mutual TLS run, per fixed rate: the mesh client's CPU per request below that
+/// of the Envoy set-up (its client plus the Envoy process). With the bare mTLS client, the
+/// detail also gives what each costs over it.
+fn mtls_goals(s: &BTreeMap<String, SetupSummary>, rates: &[u64]) -> Vec<Goal> {
+    let mut out = Vec::new();
+    for r in rates {
+        let phase = format!("rate-{r}");
+        let cpu = |setup: &str| median_of(s, setup, |x| x.client_cpu_us_per_request.get(&phase));
+        let envoy_proc = median_of(s, "envoy-mtls", |x| x.envoy_cpu_us_per_request.get(&phase));
+        let (measured, met, detail) = match (cpu("mesh-mtls"), cpu("envoy-mtls"), envoy_proc) {
+            (Some(m), Some(ec), Some(ep)) => {
+                let envoy_total = ec + ep;
+                let ratio = (envoy_total > 0.0).then(|| m / envoy_total);
+                let mut detail = format!(
+                    "CPU us/request at {r}/s: mesh-mtls client {m:.1}; envoy-mtls client {ec:.1} + Envoy process {ep:.1} = {envoy_total:.1}; ratio = mesh client / (Envoy set-up's client + Envoy)"
+                );
+                if let Some(b) = cpu("bare-mtls") {
+                    let (mesh_cost, sidecar_cost) = (m - b, ep + (ec - b));
+                    let _ = write!(
+                        detail,
+                        "; over the bare mTLS client ({b:.1}): mesh cost {mesh_cost:.1}, sidecar cost {sidecar_cost:.1}"
+                    );
+                    if sidecar_cost > 0.0 {
+                        let _ = write!(detail, " (ratio {:.3})", mesh_cost.max(0.0) / sidecar_cost);
+                    }
+                }
+                (ratio, ratio.map(|x| x < 1.0), detail)
+            }
+            _ => (None, None, "set-up missing".to_owned()),
+        };
+        out.push(Goal {
+            goal: format!(
+                "mTLS: mesh client CPU per request < envoy set-up CPU per request (client + Envoy) ({r} req/s)"
+            ),
+            measured,
+            bound: 1.0,
+            met,
+            detail,
+        });
+    }
+    out
+}
+
 fn stat_cell(s: Option<&Stat>, scale: f64, digits: usize) -> String {
     match s {
         None => "–".to_owned(),
@@ -565,7 +632,19 @@ pub(crate) fn markdown(r: &Report) -> String {
         Some(v) => v.to_string(),
         None => String::new(),
     };
-    let _ = writeln!(m, "# bench-vs-envoy: bare vs mesh vs Envoy sidecar\n");
+    let mtls = r.meta.get("mtls").and_then(serde_json::Value::as_bool) == Some(true);
+    if mtls {
+        let _ = writeln!(
+            m,
+            "# bench-vs-envoy, mutual TLS: bare vs mesh vs Envoy sidecar, ISTIO_MUTUAL to the backends\n"
+        );
+        let _ = writeln!(
+            m,
+            "The backends serve TLS only and require a client certificate of the run's mesh CA; the DestinationRule says `tls: {{mode: ISTIO_MUTUAL}}`. mesh-mtls: `MeshLayer` over `MeshClient` with the workload's certificates; envoy-mtls: plaintext to Envoy on loopback, Envoy originating the mutual TLS (`meshctl envoy --workload-certificates`) with the same files; bare-mtls: the hyper-util client over a rustls connector with the same certificate, SNI and ALPN, picking the backends itself, with at most {BARE_MTLS_IN_FLIGHT} requests in flight.\n"
+        );
+    } else {
+        let _ = writeln!(m, "# bench-vs-envoy: bare vs mesh vs Envoy sidecar\n");
+    }
     let _ = writeln!(
         m,
         "{} rounds of A B C interleaved; saturation {} s with {} connections, fixed rates {} for {} s each, {} s warm-up; client: one process per phase, {} tokio thread(s); Envoy {} with `--concurrency 1`; {} CPUs, load average (1, 5, 15 min) {} before and {} after. Medians, with (min–max) over the rounds. Took {} s.\n",
@@ -612,7 +691,7 @@ pub(crate) fn markdown(r: &Report) -> String {
         );
     }
     let _ = writeln!(m, "\n## CPU seconds per 1,000 requests\n");
-    let _ = writeln!(m, "Client: the load generator process (the same work in every set-up, plus the mesh in (b)). Envoy: the Envoy process, set-up (c) only.\n");
+    let _ = writeln!(m, "Client: the load generator process (the same work in every set-up, plus the mesh in (b)). Envoy: the Envoy process, Envoy set-ups only.\n");
     let _ = writeln!(m, "| phase | set-up | client | Envoy |");
     let _ = writeln!(m, "|---|---|---|---|");
     let mut phases = vec!["saturation".to_owned()];
@@ -679,6 +758,37 @@ pub(crate) fn markdown(r: &Report) -> String {
             g.detail
         );
     }
+    if !r.tls_handshakes.is_empty() {
+        let _ = writeln!(
+            m,
+            "\n## TLS handshakes the backends saw (summed over phases)\n"
+        );
+        let _ = writeln!(
+            m,
+            "| set-up | connections | with the workload's certificate | SNI | ALPN offered | ALPN agreed |"
+        );
+        let _ = writeln!(m, "|---|---|---|---|---|---|");
+        let list = |b: &BTreeMap<String, u64>| {
+            b.iter()
+                .map(|(k, v)| format!("{k} ×{v}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        for (name, h) in &r.tls_handshakes {
+            let _ = writeln!(
+                m,
+                "| {name} | {} | {} | {} | {} | {} |",
+                h.connections,
+                h.with_client_certificate,
+                list(&h.sni),
+                list(&h.offered_alpn),
+                list(&h.agreed_alpn)
+            );
+        }
+    }
+    if r.behaviour.split.is_empty() && r.behaviour.failing.is_empty() {
+        return m;
+    }
     let _ = writeln!(m, "\n## Behaviour side by side\n");
     let _ = writeln!(m, "| phase | set-up | requests | client errors | error rate | backend attempts | attempts / request | v2 share of attempts | per backend |");
     let _ = writeln!(m, "|---|---|---|---|---|---|---|---|---|");
@@ -726,11 +836,11 @@ pub(crate) fn markdown(r: &Report) -> String {
     m
 }
 
-/// Writes `latest.md` and `latest.json` into `dir`.
-pub(crate) fn write(r: &Report, dir: &Path) -> Result<(), String> {
+/// Writes `STEM.md` and `STEM.json` into `dir` (`latest`, or `mtls` for the mutual TLS run).
+pub(crate) fn write(r: &Report, dir: &Path, stem: &str) -> Result<(), String> {
     let json = serde_json::to_string_pretty(r).map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("latest.json"), json + "\n").map_err(|e| e.to_string())?;
-    std::fs::write(dir.join("latest.md"), markdown(r)).map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{stem}.json")), json + "\n").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join(format!("{stem}.md")), markdown(r)).map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -842,7 +952,7 @@ mod tests {
         }
         let mut meta = BTreeMap::new();
         meta.insert("rates".to_owned(), serde_json::json!([1000]));
-        let r = Report::summarise(meta, &raw, Behaviour::default());
+        let r = Report::summarise(meta, &raw, Behaviour::default(), BTreeMap::new());
         assert_eq!(
             r.setups["bare"]
                 .saturation_ok_per_s
@@ -872,5 +982,60 @@ mod tests {
             md.contains("| rate-1000 | envoy | 0.050 (0.050–0.050) | 0.060 (0.060–0.060) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn mtls_goal_compares_the_mesh_client_with_client_plus_envoy() {
+        let mut raw = Vec::new();
+        for round in 1..=3 {
+            for rate in ["rate-1000", "rate-5000"] {
+                raw.push((round, phase("bare-mtls", rate, 1000.0, 1_000, 0.8, None)));
+                raw.push((round, phase("mesh-mtls", rate, 1000.0, 1_000, 1.0, None)));
+                // Envoy's client 0.9 s, Envoy 2.1 s per 10,000 requests: 300 us per request.
+                raw.push((
+                    round,
+                    phase("envoy-mtls", rate, 1000.0, 2_000, 0.9, Some(2.1)),
+                ));
+            }
+        }
+        let mut meta = BTreeMap::new();
+        meta.insert("rates".to_owned(), serde_json::json!([1000, 5000]));
+        meta.insert("mtls".to_owned(), serde_json::json!(true));
+        let mut seen = BTreeMap::new();
+        seen.insert(
+            "mesh-mtls".to_owned(),
+            Handshakes {
+                connections: 4,
+                with_client_certificate: 4,
+                ..Handshakes::default()
+            },
+        );
+        let r = Report::summarise(meta, &raw, Behaviour::default(), seen);
+        assert_eq!(
+            r.setups.keys().collect::<Vec<_>>(),
+            ["bare-mtls", "envoy-mtls", "mesh-mtls"]
+        );
+        assert_eq!(r.goals.len(), 2, "{:?}", r.goals);
+        for g in &r.goals {
+            assert!(g
+                .goal
+                .starts_with("mTLS: mesh client CPU per request < envoy set-up"));
+            // 100 us against 90 + 210 us.
+            assert!((g.measured.unwrap() - 100.0 / 300.0).abs() < 1e-9, "{g:?}");
+            assert_eq!(g.met, Some(true));
+            // Over the bare client (80 us): mesh 20, sidecar 210 + 10.
+            assert!(
+                g.detail.contains("mesh cost 20.0, sidecar cost 220.0"),
+                "{g:?}"
+            );
+        }
+        let json = serde_json::to_string(&r).unwrap();
+        let again = Report::rebuild(&json).unwrap();
+        assert_eq!(again.goals[1].measured, r.goals[1].measured);
+        assert_eq!(again.tls_handshakes["mesh-mtls"].connections, 4);
+        let md = markdown(&again);
+        assert!(md.contains("mutual TLS"), "{md}");
+        assert!(md.contains("| mesh-mtls | 4 | 4 |"), "{md}");
+        assert!(!md.contains("Behaviour side by side"), "{md}");
     }
 }

@@ -5,15 +5,21 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use mesh_tests::{Action, Backend, Rule, Select};
 use tokio::process::{Child, Command};
 
 use crate::client::PhaseResult;
 use crate::report::{self, Behaviour, BehaviourRun, Report};
 use crate::target::Setup;
+use crate::tls::{HandshakeCheck, Handshakes, Pki};
 
 /// The seed's canary, given to the mesh and (through `meshctl envoy`) to Envoy.
 const CANARY: &str = include_str!("../config/canary.yaml");
+/// The same canary with `tls: {mode: ISTIO_MUTUAL}` for the whole host (`--mtls`).
+const CANARY_MTLS: &str = include_str!("../config/canary-mtls.yaml");
 /// The ServiceEntry template with `{{pod}}` port placeholders.
 const ENDPOINTS: &str = include_str!("../config/endpoints.yaml.tmpl");
 /// Backends: name and `version` label.
@@ -73,6 +79,14 @@ pub(crate) struct RunArgs {
     /// Tokio worker threads of each client process.
     #[arg(long, default_value_t = 1)]
     pub(crate) client_threads: u64,
+    /// Mutual TLS instead of plaintext: the backends serve TLS only and require a client
+    /// certificate of a mesh CA made for the run, the DestinationRule says `tls: {mode:
+    /// ISTIO_MUTUAL}` (config/canary-mtls.yaml), and the set-ups are bare-mtls, mesh-mtls
+    /// (`MeshClient` with the workload's certificates) and envoy-mtls (Envoy originating the
+    /// TLS, from `meshctl envoy --workload-certificates`), with the same certificate files.
+    /// Writes mtls.md and mtls.json; no behaviour comparison.
+    #[arg(long)]
+    pub(crate) mtls: bool,
 }
 
 fn secs_ms(s: f64) -> Result<u64, String> {
@@ -124,29 +138,55 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
     let work = a.out.join("run");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
 
-    // 1. Backends.
-    let pods = start_pods().await?;
+    // 1. Backends (with --mtls: a mesh CA, the workload's files, TLS-only backends).
+    let pki = a.mtls.then(Pki::new);
+    if let Some(p) = &pki {
+        eprintln!(
+            "mutual TLS: a mesh CA made for this run; the workload's cert-chain.pem, key.pem \
+             and root-cert.pem in {} (removed at the end)",
+            p.workload.path().display()
+        );
+    }
+    let pods = start_pods(pki.as_ref().map(|p| Arc::clone(&p.server))).await?;
 
     // 2. The configuration, with the backends' ports.
     let endpoints = endpoints_yaml(&pods)?;
-    let canary_path = work.join("canary.yaml");
+    let (canary_name, canary) = if a.mtls {
+        ("canary-mtls.yaml", CANARY_MTLS)
+    } else {
+        ("canary.yaml", CANARY)
+    };
+    let canary_path = work.join(canary_name);
     let endpoints_path = work.join("endpoints.yaml");
-    std::fs::write(&canary_path, CANARY).map_err(|e| e.to_string())?;
+    std::fs::write(&canary_path, canary).map_err(|e| e.to_string())?;
     std::fs::write(&endpoints_path, &endpoints).map_err(|e| e.to_string())?;
     let config = vec![canary_path.clone(), endpoints_path.clone()];
+    let certs = pki.as_ref().map(|p| p.workload.path().to_path_buf());
 
-    // 3. Envoy.
+    // 3. Envoy (with --mtls, given the same certificate files as the mesh).
+    let meshctl_args: Vec<String> = certs
+        .iter()
+        .flat_map(|c| {
+            [
+                "--workload-certificates".to_owned(),
+                c.display().to_string(),
+            ]
+        })
+        .collect();
     let mut envoy = match (&a.envoy, &a.meshctl) {
-        (Some(bin), Some(meshctl)) => Some(start_envoy(bin, meshctl, &config, &work).await?),
+        (Some(bin), Some(meshctl)) => {
+            Some(start_envoy(bin, meshctl, &config, &meshctl_args, &work).await?)
+        }
         (Some(_), None) => return Err("--envoy needs --meshctl to write its bootstrap".into()),
         (None, _) => {
             eprintln!("no --envoy: set-up (c) is skipped");
             None
         }
     };
-    let setups: Vec<Setup> = Setup::ALL
+    let all = if a.mtls { Setup::MTLS } else { Setup::ALL };
+    let setups: Vec<Setup> = all
         .into_iter()
-        .filter(|s| *s != Setup::Envoy || envoy.is_some())
+        .filter(|s| !s.is_envoy() || envoy.is_some())
         .collect();
 
     let base = ClientBase {
@@ -156,7 +196,11 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
         envoy_addr: envoy.as_ref().map(|e| e.listen),
         envoy_pid: envoy.as_ref().map(|e| e.pid),
         threads: a.client_threads,
+        certs: certs.clone(),
     };
+    // What the backends saw of the TLS handshakes, per set-up (--mtls).
+    let mut check = HandshakeCheck::default();
+    let mut handshakes: BTreeMap<String, Handshakes> = BTreeMap::new();
 
     // 4. Performance: rounds of A B C for each phase.
     let mut results: Vec<(u64, PhaseResult)> = Vec::new();
@@ -196,17 +240,48 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
                     Duration::from_millis(sat_ms.max(rate_ms) + warm_ms) + Duration::from_secs(40);
                 let r = spawn_client(&args, limit).await?;
                 eprintln!(
-                    "round {round} {phase:<14} {:<5} {:>8.0} ok/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  failures {:?}",
+                    "round {round} {phase:<14} {:<10} {:>8.0} ok/s  p50 {:>6} us  p99 {:>6} us  p99.9 {:>6} us  failures {:?}",
                     r.setup, r.ok_per_s, r.p50_us, r.p99_us, r.p999_us, r.failures
                 );
+                if let Some(p) = &pki {
+                    // Every handshake must have carried the workload's certificate (the
+                    // backends accept no other, so every answer came over mutual TLS).
+                    let seen = handshakes.entry(setup.as_str().to_owned()).or_default();
+                    check
+                        .collect(&pods, &p.client_certificate, seen)
+                        .map_err(|e| format!("{} {phase}: {e}", setup.as_str()))?;
+                    if r.ok == 0 {
+                        return Err(format!(
+                            "{} {phase}: no request succeeded over mutual TLS (failures {:?}; \
+                             Envoy's log is in {})",
+                            setup.as_str(),
+                            r.failures,
+                            work.join("envoy.log").display()
+                        ));
+                    }
+                }
                 results.push((round, r));
             }
         }
     }
 
+    for s in setups.iter().filter(|s| s.is_mtls()) {
+        let seen = handshakes.get(s.as_str()).map_or(0, |h| h.connections);
+        if seen == 0 {
+            return Err(format!(
+                "{}: the backends saw no TLS handshake in the whole run",
+                s.as_str()
+            ));
+        }
+        eprintln!("{}: {:?}", s.as_str(), handshakes[s.as_str()]);
+    }
+
     // 5. Behaviour: the split, then v2 failing half its requests, under mesh and Envoy.
     let mut behaviour = Behaviour::default();
-    if a.behaviour_requests > 0 {
+    if a.mtls && a.behaviour_requests > 0 {
+        eprintln!("--mtls: no behaviour comparison (the plaintext run has it)");
+    }
+    if a.behaviour_requests > 0 && !a.mtls {
         let compared: Vec<Setup> = setups
             .iter()
             .copied()
@@ -282,17 +357,21 @@ pub(crate) async fn run(a: &RunArgs) -> Result<(), String> {
         a,
         &results,
         behaviour,
+        handshakes,
         envoy_version,
         started.elapsed(),
         [load_before, loadavg()],
     );
-    report::write(&report, &a.out)?;
+    let stem = if a.mtls { "mtls" } else { "latest" };
+    report::write(&report, &a.out, stem)?;
     eprintln!(
         "wrote {} and {} in {:.0} s",
-        a.out.join("latest.md").display(),
-        a.out.join("latest.json").display(),
+        a.out.join(format!("{stem}.md")).display(),
+        a.out.join(format!("{stem}.json")).display(),
         started.elapsed().as_secs_f64()
     );
+    // The workload's certificate files go with `pki`, after the last client has run.
+    drop(pki);
     Ok(())
 }
 
@@ -314,18 +393,33 @@ pub(crate) fn endpoints_yaml(pods: &[Backend]) -> Result<String, String> {
     Ok(endpoints)
 }
 
-/// Starts the four backends (`api-v1-a`, `api-v1-b`, `api-v2-a`, `api-v2-b`).
-pub(crate) async fn start_pods() -> Result<Vec<Backend>, String> {
+/// Starts the four backends (`api-v1-a`, `api-v1-b`, `api-v2-a`, `api-v2-b`), serving TLS
+/// with `tls` when given (plaintext otherwise).
+pub(crate) async fn start_pods(
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> Result<Vec<Backend>, String> {
     let mut pods = Vec::new();
     for (name, version) in PODS {
-        let b = Backend::builder()
+        let mut b = Backend::builder()
             .name(name)
             .label("app", "api")
-            .label("version", version)
+            .label("version", version);
+        if let Some(t) = &tls {
+            b = b.tls(Arc::clone(t));
+        }
+        let b = b
             .start()
             .await
             .map_err(|e| format!("backend {name}: {e}"))?;
-        eprintln!("backend {name} version={version} on {}", b.addr());
+        eprintln!(
+            "backend {name} version={version} on {}{}",
+            b.addr(),
+            if tls.is_some() {
+                " (mutual TLS only)"
+            } else {
+                ""
+            }
+        );
         pods.push(b);
     }
     Ok(pods)
@@ -339,6 +433,8 @@ struct ClientBase {
     envoy_addr: Option<SocketAddr>,
     envoy_pid: Option<u32>,
     threads: u64,
+    /// The workload's certificates (--mtls).
+    certs: Option<PathBuf>,
 }
 
 impl ClientBase {
@@ -352,8 +448,13 @@ impl ClientBase {
             "--threads".into(),
             self.threads.to_string(),
         ];
+        if matches!(setup, Setup::BareMtls | Setup::MeshMtls) {
+            if let Some(c) = &self.certs {
+                v.extend(["--workload-certificates".into(), c.display().to_string()]);
+            }
+        }
         match setup {
-            Setup::Bare => {
+            Setup::Bare | Setup::BareMtls => {
                 for a in &self.v1 {
                     v.extend(["--v1".into(), a.to_string()]);
                 }
@@ -361,12 +462,12 @@ impl ClientBase {
                     v.extend(["--v2".into(), a.to_string()]);
                 }
             }
-            Setup::Mesh => {
+            Setup::Mesh | Setup::MeshMtls => {
                 for c in &self.config {
                     v.extend(["--config".into(), c.display().to_string()]);
                 }
             }
-            Setup::Envoy => {
+            Setup::Envoy | Setup::EnvoyMtls => {
                 if let Some(a) = self.envoy_addr {
                     v.extend(["--envoy-addr".into(), a.to_string()]);
                 }
@@ -408,10 +509,13 @@ pub(crate) async fn spawn_child<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&out.stdout).map_err(|e| format!("client output: {e}"))
 }
 
+/// Writes Envoy's bootstrap with `meshctl envoy` (and `meshctl_args`), validates it, starts
+/// Envoy and waits until it is ready.
 pub(crate) async fn start_envoy(
     bin: &Path,
     meshctl: &Path,
     config: &[PathBuf],
+    meshctl_args: &[String],
     work: &Path,
 ) -> Result<Envoy, String> {
     let listen: SocketAddr = format!("127.0.0.1:{}", free_port()?)
@@ -428,7 +532,8 @@ pub(crate) async fn start_envoy(
     cmd.args(["--source-label", "app=checkout", "--listen"])
         .arg(listen.to_string())
         .arg("--admin")
-        .arg(admin.to_string());
+        .arg(admin.to_string())
+        .args(meshctl_args);
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {}: {e}", meshctl.display()))?;

@@ -133,7 +133,14 @@ async fn one(target: &Target, seq: u64, burst: u64) -> Seen {
 }
 
 async fn probe_async(a: &ProbeArgs) -> Result<ProbeOutput, String> {
-    let target = Arc::new(Target::build(a.setup, &[], &[], &a.config, a.envoy_addr)?);
+    let target = Arc::new(Target::build(
+        a.setup,
+        &[],
+        &[],
+        &a.config,
+        a.envoy_addr,
+        None,
+    )?);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + PROBE_LIMIT;
     let mut unfinished = 0;
@@ -814,7 +821,7 @@ pub(crate) async fn behaviour(a: &BehaviourArgs) -> Result<(), String> {
     let load_before = crate::run::loadavg();
     let work = a.out.join("behaviour");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let pods = start_pods().await?;
+    let pods = start_pods(None).await?;
     let endpoints_path = work.join("endpoints.yaml");
     std::fs::write(&endpoints_path, endpoints_yaml(&pods)?).map_err(|e| e.to_string())?;
 
@@ -867,7 +874,7 @@ pub(crate) async fn behaviour(a: &BehaviourArgs) -> Result<(), String> {
                         bursts.to_string(),
                     ];
                     let envoy = if setup == Setup::Envoy {
-                        let e = start_envoy(&a.envoy, &a.meshctl, &config, &dir).await?;
+                        let e = start_envoy(&a.envoy, &a.meshctl, &config, &[], &dir).await?;
                         args.extend(["--envoy-addr".into(), e.listen.to_string()]);
                         envoy_version.clone_from(&e.version);
                         Some(e)

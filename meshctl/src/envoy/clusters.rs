@@ -9,7 +9,7 @@ use mesh_routing::lb::LoadBalancer;
 use mesh_routing::{ClientContext, ClusterId, ClusterKey};
 use serde_json::{json, Map, Value};
 
-use super::{dur, BudgetMode, Translation};
+use super::{dur, tls, BudgetMode, Translation};
 
 /// The hosts the ServiceEntries exported to the client declare, with their ports: the service
 /// inventory Envoy's clusters and virtual hosts need (the route table keeps endpoints, not
@@ -96,19 +96,15 @@ pub(super) fn clusters(t: &mut Translation<'_>, budget: BudgetMode) -> Result<Ve
 }
 
 /// One cluster: STATIC endpoints, connect timeout, load balancer, circuit breakers (and the
-/// retry budget), HTTP protocol options, outlier detection and panic threshold.
+/// retry budget), HTTP protocol options, outlier detection and panic threshold, and the TLS
+/// origination of the DestinationRule's `tls` block ([`tls`]).
 fn cluster(t: &mut Translation<'_>, c: ClusterId, budget: BudgetMode) -> Result<Value, String> {
     let table = t.table;
     let key = table.cluster_key(c);
     let name = key.to_string();
     let lb_endpoints = endpoints(t, c, &name)?;
     let policy = table.policy(c);
-    if policy.tls().is_some() {
-        t.warnings.push(format!(
-            "cluster {name}: the DestinationRule's tls settings are not translated (plaintext \
-             upstream)"
-        ));
-    }
+    let upstream_tls = tls::cluster_tls(policy, &key, &name, t.tls, &mut t.warnings)?;
     let pool = policy.connection_pool().cloned().unwrap_or_default();
     let mut cluster = Map::new();
     cluster.insert("name".into(), json!(name));
@@ -176,14 +172,21 @@ fn cluster(t: &mut Translation<'_>, c: ClusterId, budget: BudgetMode) -> Result<
             json!(pool.max_requests_per_connection()),
         );
     }
+    let mut protocol_options = json!({
+        "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+        "common_http_protocol_options": http_opts,
+        "explicit_http_config": {"http_protocol_options": {}},
+    });
+    if let Some(u) = upstream_tls.upstream_http_protocol_options {
+        protocol_options["upstream_http_protocol_options"] = u;
+    }
     cluster.insert(
         "typed_extension_protocol_options".into(),
-        json!({"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-            "common_http_protocol_options": http_opts,
-            "explicit_http_config": {"http_protocol_options": {}},
-        }}),
+        json!({ "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": protocol_options }),
     );
+    if let Some(socket) = upstream_tls.transport_socket {
+        cluster.insert("transport_socket".into(), socket);
+    }
     if let Some(od) = policy.outlier_detection() {
         cluster.insert("outlier_detection".into(), outlier_detection(od));
         cluster.insert(

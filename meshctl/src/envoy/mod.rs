@@ -13,12 +13,14 @@
 //! * [`clusters`]: one cluster `outbound|<port>|<subset>|<fqdn>` per destination, mirror and
 //!   service port, with the table's merged DestinationRule policy ([`RouteTable::policy`]:
 //!   connection pool → circuit breakers, outlier detection, load balancer) and the table's
-//!   endpoints for it.
+//!   endpoints for it; the policy's `tls` block becomes the cluster's upstream TLS transport
+//!   socket ([`tls`]).
 //! * [`listener`]: the listener, its HTTP filters and the bootstrap around them (istio-semantics.md,
 //!   dataplane-semantics.md §9).
 //!
 //! It never reaches a cluster or DNS: hosts need a ServiceEntry with `resolution: STATIC`.
-//! Settings Envoy would need certificates for (`tls`) are reported on stderr and left out.
+//! `ISTIO_MUTUAL` needs the workload's certificates (`--workload-certificates`); without them
+//! such clusters are written in plaintext and a warning says so.
 
 mod clusters;
 mod details;
@@ -26,6 +28,7 @@ mod listener;
 mod routes;
 #[cfg(test)]
 mod tests;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::time::Duration as StdDuration;
@@ -79,7 +82,14 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
     } else {
         BudgetMode::Istio
     };
-    let boot = bootstrap_with(&cfg, &client, addrs, budget).map_err(Failure::config)?;
+    let tls = tls::options(
+        a.workload_certificates.as_deref(),
+        &a.trust_domain,
+        !a.no_verify_trust_domain,
+        a.system_roots.as_deref(),
+    )
+    .map_err(Failure::usage)?;
+    let boot = bootstrap_with(&cfg, &client, addrs, budget, &tls).map_err(Failure::config)?;
     if !a.config.quiet {
         for w in &boot.warnings {
             crate::err_line(&format!("meshctl envoy: warning: {w}"));
@@ -104,12 +114,13 @@ pub(crate) fn run(a: &EnvoyArgs) -> Result<u8, Failure> {
 }
 
 /// Builds the bootstrap for `cfg` as seen by `client`: from the route table the mesh compiles
-/// for that client.
+/// for that client; `tls` says where the certificates of `ISTIO_MUTUAL` clusters are.
 pub(crate) fn bootstrap_with(
     cfg: &MeshConfig,
     client: &ClientContext,
     addrs: Addresses,
     budget: BudgetMode,
+    tls: &tls::TlsOptions,
 ) -> Result<Bootstrap, String> {
     let table = RouteTable::compile(cfg, client)
         .map_err(|e| format!("the route table cannot be built: {e}"))?;
@@ -120,6 +131,7 @@ pub(crate) fn bootstrap_with(
         clusters: Vec::new(),
         warnings: Vec::new(),
         uses_fault: false,
+        tls,
     };
     let virtual_hosts = routes::virtual_hosts(&mut t)?;
     let clusters = clusters::clusters(&mut t, budget)?;
@@ -143,6 +155,8 @@ struct Translation<'a> {
     warnings: Vec<String>,
     /// Whether a route injects faults (the fault filter is needed).
     uses_fault: bool,
+    /// Where TLS credentials come from.
+    tls: &'a tls::TlsOptions,
 }
 
 impl<'a> Translation<'a> {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use super::*;
 
 mod scopes;
+mod tls_modes;
 
 /// Builds the bootstrap for `cfg` as seen by `client`, as istiod writes it (no retry budget).
 fn bootstrap(
@@ -16,7 +17,13 @@ fn bootstrap(
     client: &ClientContext,
     addrs: Addresses,
 ) -> Result<Bootstrap, String> {
-    bootstrap_with(cfg, client, addrs, BudgetMode::Istio)
+    bootstrap_with(
+        cfg,
+        client,
+        addrs,
+        BudgetMode::Istio,
+        &tls::TlsOptions::default(),
+    )
 }
 
 /// The seed's canary (as in `examples/canary/config/canary.yaml`), kept here so the test
@@ -129,9 +136,15 @@ fn no_retry_budget_unless_asked_for_or_written() {
     assert!(v1["circuit_breakers"]["thresholds"][0]
         .get("retry_budget")
         .is_none());
-    let envoy = bootstrap_with(&cfg, &w, addrs(), BudgetMode::Envoy)
-        .unwrap()
-        .value;
+    let envoy = bootstrap_with(
+        &cfg,
+        &w,
+        addrs(),
+        BudgetMode::Envoy,
+        &tls::TlsOptions::default(),
+    )
+    .unwrap()
+    .value;
     let v1 = cluster(&envoy, "outbound|8080|v1|api.default.svc.cluster.local");
     let b = &v1["circuit_breakers"]["thresholds"][0]["retry_budget"];
     assert_eq!(b["budget_percent"]["value"], 20.0);
