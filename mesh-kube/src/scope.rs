@@ -176,7 +176,7 @@ impl EgressHosts {
                 NsPart::Any => true,
                 NsPart::Named(n) => n == namespace,
             };
-            ns_ok && host_matches(&e.host, &host)
+            ns_ok && mesh_model::host_matches(&e.host, &host)
         };
         self.entries.iter().any(|e| !e.exclude && covers(e))
             && !self.entries.iter().any(|e| e.exclude && covers(e))
@@ -194,22 +194,6 @@ impl EgressHosts {
             }
         }
         Some(out)
-    }
-}
-
-/// Whether host pattern `pattern` (`*`, `*.suffix`, exact) covers `host`; a wildcard host
-/// (`*.example.com` in a ServiceEntry) is covered by a pattern that covers every name it
-/// stands for.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    if pattern == "*" {
-        return true;
-    }
-    match pattern.strip_prefix('*') {
-        Some(suffix) => match host.strip_prefix('*') {
-            Some(h) => h.ends_with(suffix),
-            None => host.len() > suffix.len() && host.ends_with(suffix),
-        },
-        None => pattern == host,
     }
 }
 
@@ -267,7 +251,7 @@ pub(crate) fn applicable<'a>(
     let selects = |s: &SidecarObject| {
         s.selector
             .as_ref()
-            .is_some_and(|sel| sel.iter().all(|(k, v)| workload.labels.get(k) == Some(v)))
+            .is_some_and(|sel| mesh_model::labels_match(sel, &workload.labels))
     };
     let ns = workload.namespace.as_str();
     let root = workload.root_namespace.as_str();

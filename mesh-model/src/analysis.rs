@@ -2,13 +2,15 @@
 //! DestinationRule defines, several virtual services for one host, destination rules no route
 //! uses.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use crate::config::MeshConfig;
 use crate::destination_rule::DestinationRule;
 use crate::diag::{Diagnostic, Kind, ResourceRef, Severity};
+use crate::lookup::{exported_to, Viewer, DEFAULT_ROOT_NAMESPACE};
 use crate::meta::resolve_short_name;
-use crate::names::{host_matches, SuffixHash};
+use crate::names::SuffixHash;
 use crate::virtual_service::{RouteAction, VirtualService};
 
 /// A diagnostic found across resources, before its line is looked up.
@@ -50,63 +52,37 @@ fn vs_ref(vs: &VirtualService) -> ResourceRef {
     }
 }
 
-/// The destination rule Istio would pick for `fqdn` seen from namespace `client_ns`: exact host
-/// before the most specific wildcard; the client's namespace, then the service's, then
-/// `istio-system`; the first in load order within a namespace.
-pub fn find_destination_rule<'a>(
-    config: &'a MeshConfig,
-    fqdn: &str,
-    client_ns: &str,
-) -> Option<&'a DestinationRule> {
-    let service_ns = fqdn
-        .split('.')
-        .nth(1)
-        .filter(|_| fqdn.ends_with(".svc.cluster.local"))
-        .unwrap_or("");
-    for ns in [client_ns, service_ns, "istio-system"] {
-        if ns.is_empty() {
-            continue;
-        }
-        let in_ns = config
-            .destination_rules
-            .iter()
-            .filter(|d| d.meta.namespace == ns);
-        let mut best: Option<(&DestinationRule, usize)> = None;
-        for dr in in_ns {
-            let host = resolve_short_name(&dr.host, &dr.meta.namespace);
-            if host == fqdn {
-                return Some(dr);
-            }
-            if host.starts_with('*') && host_matches(&host, fqdn) {
-                let spec = host.len();
-                if best.is_none_or(|(_, s)| spec > s) {
-                    best = Some((dr, spec));
-                }
-            }
-        }
-        if let Some((dr, _)) = best {
-            return Some(dr);
-        }
-    }
-    None
-}
-
-/// Runs the cross-resource checks over a whole configuration.
 /// Runs the cross-resource checks over a whole configuration. `every_virtual_service_loaded`
 /// says whether every virtual service read was valid: when one was refused, the destination
 /// rules it would have used are not reported as unused.
 pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -> Vec<Finding> {
     let mut out = Vec::new();
     let mut rules = RuleIndex::new(config);
+    // The rules that apply to some route's destination, seen from the route's namespace.
     let mut used_drs: HashSet<usize> = HashSet::new();
+    // The hosts routes send to (expanded).
+    let mut referenced: HashSet<String> = HashSet::new();
+    // The rules that apply to (host, VirtualService namespace), memoised.
+    let mut applied: HashMap<(String, String), Vec<usize>> = HashMap::new();
     // ServiceEntry hosts as written (Istio takes them literally), with the first entry that
     // names each.
     let mut se_hosts: HashMap<&str, usize> = HashMap::new();
+    // Every entry naming a host (lower-cased), in load order: the service's namespace of the
+    // lookup is that of the first one visible from the route's namespace, as mesh-routing
+    // takes it.
+    let mut se_by_host: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, se) in config.service_entries.iter().enumerate() {
         for h in se.hosts() {
             se_hosts.entry(h.as_str()).or_insert(i);
+            let list = se_by_host.entry(h.to_ascii_lowercase()).or_default();
+            if list.last() != Some(&i) {
+                list.push(i);
+            }
         }
     }
+    // (host, subset) to the first rule for exactly that host declaring the subset, whatever
+    // its namespace and visibility: built when a subset is undefined, to say why.
+    let mut declared: Option<HashMap<(String, String), usize>> = None;
     for vs in &config.virtual_services {
         let ns = vs.meta.namespace.as_str();
         for (ri, route) in vs.http.iter().enumerate() {
@@ -140,19 +116,54 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
                         });
                     }
                 }
-                let found = rules.find(&fqdn, ns);
-                if let Some(i) = found {
-                    used_drs.insert(i);
-                }
+                // The route's destination seen from its namespace, without workload labels,
+                // in a mesh rooted at `istio-system`: the one lookup (mesh-routing's).
+                // Each (host, namespace) is looked up, and its rules marked used, once.
+                let found = match applied.entry((fqdn.clone(), ns.to_owned())) {
+                    Entry::Occupied(e) => e.into_mut(),
+                    Entry::Vacant(e) => {
+                        let service_ns = se_by_host.get(&fqdn).and_then(|list| {
+                            list.iter()
+                                .map(|&i| &config.service_entries[i])
+                                .find(|se| exported_to(&se.export_to, &se.meta.namespace, ns))
+                                .map(|se| se.meta.namespace.as_str())
+                        });
+                        let found = rules.find(&Viewer::new(ns), service_ns, &fqdn);
+                        used_drs.extend(found.iter().copied());
+                        referenced.insert(fqdn.clone());
+                        e.insert(found)
+                    }
+                };
                 let Some(subset) = subset else { return };
-                let dr = found.map(|i| &config.destination_rules[i]);
-                let defined = found.is_some_and(|i| rules.has_subset(i, subset));
+                let defined = found.iter().any(|&i| rules.has_subset(i, subset));
                 if !defined {
-                    let why = match dr {
-                        None => format!("no DestinationRule defines subsets for host {fqdn:?}"),
-                        Some(d) => format!(
-                            "DestinationRule {}/{} for host {fqdn:?} has no subset {subset:?}",
-                            d.meta.namespace, d.meta.name
+                    let why = match found.as_slice() {
+                        [] => {
+                            let declared = declared.get_or_insert_with(|| declared_subsets(config));
+                            match declared.get(&(fqdn.clone(), subset.to_owned())) {
+                                Some(&i) => unseen_rule(config, i, ns, &fqdn, subset),
+                                None => {
+                                    format!("no DestinationRule defines subsets for host {fqdn:?}")
+                                }
+                            }
+                        }
+                        [i] => {
+                            let d = &config.destination_rules[*i];
+                            format!(
+                                "DestinationRule {}/{} for host {fqdn:?} has no subset {subset:?}",
+                                d.meta.namespace, d.meta.name
+                            )
+                        }
+                        several => format!(
+                            "DestinationRules {} for host {fqdn:?} have no subset {subset:?}",
+                            several
+                                .iter()
+                                .map(|&i| {
+                                    let d = &config.destination_rules[i];
+                                    format!("{}/{}", d.meta.namespace, d.meta.name)
+                                })
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         ),
                     };
                     out.push(Finding {
@@ -246,10 +257,15 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
         }
     }
 
-    // Destination rules no route uses (not known when a virtual service was refused).
+    // Destination rules for hosts no route sends to (not known when a virtual service was
+    // refused). A rule for a routed host that applies to none of the routes (not exported to
+    // their namespace, a workload selector, another namespace looked in first) is not one.
     for (i, dr) in config.destination_rules.iter().enumerate() {
-        if every_virtual_service_loaded && !used_drs.contains(&i) {
-            let fqdn = resolve_short_name(&dr.host, &dr.meta.namespace);
+        if !every_virtual_service_loaded || used_drs.contains(&i) {
+            continue;
+        }
+        let fqdn = resolve_short_name(&dr.host, &dr.meta.namespace);
+        if !referenced.contains(&fqdn) {
             out.push(Finding {
                 severity: Severity::Note,
                 source: dr.meta.source.clone(),
@@ -268,33 +284,70 @@ pub(crate) fn analyze(config: &MeshConfig, every_virtual_service_loaded: bool) -
     out
 }
 
-/// [`find_destination_rule`] for many lookups: exact hosts in a map, wildcard hosts by their
-/// suffix, so a lookup costs the length of the host, not the number of rules; answers memoised.
+/// (host, subset) to the first rule for exactly that host (expanded) declaring the subset.
+fn declared_subsets(config: &MeshConfig) -> HashMap<(String, String), usize> {
+    let mut out = HashMap::new();
+    for (i, dr) in config.destination_rules.iter().enumerate() {
+        let host = resolve_short_name(&dr.host, &dr.meta.namespace);
+        for s in &dr.subsets {
+            out.entry((host.clone(), s.name.clone())).or_insert(i);
+        }
+    }
+    out
+}
+
+/// Why rule `i`, which declares `subset` for `fqdn`, does not apply to the routes of namespace
+/// `ns`.
+fn unseen_rule(config: &MeshConfig, i: usize, ns: &str, fqdn: &str, subset: &str) -> String {
+    let d = &config.destination_rules[i];
+    let (dns, name) = (&d.meta.namespace, &d.meta.name);
+    let because = if !exported_to(&d.export_to, dns, ns) {
+        format!(
+            "it is not exported to namespace {ns:?} (exportTo {:?})",
+            d.export_to
+        )
+    } else if d.workload_selector.is_some() {
+        "its workloadSelector limits it to the workloads it selects".to_owned()
+    } else {
+        format!(
+            "its namespace is not looked in from namespace {ns:?} (the route's namespace, the service's, then {DEFAULT_ROOT_NAMESPACE:?})"
+        )
+    };
+    format!(
+        "no DestinationRule that applies to routes in namespace {ns:?} defines subsets for host {fqdn:?}; DestinationRule {dns}/{name} declares {subset:?}, but {because}"
+    )
+}
+
+/// [`applicable_destination_rules`](crate::applicable_destination_rules) for many lookups:
+/// the rules of each (namespace, exact host) and of each (namespace, wildcard suffix) in load
+/// order, found by hashing the suffixes of the host looked up, so a lookup costs the length
+/// of the host, not the number of rules. Same answers, by position
+/// (`tests::the_index_agrees_with_the_lookup`).
 struct RuleIndex<'a> {
     config: &'a MeshConfig,
     hash: SuffixHash,
-    /// (namespace, host with short names expanded) to the first rule.
-    exact: HashMap<(&'a str, String), usize>,
-    /// Wildcard rules `*S`: (namespace, hash of `S`, length of `S`) to the first rule.
-    wild: HashMap<(&'a str, u64, usize), usize>,
+    /// (namespace, host with short names expanded) to its rules.
+    exact: HashMap<(&'a str, String), Vec<usize>>,
+    /// Wildcard rules `*S`: (namespace, hash of `S`, length of `S`) to their rules.
+    wild: HashMap<(&'a str, u64, usize), Vec<usize>>,
     /// Subset names of the rules looked at so far.
     subsets: HashMap<usize, HashSet<&'a str>>,
-    memo: HashMap<(String, String), Option<usize>>,
 }
 
 impl<'a> RuleIndex<'a> {
     fn new(config: &'a MeshConfig) -> Self {
         let hash = SuffixHash::new();
-        let mut exact = HashMap::new();
-        let mut wild = HashMap::new();
+        let mut exact: HashMap<_, Vec<usize>> = HashMap::new();
+        let mut wild: HashMap<_, Vec<usize>> = HashMap::new();
         for (i, dr) in config.destination_rules.iter().enumerate() {
             let ns = dr.meta.namespace.as_str();
             let host = resolve_short_name(&dr.host, ns);
             if let Some(s) = host.strip_prefix('*') {
                 wild.entry((ns, hash.of(s.as_bytes()), s.len()))
-                    .or_insert(i);
+                    .or_default()
+                    .push(i);
             }
-            exact.entry((ns, host)).or_insert(i);
+            exact.entry((ns, host)).or_default().push(i);
         }
         RuleIndex {
             config,
@@ -302,47 +355,43 @@ impl<'a> RuleIndex<'a> {
             exact,
             wild,
             subsets: HashMap::new(),
-            memo: HashMap::new(),
         }
     }
 
-    /// The rule [`find_destination_rule`] returns, by its position.
-    fn find(&mut self, fqdn: &str, client_ns: &str) -> Option<usize> {
-        let key = (fqdn.to_owned(), client_ns.to_owned());
-        if let Some(found) = self.memo.get(&key) {
-            return *found;
-        }
-        let found = self.find_uncached(fqdn, client_ns);
-        self.memo.insert(key, found);
-        found
-    }
-
-    fn find_uncached(&self, fqdn: &str, client_ns: &str) -> Option<usize> {
-        let service_ns = fqdn
-            .split('.')
-            .nth(1)
-            .filter(|_| fqdn.ends_with(".svc.cluster.local"))
-            .unwrap_or("");
-        let suffixes = self.hash.suffixes(fqdn.as_bytes());
-        for ns in [client_ns, service_ns, "istio-system"] {
-            if ns.is_empty() {
-                continue;
+    /// The positions of the rules the lookup returns, in its order.
+    fn find(&self, viewer: &Viewer<'_>, service_namespace: Option<&str>, host: &str) -> Vec<usize> {
+        let host = host.to_ascii_lowercase();
+        let rules = &self.config.destination_rules;
+        // The rules of `list` the viewer sees, workload selectors first.
+        let pick = |list: Option<&Vec<usize>>, keep: &dyn Fn(&DestinationRule) -> bool| {
+            let mut out: Vec<usize> = list
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(|&i| viewer.sees(&rules[i]) && keep(&rules[i]))
+                .collect();
+            out.sort_by_key(|&i| rules[i].workload_selector.is_none());
+            out
+        };
+        let suffixes = self.hash.suffixes(host.as_bytes());
+        for ns in viewer.scopes(service_namespace, &host) {
+            let found = pick(self.exact.get(&(ns, host.clone())), &|_| true);
+            if !found.is_empty() {
+                return found;
             }
-            if let Some(&i) = self.exact.get(&(ns, fqdn.to_owned())) {
-                return Some(i);
-            }
-            // The most specific (longest) wildcard: the longest suffix `S` first.
-            for (k, h) in suffixes.iter().enumerate() {
-                if let Some(&i) = self.wild.get(&(ns, *h, fqdn.len() - k)) {
-                    let dr = &self.config.destination_rules[i];
-                    let host = resolve_short_name(&dr.host, &dr.meta.namespace);
-                    if host_matches(&host, fqdn) {
-                        return Some(i);
-                    }
+            // `*S` covers the host when `S` is a proper suffix of it (of the name after its
+            // own `*` for a wildcard host: the same suffixes): the longest `S` first.
+            for (k, h) in suffixes.iter().enumerate().skip(1) {
+                let Some(s) = host.get(k..) else { continue };
+                let found = pick(self.wild.get(&(ns, *h, s.len())), &|dr| {
+                    resolve_short_name(&dr.host, ns).strip_prefix('*') == Some(s)
+                });
+                if !found.is_empty() {
+                    return found;
                 }
             }
         }
-        None
+        Vec::new()
     }
 
     fn has_subset(&mut self, rule: usize, name: &str) -> bool {
@@ -363,40 +412,34 @@ impl<'a> RuleIndex<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lookup::applicable_destination_rules;
+    use crate::lookup::tests::{labels, queries, rules, yaml};
     use proptest::prelude::*;
 
     proptest! {
-        /// The index answers what [`find_destination_rule`] answers.
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The index answers what the lookup answers, rule for rule and in the same order.
         #[test]
-        fn the_index_agrees_with_find_destination_rule(
-            rules in proptest::collection::vec(
-                ("[*]?(a|b|ab)?(\\.a|\\.b\\.svc\\.cluster\\.local)?", "a|b|istio-system"),
-                0..8,
-            ),
-            queries in proptest::collection::vec(
-                ("(a|b|ab|x)(\\.a|\\.b\\.svc\\.cluster\\.local)?", "a|b"),
-                1..8,
-            ),
-        ) {
-            let yaml: Vec<String> = rules
-                .iter()
-                .enumerate()
-                .filter(|(_, (h, _))| !h.is_empty())
-                .map(|(i, (h, ns))| format!(
-                    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {{name: r{i}, namespace: {ns}}}\nspec:\n  host: '{h}'\n"
-                ))
-                .collect();
-            let loaded = crate::load_str("rules.yaml", &yaml.join("---\n"));
+        fn the_index_agrees_with_the_lookup(rules in rules(), queries in queries()) {
+            let loaded = crate::load_str("rules.yaml", &yaml(&rules));
             let config = loaded.config();
-            let mut index = RuleIndex::new(config);
-            for (host, ns) in &queries {
+            let index = RuleIndex::new(config);
+            for (host, ns, l, root, service) in &queries {
+                let labels = labels(*l);
+                let viewer = Viewer::new(ns).with_labels(&labels).with_root_namespace(root);
                 let fqdn = resolve_short_name(host, ns);
-                let slow = find_destination_rule(config, &fqdn, ns)
-                    .map(|d| d as *const DestinationRule);
-                let fast = index
-                    .find(&fqdn, ns)
-                    .map(|i| &config.destination_rules[i] as *const DestinationRule);
-                prop_assert_eq!(fast, slow, "{} from {}", fqdn, ns);
+                let slow: Vec<*const DestinationRule> =
+                    applicable_destination_rules(config, &viewer, service.as_deref(), &fqdn)
+                        .into_iter()
+                        .map(|d| d as *const DestinationRule)
+                        .collect();
+                let fast: Vec<*const DestinationRule> = index
+                    .find(&viewer, service.as_deref(), &fqdn)
+                    .into_iter()
+                    .map(|i| &config.destination_rules[i] as *const DestinationRule)
+                    .collect();
+                prop_assert_eq!(fast, slow, "{} from {:?}", fqdn, viewer);
             }
         }
     }

@@ -170,6 +170,7 @@ mod diag;
 pub mod duration;
 mod grpc;
 mod load;
+mod lookup;
 mod matching;
 mod meta;
 mod names;
@@ -182,7 +183,6 @@ mod service_entry;
 mod unknown;
 mod virtual_service;
 
-pub use analysis::find_destination_rule;
 pub use config::{Loaded, MeshConfig};
 pub use delegate::MAX_DELEGATION_WORK;
 pub use destination_rule::{
@@ -197,8 +197,12 @@ pub use load::{
     Loader, Strictness, MAX_ALIAS_BYTES, MAX_ALIAS_NODES, MAX_DOCUMENTS, MAX_FLOW_NESTING,
     MAX_SOURCE_BYTES,
 };
+pub use lookup::{
+    applicable_destination_rules, exported_to, labels_match, Viewer, DEFAULT_ROOT_NAMESPACE,
+};
 pub use matching::{Regex, RegexError, StringMatch, MAX_CONFIG_REGEX_BYTES, MAX_REGEX_LEN};
-pub use meta::{resolve_short_name, Meta, DEFAULT_NAMESPACE};
+pub use meta::{resolve_short_name, Meta, CLUSTER_DOMAIN, DEFAULT_NAMESPACE};
+pub use names::host_matches;
 pub use percent::{Percentage, PercentageError};
 pub use policy::{AbortStatus, FaultAbort, FaultDelay, FaultInjection, RetryPolicy};
 pub use protocol::PortProtocol;

@@ -16,6 +16,10 @@ pub struct Meta {
     pub(crate) document: usize,
 }
 
+/// The Kubernetes cluster domain short host names expand into
+/// (`name.namespace.svc.cluster.local`, [`resolve_short_name`]).
+pub const CLUSTER_DOMAIN: &str = "cluster.local";
+
 /// The namespace Istio assumes when a resource names none.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
@@ -80,6 +84,6 @@ pub fn resolve_short_name(host: &str, namespace: &str) -> String {
     if host.contains('.') || host.contains(':') || host == "*" || host.is_empty() {
         host
     } else {
-        format!("{host}.{namespace}.svc.cluster.local")
+        format!("{host}.{namespace}.svc.{CLUSTER_DOMAIN}")
     }
 }

@@ -234,19 +234,34 @@ pub(crate) fn hosts_overlap(a: &str, b: &str) -> bool {
     host_matches(a, b) || host_matches(b, a)
 }
 
-/// Whether pattern `p` (possibly `*.suffix` or `*`) covers host `h` (which may be a pattern too).
-pub(crate) fn host_matches(p: &str, h: &str) -> bool {
-    let p = p.to_ascii_lowercase();
-    let h = h.to_ascii_lowercase();
-    if p == h || p == "*" {
+/// Whether host pattern `p` (`*`, `*suffix` such as `*.example.com`, or an exact name) covers
+/// host `h`, which may be a pattern too (`*.com` covers `*.example.com`: every name the
+/// latter stands for). Case-insensitive, without allocating. The workspace's one host match:
+/// the DestinationRule lookup, the overlap checks and mesh-kube's `Sidecar` egress hosts use
+/// it.
+///
+/// ```
+/// use mesh_model::host_matches;
+/// assert!(host_matches("*.example.com", "api.example.com"));
+/// assert!(host_matches("*.com", "*.example.com"));
+/// assert!(host_matches("*", "anything"));
+/// assert!(host_matches("API.example.com", "api.example.com"));
+/// assert!(!host_matches("*.example.com", "example.com"));
+/// assert!(!host_matches("api.example.com", "*.example.com"));
+/// ```
+pub fn host_matches(p: &str, h: &str) -> bool {
+    if p == "*" || p.eq_ignore_ascii_case(h) {
         return true;
     }
-    if let Some(suffix) = p.strip_prefix('*') {
-        let hs = h.strip_prefix('*').unwrap_or(&h);
-        return hs.len() > suffix.len() && hs.ends_with(suffix)
-            || (h.starts_with('*') && hs.ends_with(suffix) && hs.len() >= suffix.len());
-    }
-    false
+    let Some(suffix) = p.strip_prefix('*') else {
+        return false;
+    };
+    // `*S` covers a name ending in `S` and longer than it, and a pattern `*T` whose `T` ends
+    // in `S` (every name `*T` stands for ends in `S`).
+    let hs = h.strip_prefix('*').unwrap_or(h);
+    let ends = hs.len() >= suffix.len()
+        && hs.as_bytes()[hs.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes());
+    ends && (hs.len() > suffix.len() || h.starts_with('*'))
 }
 
 /// For each host, the first earlier one it overlaps ([`hosts_overlap`]), found in time linear in

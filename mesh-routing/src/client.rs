@@ -24,7 +24,7 @@ impl ClientContext {
             namespace: namespace.to_owned(),
             labels: Labels::new(),
             gateway: "mesh".to_owned(),
-            root_namespace: "istio-system".to_owned(),
+            root_namespace: mesh_model::DEFAULT_ROOT_NAMESPACE.to_owned(),
             ip: None,
             workload_name: String::new(),
             cluster_id: String::new(),
@@ -117,6 +117,14 @@ impl ClientContext {
     /// The mesh root namespace (`istio-system`).
     pub fn root_namespace(&self) -> &str {
         &self.root_namespace
+    }
+    /// The client as mesh-model's DestinationRule lookup sees it (namespace, labels, root
+    /// namespace): [`mesh_model::applicable_destination_rules`] with this viewer answers
+    /// which rules the table compiles for a host.
+    pub fn viewer(&self) -> mesh_model::Viewer<'_> {
+        mesh_model::Viewer::new(&self.namespace)
+            .with_labels(&self.labels)
+            .with_root_namespace(&self.root_namespace)
     }
 }
 

@@ -437,10 +437,9 @@ impl EndpointSink for StaticEndpoints {
     }
 }
 
-/// Whether `labels` carries every entry of `selector` with the same value.
-pub fn labels_match(selector: &Labels, labels: &Labels) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
-}
+/// Whether `labels` carries every entry of `selector` with the same value (mesh-model's
+/// [`mesh_model::labels_match`], re-exported here).
+pub use mesh_model::labels_match;
 
 /// What one cluster takes from its host's endpoints: those carrying the subset's labels (all
 /// of them without a subset), each at its port for the cluster's service port.

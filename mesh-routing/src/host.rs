@@ -200,9 +200,9 @@ pub enum HostMatch<'a> {
     Any,
 }
 
-/// The cluster domain short names expand into (`name.ns.svc.cluster.local`), as in
-/// `mesh_model::resolve_short_name`.
-pub const CLUSTER_DOMAIN: &str = "cluster.local";
+/// The cluster domain short names expand into (`name.ns.svc.cluster.local`): mesh-model's
+/// [`mesh_model::CLUSTER_DOMAIN`], re-exported here.
+pub use mesh_model::CLUSTER_DOMAIN;
 
 /// The names under which a client reaches the Kubernetes service `fqdn`
 /// (`name.ns.svc.cluster.local`), besides the FQDN itself: `name.ns.svc`, `name.ns`, and, for a

@@ -77,7 +77,9 @@ fn validate_directory_reports_every_file_sorted_and_fails_on_errors() {
     let mut sorted = files.clone();
     sorted.sort();
     assert_eq!(files, sorted);
-    // The two errors of invalid.yaml, on their lines.
+    // The two errors of invalid.yaml, on their lines, and the analysis's one of
+    // unexported-dr.yaml (the subset's DestinationRule is not exported to the route's
+    // namespace).
     assert!(
         lines.iter().any(|l| l.starts_with(
             "tests/fixtures/invalid.yaml:14: error: VirtualService/broken: spec.http[0].route[0].weight: "
@@ -93,12 +95,18 @@ fn validate_directory_reports_every_file_sorted_and_fails_on_errors() {
     let summary = stderr(&out);
     let errors = lines.iter().filter(|l| l.contains(": error: ")).count();
     let warnings = lines.iter().filter(|l| l.contains(": warning: ")).count();
-    assert_eq!(errors, 2, "{text}");
+    assert!(
+        lines.iter().any(|l| l.starts_with(
+            "tests/fixtures/unexported-dr.yaml:17: error: VirtualService/cart: spec.http[0].route[0].destination.subset: "
+        ) && l.contains("not exported to namespace \"default\"")),
+        "{text}"
+    );
+    assert_eq!(errors, 3, "{text}");
     // The one warning is warnings.yaml's typo (the canary's `tls` is applied, not warned about).
     assert_eq!(warnings, 1, "{text}");
     assert_eq!(
         summary.trim_end(),
-        "2 errors, 1 warning, 0 notes in 5 files"
+        "3 errors, 1 warning, 0 notes in 5 files"
     );
 }
 
@@ -275,7 +283,7 @@ fn validate_json_matches_the_text_output() {
         assert!(line.starts_with(&prefix), "{line} vs {prefix}");
         assert!(line.ends_with(d["message"].as_str().unwrap()));
     }
-    assert_eq!(v["errors"], 2);
+    assert_eq!(v["errors"], 3);
     assert_eq!(v["files"].as_array().unwrap().len(), 5);
     assert_eq!(v["strict"], false);
 }
@@ -519,10 +527,17 @@ fn route_redirect_direct_response_and_rewrite() {
 
 #[test]
 fn route_to_a_subset_the_client_cannot_see_reports_unknown_subset() {
-    // Valid config (exit 0 from validate), but the DestinationRule declaring the subset is
-    // not exported to the client's namespace: Envoy would answer 503 NC.
+    // Valid config (istiod accepts it), but the DestinationRule declaring the subset is not
+    // exported to the client's namespace: Envoy would answer 503 NC. validate's analysis
+    // looks the rule up as the mesh does and reports it (exit 1, nothing refused).
     let file = fixture("unexported-dr.yaml");
-    assert_eq!(code(&meshctl(&["validate", &file])), 0);
+    let validate = meshctl(&["validate", &file]);
+    assert_eq!(code(&validate), 1);
+    assert!(
+        stdout(&validate).contains("not exported to namespace \"default\""),
+        "{}",
+        stdout(&validate)
+    );
     let out = meshctl(&["route", "-f", &file, "GET", "http://cart/"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v = json(&out);

@@ -32,9 +32,7 @@ impl Subset {
     }
     /// Whether an endpoint with `endpoint_labels` belongs to the subset.
     pub fn selects(&self, endpoint_labels: &BTreeMap<String, String>) -> bool {
-        self.labels
-            .iter()
-            .all(|(k, v)| endpoint_labels.get(k) == Some(v))
+        crate::lookup::labels_match(&self.labels, endpoint_labels)
     }
 }
 

@@ -1,7 +1,8 @@
 //! `RouteTable::compile`: validated config (mesh-model) in, compiled table out.
 //!
-//! `mod.rs` compiles virtual hosts, routes and match blocks; `rules` is the DestinationRule
-//! lookup and policy merge; `policy` converts policies for the resilience machines; `error`
+//! `mod.rs` compiles virtual hosts, routes and match blocks (each destination's
+//! DestinationRules come from mesh-model's one lookup,
+//! [`mesh_model::applicable_destination_rules`]); `rules` merges their policies; `policy` converts policies for the resilience machines; `error`
 //! holds [`CompileError`].
 
 mod error;
@@ -14,8 +15,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
 use mesh_model::{
-    HttpMatch, HttpRoute, MeshConfig, PortProtocol, Resolution, RouteAction, RouteDestination,
-    ServiceEntry, StringMatch, VirtualService,
+    exported_to, labels_match, resolve_short_name, HttpMatch, HttpRoute, MeshConfig, PortProtocol,
+    Resolution, RouteAction, RouteDestination, ServiceEntry, StringMatch, VirtualService,
 };
 use mesh_resilience::{MirrorPolicy, Protocol, RetryPolicy};
 
@@ -27,7 +28,7 @@ use crate::compiled::{
     CompileNote, CompiledAction, CompiledDest, CompiledRoute, DestEntry, DirectResponse, KeptBlock,
     PrefixMode, RouteRetry, RouteTable, VirtualHost,
 };
-use crate::endpoints::{labels_match, Endpoint, StaticEndpoints};
+use crate::endpoints::{Endpoint, StaticEndpoints};
 use crate::headers::RouteHeaders;
 use crate::host::{kube_alternative_names, HostIndex};
 use crate::matcher::{HeaderMatcher, MatchBlock, QueryMatcher, StringMatcher, UriMatcher};
@@ -35,20 +36,6 @@ use crate::weighted::Weighted;
 
 fn id(meta: &mesh_model::Meta) -> String {
     format!("{}/{}", meta.namespace(), meta.name())
-}
-
-/// Expand a short name (no dot) with `namespace`, as mesh-model (and Istio) do.
-fn expand(host: &str, namespace: &str) -> String {
-    mesh_model::resolve_short_name(host, namespace)
-}
-
-/// Whether a resource in `ns` with `export_to` is visible to a client in `client_ns`
-/// (empty = everywhere).
-fn visible(export_to: &[String], ns: &str, client_ns: &str) -> bool {
-    export_to.is_empty()
-        || export_to
-            .iter()
-            .any(|e| e == "*" || e == client_ns || (e == "." && ns == client_ns))
 }
 
 /// `name` → `ns/name`, legacy `name.ns.svc...` → `ns/name`, `mesh` and `ns/name` unchanged.
@@ -62,14 +49,6 @@ fn gateway_name(g: &str, namespace: &str) -> String {
             format!("{ns}/{name}")
         }
         None => format!("{namespace}/{g}"),
-    }
-}
-
-/// Whether host `pattern` (`*`, `*suffix`, exact) covers `host`.
-fn host_matches(pattern: &str, host: &str) -> bool {
-    match pattern.strip_prefix('*') {
-        Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
-        None => pattern == host,
     }
 }
 
@@ -145,7 +124,7 @@ impl<'c> Compiler<'c> {
     fn service_entries(&mut self) {
         let client_ns = self.client.namespace();
         for se in self.config.service_entries() {
-            if !visible(se.export_to(), se.meta().namespace(), client_ns) {
+            if !exported_to(se.export_to(), se.meta().namespace(), client_ns) {
                 continue;
             }
             self.service_entry(se);
@@ -203,7 +182,7 @@ impl<'c> Compiler<'c> {
             if vs.is_delegate() {
                 continue;
             }
-            if !visible(vs.export_to(), ns, client.namespace()) {
+            if !exported_to(vs.export_to(), ns, client.namespace()) {
                 skipped.push((
                     id(vs.meta()),
                     "not exported to the client's namespace".to_owned(),
@@ -247,7 +226,7 @@ impl<'c> Compiler<'c> {
                 u32::try_from(vhosts.len()).map_err(|_| CompileError::TooManyDestinations)?;
             let mut claimed = false;
             for host in vs.hosts() {
-                let fqdn = expand(host, ns);
+                let fqdn = resolve_short_name(host, ns);
                 if hosts.insert(&fqdn, index) {
                     claimed = true;
                     owner.insert(fqdn.clone(), vs_id.clone());
@@ -489,7 +468,7 @@ impl<'c> Compiler<'c> {
             .iter()
             .map(|m| {
                 let d = m.destination();
-                let dest = self.intern(&expand(d.host(), ns), d.subset())?;
+                let dest = self.intern(&resolve_short_name(d.host(), ns), d.subset())?;
                 Ok((
                     CompiledDest {
                         dest,
@@ -547,7 +526,7 @@ impl<'c> Compiler<'c> {
         weighted: bool,
     ) -> Result<(CompiledDest, u32), CompileError> {
         let dst = d.destination();
-        let host = expand(dst.host(), ns);
+        let host = resolve_short_name(dst.host(), ns);
         let dest = self.intern(&host, dst.subset())?;
         let own = d.headers().request().authority();
         let authority = if weighted {
@@ -575,9 +554,11 @@ impl<'c> Compiler<'c> {
         }
         let index =
             u32::try_from(self.dests.len()).map_err(|_| CompileError::TooManyDestinations)?;
-        let drs = rules::destination_rules(
+        // The one DestinationRule lookup (mesh-model's), the ServiceEntry's namespace being
+        // the service's.
+        let drs = mesh_model::applicable_destination_rules(
             self.config,
-            self.client,
+            &self.client.viewer(),
             self.se_namespace.get(host).map(String::as_str),
             host,
         );
@@ -661,7 +642,7 @@ impl<'c> Compiler<'c> {
         let mut names: Vec<String> = self.se_ports.keys().cloned().collect();
         names.sort();
         for dr in self.config.destination_rules() {
-            let h = expand(dr.host(), dr.meta().namespace());
+            let h = resolve_short_name(dr.host(), dr.meta().namespace());
             if !h.starts_with('*') {
                 names.push(h);
             }

@@ -1,76 +1,13 @@
-//! The workspace's one DestinationRule lookup (§3.1) and policy merge (§3.7, §3.8): which
-//! rules apply to a destination host for a client, and the [`ClusterPolicy`] of each
-//! (subset, port), with the resilience forms converted once.
+//! The policy merge (§3.7, §3.8) of the DestinationRules that apply to a destination (found
+//! by mesh-model's lookup, §3.1): the [`ClusterPolicy`] of each (subset, port), with the
+//! resilience forms converted once.
 
-use mesh_model::{DestinationRule, HashKey, HashTable, MeshConfig, SimpleLb};
+use mesh_model::{DestinationRule, HashKey, HashTable, SimpleLb};
 
+use super::id;
 use super::policy;
-use super::{expand, host_matches, id, visible};
-use crate::client::ClientContext;
 use crate::cluster::ClusterPolicy;
-use crate::endpoints::labels_match;
-use crate::host::CLUSTER_DOMAIN;
 use crate::lb::{CookieHash, HashPolicy, LoadBalancer};
-
-/// The DestinationRules that apply to `host` for this client (§3.1): the first namespace
-/// among client, service, root that has a matching rule wins; exact host before the most
-/// specific wildcard; several rules for the same host there are merged in order
-/// (workload-selector rules first).
-pub(crate) fn destination_rules<'c>(
-    config: &'c MeshConfig,
-    client: &ClientContext,
-    service_namespace: Option<&str>,
-    host: &str,
-) -> Vec<&'c DestinationRule> {
-    let service_ns = service_namespace.map(str::to_owned).or_else(|| {
-        host.strip_suffix(CLUSTER_DOMAIN)
-            .and_then(|p| p.strip_suffix(".svc."))
-            .and_then(|p| p.split_once('.'))
-            .map(|(_, ns)| ns.to_owned())
-    });
-    let mut scopes = vec![client.namespace().to_owned()];
-    scopes.extend(service_ns);
-    scopes.push(client.root_namespace().to_owned());
-    let mut seen = Vec::new();
-    for ns in scopes {
-        if seen.contains(&ns) {
-            continue;
-        }
-        let candidates: Vec<(&DestinationRule, String)> = config
-            .destination_rules()
-            .iter()
-            .filter(|dr| dr.meta().namespace() == ns)
-            .filter(|dr| visible(dr.export_to(), &ns, client.namespace()))
-            .filter(|dr| match dr.workload_selector() {
-                Some(sel) => ns == client.namespace() && labels_match(sel, client.labels()),
-                None => true,
-            })
-            .map(|dr| (dr, expand(dr.host(), &ns)))
-            .filter(|(_, h)| host_matches(h, host))
-            .collect();
-        seen.push(ns);
-        if candidates.is_empty() {
-            continue;
-        }
-        let best = if candidates.iter().any(|(_, h)| h == host) {
-            host.to_owned()
-        } else {
-            candidates
-                .iter()
-                .map(|(_, h)| h.clone())
-                .max_by_key(String::len)
-                .unwrap_or_default()
-        };
-        let mut chosen: Vec<&DestinationRule> = candidates
-            .into_iter()
-            .filter(|(_, h)| *h == best)
-            .map(|(dr, _)| dr)
-            .collect();
-        chosen.sort_by_key(|dr| dr.workload_selector().is_none());
-        return chosen;
-    }
-    Vec::new()
-}
 
 /// The policy of (subset, port) from the rules that apply to a host (§3.8). The first rule
 /// with a top-level policy gives the base; the first rule declaring the subset gives the

@@ -28,7 +28,7 @@ impl<'a> Services<'a> {
     pub(super) fn visible(cfg: &'a MeshConfig, client: &ClientContext) -> Self {
         let mut hosts: BTreeMap<String, Service<'a>> = BTreeMap::new();
         for se in cfg.service_entries() {
-            if !exported_to(se.export_to(), se.meta().namespace(), client.namespace()) {
+            if !mesh_model::exported_to(se.export_to(), se.meta().namespace(), client.namespace()) {
                 continue;
             }
             for h in se.hosts() {
@@ -59,15 +59,6 @@ impl<'a> Services<'a> {
             .map(|(h, s)| (h.clone(), s.ports.clone()))
             .collect()
     }
-}
-
-/// Whether a resource of namespace `ns` with `export_to` is visible from `client_ns` (empty:
-/// everywhere; `.`: its own namespace).
-fn exported_to(export_to: &[String], ns: &str, client_ns: &str) -> bool {
-    export_to.is_empty()
-        || export_to
-            .iter()
-            .any(|e| e == "*" || e == client_ns || (e == "." && ns == client_ns))
 }
 
 /// Every cluster the routes named, and the subset-less one of every service port, sorted by

@@ -1,14 +1,15 @@
-//! Where `mesh_model::find_destination_rule` (the DestinationRule lookup this translation
-//! used before it followed the route table) and the mesh disagree: the bootstrap now says what
-//! the mesh does.
+//! Where the former `mesh_model::find_destination_rule` (the DestinationRule lookup this
+//! translation used before it followed the route table; since removed, the one lookup being
+//! `mesh_model::applicable_destination_rules`, which the route table uses) and the mesh
+//! disagreed: the bootstrap now says what the mesh does.
 
 use mesh_routing::{Action, ClientContext, ClusterId, ClusterKey, RequestView, RouteTable};
 use serde_json::json;
 
 use super::{addrs, bootstrap, cluster};
 
-/// Three configurations where `mesh_model::find_destination_rule` (the lookup this
-/// translation used before it followed the route table) and the mesh disagree. The old
+/// Three configurations where the former `mesh_model::find_destination_rule` (the lookup this
+/// translation used before it followed the route table) and the mesh disagreed. The old
 /// bootstrap gave `cart` RANDOM and a v1 cluster (it ignored exportTo), `pay.example.com` the
 /// root namespace's RANDOM and outlier detection (it never looked in the ServiceEntry's
 /// namespace), and `api` one connection (it ignored the workload selector).
@@ -120,7 +121,19 @@ fn table_cluster(table: &RouteTable, name: &str) -> ClusterId {
 #[test]
 fn the_bootstrap_follows_the_mesh_where_the_old_destination_rule_lookup_did_not() {
     let loaded = mesh_model::load_str("scopes.yaml", SCOPES);
-    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics());
+    assert!(!loaded.has_refusals(), "{:?}", loaded.diagnostics());
+    // The analysis uses the mesh's lookup too: from `default`, `cart`'s rule is not exported,
+    // so the route's subset is undefined there (the only error, an analysis finding).
+    let errors: Vec<_> = loaded.errors().collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].is_analysis(), "{:?}", errors[0]);
+    assert!(
+        errors[0]
+            .message()
+            .contains("not exported to namespace \"default\""),
+        "{}",
+        errors[0]
+    );
     let cfg = loaded.into_config();
     let client = ClientContext::new("default").with_label("app", "checkout");
     let boot = bootstrap(&cfg, &client, addrs()).unwrap();
