@@ -8,7 +8,7 @@ use crate::destination_rule::validate_destination_rule;
 use crate::diag::{Cx, Diagnostic, Kind, LineIndex, Path, ResourceRef, Severity};
 use crate::service_entry::validate_service_entry;
 use crate::virtual_service::validate_virtual_service;
-use crate::{analysis, raw};
+use crate::analysis;
 
 use documents::split_documents;
 use nesting::flow_nesting_over;
@@ -399,46 +399,19 @@ impl Loader {
         match api_version.strip_prefix("networking.istio.io/") {
             Some(v) if supported.contains(&v) => match kind {
                 Kind::VirtualService => {
-                    if let Some(r) = deserialize_resource::<raw::VirtualService>(
-                        cx,
-                        self.unknown_field_severity(),
-                        prefix,
-                        kind,
-                        value,
-                    ) {
-                        let vs = with_prefix(cx, prefix, |cx, _| validate_virtual_service(cx, &r));
-                        if cx.errors == errors_before {
-                            self.keep(cx, prefix, vs, |c| &mut c.virtual_services);
-                        }
-                    }
+                    self.load_kind(cx, prefix, kind, value, validate_virtual_service, |c| {
+                        &mut c.virtual_services
+                    })
                 }
                 Kind::DestinationRule => {
-                    if let Some(r) = deserialize_resource::<raw::DestinationRule>(
-                        cx,
-                        self.unknown_field_severity(),
-                        prefix,
-                        kind,
-                        value,
-                    ) {
-                        let dr = with_prefix(cx, prefix, |cx, _| validate_destination_rule(cx, &r));
-                        if cx.errors == errors_before {
-                            self.keep(cx, prefix, dr, |c| &mut c.destination_rules);
-                        }
-                    }
+                    self.load_kind(cx, prefix, kind, value, validate_destination_rule, |c| {
+                        &mut c.destination_rules
+                    })
                 }
                 Kind::ServiceEntry => {
-                    if let Some(r) = deserialize_resource::<raw::ServiceEntry>(
-                        cx,
-                        self.unknown_field_severity(),
-                        prefix,
-                        kind,
-                        value,
-                    ) {
-                        let se = with_prefix(cx, prefix, |cx, _| validate_service_entry(cx, &r));
-                        if cx.errors == errors_before {
-                            self.keep(cx, prefix, se, |c| &mut c.service_entries);
-                        }
-                    }
+                    self.load_kind(cx, prefix, kind, value, validate_service_entry, |c| {
+                        &mut c.service_entries
+                    })
                 }
             },
             _ => with_prefix(cx, prefix, |cx, p| {
@@ -452,6 +425,29 @@ impl Loader {
             self.virtual_service_refused = true;
         }
         cx.resource = saved;
+    }
+
+    /// One resource of `kind`: its shape read from `value`, then validated by `validate`, and
+    /// kept in `list` when neither step found an error.
+    fn load_kind<R: serde::de::DeserializeOwned, T>(
+        &mut self,
+        cx: &mut Cx<'_>,
+        prefix: &[String],
+        kind: Kind,
+        value: serde_yaml::Value,
+        validate: fn(&mut Cx<'_>, &R) -> T,
+        list: fn(&mut crate::MeshConfig) -> &mut Vec<T>,
+    ) {
+        let errors_before = cx.errors;
+        let Some(r) =
+            deserialize_resource::<R>(cx, self.unknown_field_severity(), prefix, kind, value)
+        else {
+            return;
+        };
+        let item = with_prefix(cx, prefix, |cx, _| validate(cx, &r));
+        if cx.errors == errors_before {
+            self.keep(cx, prefix, item, list);
+        }
     }
 
     /// Records the resource of `cx` as defined at `at` of its kind's list. When one of the same
