@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::analysis;
 use crate::config::Loaded;
 use crate::destination_rule::validate_destination_rule;
 use crate::diag::{Cx, Diagnostic, Kind, LineIndex, Path, ResourceRef, Severity};
 use crate::service_entry::validate_service_entry;
 use crate::virtual_service::validate_virtual_service;
-use crate::analysis;
 
 use documents::split_documents;
 use nesting::flow_nesting_over;
