@@ -116,38 +116,20 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<u8, Failure> {
         )
     });
     let counts = Counts::of(loaded.diagnostics());
-    let mut out = String::new();
-    match format {
-        ValidateFormat::Text => {
-            for d in diags {
-                if d.severity() == Severity::Note && !verbose {
-                    continue;
-                }
-                out.push_str(&d.to_string());
-                out.push('\n');
-            }
-        }
-        ValidateFormat::Json => {
-            let v = json!({
-                "files": files.files().iter().map(|f| f.display().to_string()).collect::<Vec<_>>(),
-                "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
-                "errors": counts.errors,
-                "warnings": counts.warnings,
-                "notes": counts.notes,
-                "strict": strict,
-            });
-            out = serde_json::to_string_pretty(&v)
-                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-            out.push('\n');
-        }
-    }
-    crate::out(&out)?;
-    let mut summary = counts.summary(files.files().len());
-    if strict && counts.warnings > 0 {
-        summary.push_str(" (--strict: warnings count as errors)");
-    }
-    crate::err_line(&summary);
-    Ok(counts.exit_code(strict))
+    let inventory = json!(files
+        .files()
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>());
+    let summary = counts.summary(files.files().len());
+    let report = Report {
+        diags: &diags,
+        counts: &counts,
+        strict,
+        verbose,
+        format,
+    };
+    report.print(|d| d.to_string(), ("files", inventory), summary)
 }
 
 /// `validate` of the Istio objects of a cluster: every object loaded together, as files are,
@@ -169,43 +151,80 @@ fn run_cluster(
     let mut diags: Vec<&Diagnostic> = loaded.diagnostics().iter().collect();
     diags.sort_by_key(|d| order.get(d.source()).copied().unwrap_or(usize::MAX));
     let counts = Counts::of(loaded.diagnostics());
-    let mut out = String::new();
-    match format {
-        ValidateFormat::Text => {
-            for d in diags {
-                if d.severity() == Severity::Note && !verbose {
-                    continue;
+    let inventory = json!(snapshot
+        .objects()
+        .iter()
+        .map(|o| json!({
+            "kind": o.kind().as_str(),
+            "namespace": o.namespace(),
+            "name": o.name(),
+        }))
+        .collect::<Vec<_>>());
+    let mut summary = counts.summary_of(snapshot.objects().len(), "object");
+    summary.push_str(" from the cluster");
+    let report = Report {
+        diags: &diags,
+        counts: &counts,
+        strict,
+        verbose,
+        format,
+    };
+    report.print(sources::diagnostic_line, ("objects", inventory), summary)
+}
+
+/// What `validate` prints, whatever it read: the diagnostics in order (notes only when
+/// verbose), as text or as one JSON object, then the summary line on stderr.
+struct Report<'a> {
+    diags: &'a [&'a Diagnostic],
+    counts: &'a Counts,
+    strict: bool,
+    verbose: bool,
+    format: ValidateFormat,
+}
+
+impl Report<'_> {
+    /// Prints the report, each diagnostic as `line` writes it, `inventory` (what was read,
+    /// under its key) first in JSON; returns the exit code.
+    fn print(
+        &self,
+        line: impl Fn(&Diagnostic) -> String,
+        inventory: (&str, serde_json::Value),
+        mut summary: String,
+    ) -> Result<u8, Failure> {
+        let mut out = String::new();
+        match self.format {
+            ValidateFormat::Text => {
+                for d in self.diags {
+                    if d.severity() == Severity::Note && !self.verbose {
+                        continue;
+                    }
+                    out.push_str(&line(d));
+                    out.push('\n');
                 }
-                out.push_str(&sources::diagnostic_line(d));
+            }
+            ValidateFormat::Json => {
+                let mut v = serde_json::Map::new();
+                v.insert(inventory.0.to_owned(), inventory.1);
+                v.insert(
+                    "diagnostics".to_owned(),
+                    self.diags.iter().map(|d| diagnostic_json(d)).collect(),
+                );
+                v.insert("errors".to_owned(), json!(self.counts.errors));
+                v.insert("warnings".to_owned(), json!(self.counts.warnings));
+                v.insert("notes".to_owned(), json!(self.counts.notes));
+                v.insert("strict".to_owned(), json!(self.strict));
+                out = serde_json::to_string_pretty(&v)
+                    .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
                 out.push('\n');
             }
         }
-        ValidateFormat::Json => {
-            let v = json!({
-                "objects": snapshot.objects().iter().map(|o| json!({
-                    "kind": o.kind().as_str(),
-                    "namespace": o.namespace(),
-                    "name": o.name(),
-                })).collect::<Vec<_>>(),
-                "diagnostics": diags.iter().map(|d| diagnostic_json(d)).collect::<Vec<_>>(),
-                "errors": counts.errors,
-                "warnings": counts.warnings,
-                "notes": counts.notes,
-                "strict": strict,
-            });
-            out = serde_json::to_string_pretty(&v)
-                .map_err(|e| Failure::usage(format!("cannot write JSON: {e}")))?;
-            out.push('\n');
+        crate::out(&out)?;
+        if self.strict && self.counts.warnings > 0 {
+            summary.push_str(" (--strict: warnings count as errors)");
         }
+        crate::err_line(&summary);
+        Ok(self.counts.exit_code(self.strict))
     }
-    crate::out(&out)?;
-    let mut summary = counts.summary_of(snapshot.objects().len(), "object");
-    summary.push_str(" from the cluster");
-    if strict && counts.warnings > 0 {
-        summary.push_str(" (--strict: warnings count as errors)");
-    }
-    crate::err_line(&summary);
-    Ok(counts.exit_code(strict))
 }
 
 #[cfg(test)]
