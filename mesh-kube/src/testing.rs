@@ -352,26 +352,13 @@ impl Store {
     }
 }
 
-/// A fixed, sortable creation time per resource version (RFC 3339).
+/// A fixed, sortable creation time per resource version (RFC 3339), formatted by the time
+/// library the Kubernetes types already use.
 fn timestamp(rv: u64) -> String {
-    let secs = 1_700_000_000 + rv;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // 1970-01-01 + days, civil-from-days (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let secs = 1_700_000_000 + i64::try_from(rv).unwrap_or(i64::MAX / 2);
+    k8s_openapi::jiff::Timestamp::from_second(secs)
+        .unwrap_or(k8s_openapi::jiff::Timestamp::MAX)
+        .to_string()
 }
 
 fn identity(object: &Value) -> (Collection, String, String) {
