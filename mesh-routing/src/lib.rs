@@ -144,7 +144,7 @@ pub use cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy, UpstreamPro
 pub use compile::CompileError;
 pub use compiled::{CompileNote, DirectResponse, RouteTable};
 pub use decision::{
-    Action, DestinationRef, MirrorTarget, Passthrough, RouteDecision, RouteId, Routed,
+    Action, DecisionKey, DestinationRef, MirrorTarget, Passthrough, RouteDecision, RouteId, Routed,
     VirtualServiceId,
 };
 pub use explain::{

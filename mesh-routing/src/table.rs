@@ -5,7 +5,7 @@ use crate::cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy};
 use crate::compiled::{
     CompileNote, CompiledAction, CompiledDest, CompiledRoute, RouteTable, VirtualHost,
 };
-use crate::decision::{Action, Passthrough, RouteDecision, Routed};
+use crate::decision::{Action, Passthrough, RouteDecision, Routed, NONE};
 use crate::endpoints::{EndpointSelector, StaticEndpoints};
 use crate::request::QueryIndex;
 use crate::RequestView;
@@ -28,6 +28,7 @@ impl RouteTable {
             return self.passthrough(req);
         };
         let vhost = &self.vhosts[vh as usize];
+        let at = |route: usize| (vh, route as u32);
         let index;
         let indexed;
         let req = match req.query() {
@@ -38,7 +39,7 @@ impl RouteTable {
             }
             _ => req,
         };
-        for route in &vhost.routes {
+        for (i, route) in vhost.routes.iter().enumerate() {
             let hit = if route.blocks.is_empty() {
                 Some(None)
             } else {
@@ -49,7 +50,7 @@ impl RouteTable {
                     .map(Some)
             };
             if let Some(block) = hit {
-                return self.decide(vhost, route, block, req, roll);
+                return self.decide(vhost, (route, block), at(i), req, roll);
             }
         }
         RouteDecision {
@@ -58,14 +59,15 @@ impl RouteTable {
             route: None,
             action: Action::NoRoute,
             port: req.port(),
+            at: (vh, NONE),
         }
     }
 
     fn decide<'t>(
         &'t self,
         vhost: &'t VirtualHost,
-        route: &'t CompiledRoute,
-        block: Option<usize>,
+        (route, block): (&'t CompiledRoute, Option<usize>),
+        at: (u32, u32),
         req: &RequestView<'_>,
         roll: u64,
     ) -> RouteDecision<'t> {
@@ -93,6 +95,7 @@ impl RouteTable {
             route: Some((route, block)),
             action,
             port: req.port(),
+            at,
         }
     }
 
@@ -111,6 +114,7 @@ impl RouteTable {
             route: None,
             action: Action::Passthrough(Passthrough { host, cluster }),
             port: req.port(),
+            at: (NONE, NONE),
         }
     }
 

@@ -3,11 +3,12 @@
 //! paths, header names and values (obs-text, tabs, long values), query strings and rolls never
 //! panic, and every decision is one of the table's outcomes. Also: a catastrophic-backtracking
 //! regex stays linear, and non-UTF-8 header values neither panic nor match a text matcher.
+//! A decision's [`DecisionKey`](mesh_routing::DecisionKey) gives the same decision back.
 
 use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use mesh_routing::{Action, ClientContext, RequestView, RouteTable};
+use mesh_routing::{Action, ClientContext, RequestView, RouteDecision, RouteTable};
 use proptest::prelude::*;
 
 const TABLE: &str = include_str!("fuzz_table.yaml");
@@ -21,7 +22,10 @@ fn table() -> RouteTable {
 
 /// What a decision is, as a short name (also checks every accessor can be read).
 fn outcome(table: &RouteTable, view: &RequestView<'_>, roll: u64) -> String {
-    let d = table.route(view, roll);
+    outcome_of(table, &table.route(view, roll))
+}
+
+fn outcome_of(table: &RouteTable, d: &RouteDecision<'_>) -> String {
     match d.action() {
         Action::Route(r) => {
             let k = table.cluster_key(r.cluster());
@@ -33,6 +37,40 @@ fn outcome(table: &RouteTable, view: &RequestView<'_>, roll: u64) -> String {
         Action::UnknownSubset(_) => "NC".to_owned(),
         Action::Passthrough(_) => "passthrough".to_owned(),
     }
+}
+
+/// Everything a decision says about a request, as text (accessor by accessor).
+fn summary(table: &RouteTable, d: &RouteDecision<'_>, view: &RequestView<'_>) -> String {
+    let dest = match d.action() {
+        Action::Route(r) | Action::UnknownSubset(r) => {
+            format!(
+                "{}/{:?}/{}",
+                r.chosen_index(),
+                r.destination().subset(),
+                r.destination_count()
+            )
+        }
+        Action::Passthrough(p) => format!("{:?}", p.host()),
+        _ => String::new(),
+    };
+    let mut response = HeaderMap::new();
+    d.apply_response_headers(&mut response);
+    format!(
+        "{} {:?} {:?} {:?} {dest} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {}",
+        outcome_of(table, d),
+        d.virtual_service(),
+        d.route(),
+        d.cluster(),
+        d.retry_policy(),
+        d.timeout(),
+        d.rewritten_path(view),
+        d.redirect_location(view),
+        d.authority_rewrite(),
+        d.fault().is_some(),
+        d.hash_key(view),
+        response,
+        d.mirrors().count(),
+    )
 }
 
 /// Any text, biased towards what matters to the matchers: path-ish characters, `?`, `&`, `=`,
@@ -98,6 +136,12 @@ proptest! {
         }
         let view = RequestView::new(&method, &authority, &path, &map);
         let out = outcome(table, &view, roll);
+        // The decision's key gives the same decision back.
+        let d = table.route(&view, roll);
+        prop_assert_eq!(
+            summary(table, &table.decision(d.key()), &view),
+            summary(table, &d, &view)
+        );
         // Every request for a host the VirtualService covers ends on one of its outcomes.
         prop_assert!(
             ["route:v1", "route:v2", "redirect", "direct:200", "NR", "passthrough"]

@@ -93,7 +93,11 @@ fn main() {
     let bare_per = bare_n / N;
     for (mesh, ids, what) in [
         (&without_id, 0, "without request-id generation"),
-        (&with_id, 2 * N / IDS_PER_BUFFER, "generating x-request-id (the default)"),
+        (
+            &with_id,
+            2 * N / IDS_PER_BUFFER,
+            "generating x-request-id (the default)",
+        ),
     ] {
         let mesh_n = allocations_during(|| (0..N).for_each(|_| send_mesh(mesh)));
         let own = mesh_n - bare_per * N;
