@@ -1,23 +1,35 @@
-//! The driver: one request through the stages (`crate::stage`), in Envoy's order.
+//! The driver: one request through the stages (`crate::stage`), in Envoy's order. Each step
+//! here is synchronous; [`ResponseFuture`](crate::future::ResponseFuture) polls what they
+//! leave in flight (a fault delay, a pending admission, an attempt, a back-off) and calls
+//! the next.
 
+use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::request::Parts;
+use http::uri::Authority;
+use http::{HeaderValue, Request, Response};
 use mesh_resilience::headers::{
     self, X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS, X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS, X_REQUEST_ID,
 };
 use mesh_resilience::retry::EnvoyOverrides;
-use mesh_resilience::{DoneReason, Outcome, RequestPermit, RetryDecision};
+use mesh_resilience::rng::Rolls;
+use mesh_resilience::{AbortKind, DoneReason, Outcome, RequestPermit, RetryDecision};
+use tower::util::Oneshot;
 use tower_service::Service;
 
 use crate::body::{MeshBody, PermitGuard, ReplayBody};
 use crate::cluster::Counters;
 use crate::error::MeshError;
 use crate::shared::Shared;
+use crate::stage::attempt::{self, Attempt, Template};
+use crate::stage::fault::{self, Fault};
 use crate::stage::pick::{self, Target};
-use crate::stage::{admit, attempt, classify, decide, fault, mirror, reply, route};
-use crate::telemetry::{request_id, spans, Exchange, ResponseFlag, ResponseFlags};
+use crate::stage::route::{self, Forward};
+use crate::stage::{admit, classify, decide, mirror, reply};
+use crate::telemetry::{request_id, spans, Exchange, ResponseFlags};
 use crate::BoxError;
 
 /// The client a mesh drives: any tower service from HTTP requests with a replayable body to
@@ -42,38 +54,58 @@ impl<S, B, RB> Client<B, RB> for S where
 {
 }
 
-/// One request through the mesh, with its telemetry: started here, finished when the
-/// response ends (an error or a local reply at once).
-pub(crate) async fn drive<S, B, RB>(
-    shared: Arc<Shared>,
-    client: S,
-    req: Request<B>,
-    span: tracing::Span,
-) -> Result<Response<MeshBody<RB>>, MeshError>
-where
-    S: Client<B, RB>,
-    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
-    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+/// The bounds on the caller's body.
+pub(crate) trait CallerBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
 {
-    let mut ex = Exchange::start(&shared, &req);
-    let result = forward(&shared, client, req, &mut ex, &span).await;
-    ex.finish(&shared, result)
 }
 
-/// Routes, faults, mirrors, then attempts until the retry policy is done.
-async fn forward<S, B, RB>(
-    shared: &Arc<Shared>,
+impl<B> CallerBody for B where B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{}
+
+/// The bounds on the client's response body.
+pub(crate) trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<RB> ClientBody for RB where
+    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+/// The result of a request through the mesh.
+pub(crate) type MeshResult<RB> = Result<Response<MeshBody<RB>>, MeshError>;
+
+/// One attempt in flight: the client's call bounded by its deadline.
+pub(crate) type Call<S, B> = Attempt<Oneshot<S, Request<ReplayBody<B>>>>;
+
+/// How a request began. Returned once per request, never stored: its size does not matter.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Begun<S, B, RB> {
+    /// It is answered already (a local reply, or an error).
+    Done(MeshResult<RB>),
+    /// A fault delays it this long first (boxed: the rare path stays out of the future).
+    Delayed(Duration, Box<Routed<S, B>>),
+    /// Its attempts can start: the [`Run`] is in place.
+    Running,
+}
+
+/// Starts a request: its telemetry, Envoy's header hygiene and request id, routing, and the
+/// route's fault. A request that goes on to its attempts is written to `run`.
+pub(crate) fn begin<S, B, RB>(
+    shared: &Shared,
     client: S,
     req: Request<B>,
-    ex: &mut Exchange,
     span: &tracing::Span,
-) -> Result<Response<MeshBody<RB>>, MeshError>
+    run: &mut Option<Run<S, B>>,
+) -> (Exchange, Begun<S, B, RB>)
 where
     S: Client<B, RB>,
-    B: http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
-    RB: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
+    B: CallerBody,
+    RB: ClientBody,
 {
-    let compiled = shared.compiled.load_full();
+    let mut ex = Exchange::start(shared, &req);
     let mut rolls = shared.request_rolls();
     let (mut parts, body) = req.into_parts();
     // An Istio sidecar removes its application's `x-envoy-*` control headers before routing;
@@ -89,80 +121,213 @@ where
         && !parts.headers.contains_key(X_REQUEST_ID))
     .then(|| request_id::uuid_v4(rolls.request_id()));
     ex.request_id(request_id.as_ref());
-    let fwd = match route::route(shared, &compiled, &parts, &mut rolls, span) {
+    let compiled = shared.compiled.load_full();
+    let fwd = match route::route(shared, compiled, &parts, &mut rolls, span) {
         route::Routing::Forward(fwd) => fwd,
-        route::Routing::Done(done) => return done,
+        route::Routing::Done(done) => return (ex, Begun::Done(done)),
     };
     ex.routed(fwd.cluster.as_ref());
-    ex.route(&fwd.decision, fwd.cluster.is_none());
+    ex.route(&fwd.decision(), fwd.cluster.is_none());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
-    if let Some(mut abort) = fault::inject(fwd.decision.fault(), &mut rolls, &mut flags).await {
-        fwd.add_cors(abort.headers_mut());
-        return Ok(abort);
-    }
-    let policy = match overrides {
-        Some(o) => o.apply(fwd.decision.retry_policy()),
-        None => fwd.decision.retry_policy(),
+    let fault = fault::decide(fwd.decision().fault(), &mut rolls, &mut flags);
+    let mut routed = Routed {
+        client,
+        parts,
+        body,
+        fwd,
+        overrides,
+        request_id,
+        rolls,
+        flags,
+        abort: None,
     };
-    let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
-        grpc_deadlines(&mut parts.headers, policy)
-    } else {
-        policy
+    let begun = match fault {
+        Fault::None => {
+            *run = Some(routed.dispatch(shared, ex.start.into_std()));
+            Begun::Running
+        }
+        Fault::Abort(kind) => Begun::Done(Ok(routed.abort(kind))),
+        Fault::Delay(delay, abort) => {
+            routed.abort = abort;
+            Begun::Delayed(delay, Box::new(routed))
+        }
     };
-    let mut template = attempt::Template::new(parts, body, &fwd, shared, request_id);
-    mirror::spawn_copies(shared, &compiled, &fwd, &template, &client, &mut rolls);
+    (ex, begun)
+}
 
-    let cluster = fwd.cluster.as_ref();
-    let name = cluster.map(|c| &c.name);
-    // The clock was read when the request entered; only a fault delay moved it since.
-    let mut now = if flags.contains(ResponseFlag::DelayInjected) {
-        crate::time::now().into_std()
-    } else {
-        ex.start.into_std()
-    };
-    let mut retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
-    // An error after routing is a local reply of the router, which carries the route's
-    // response header operations.
-    let fail = |e: MeshError,
-                endpoint: Option<&http::uri::Authority>,
-                attempts: u32,
-                flags: ResponseFlags| {
+/// A routed request, before its attempts.
+pub(crate) struct Routed<S, B> {
+    client: S,
+    parts: Parts,
+    body: B,
+    fwd: Forward,
+    overrides: Option<EnvoyOverrides>,
+    request_id: Option<HeaderValue>,
+    rolls: Rolls,
+    flags: ResponseFlags,
+    /// The abort that follows a fault delay.
+    pub(crate) abort: Option<AbortKind>,
+}
+
+impl<S, B> Routed<S, B> {
+    /// The fault filter's abort, with the route's CORS headers.
+    pub(crate) fn abort<RB>(&mut self, kind: AbortKind) -> Response<MeshBody<RB>> {
+        let mut res = fault::abort(kind, &mut self.flags);
+        self.fwd.add_cors(res.headers_mut());
+        res
+    }
+
+    /// Hands the request to the router: the retry policy (with a trusted caller's overrides
+    /// and gRPC deadlines), the upstream request template, the mirror copies, and the retry
+    /// state, started at `now`.
+    pub(crate) fn dispatch<RB>(self, shared: &Shared, now: std::time::Instant) -> Run<S, B>
+    where
+        S: Client<B, RB>,
+        B: CallerBody,
+        RB: ClientBody,
+    {
+        let Routed {
+            client,
+            mut parts,
+            body,
+            fwd,
+            overrides,
+            request_id,
+            mut rolls,
+            flags,
+            abort: _,
+        } = self;
+        let policy = fwd.decision().retry_policy();
+        let policy = match overrides {
+            Some(o) => o.apply(policy),
+            None => policy,
+        };
+        let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
+            grpc_deadlines(&mut parts.headers, policy)
+        } else {
+            policy
+        };
+        let template = Template::new(parts, body, &fwd, shared, request_id);
+        mirror::spawn_copies(shared, &fwd, &template, &client, &mut rolls);
+        let retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
+        let route_deadline = retry
+            .state
+            .route_deadline()
+            .map(tokio::time::Instant::from_std);
+        Run {
+            client,
+            fwd,
+            template,
+            retry,
+            rolls,
+            flags,
+            now,
+            route_deadline,
+        }
+    }
+}
+
+/// A request's attempts: admitted, sent, judged, retried until the retry policy is done.
+pub(crate) struct Run<S, B> {
+    client: S,
+    fwd: Forward,
+    template: Template<B>,
+    retry: decide::Retry,
+    rolls: Rolls,
+    flags: ResponseFlags,
+    /// The time as the request last saw it: when it entered, or after its last wait.
+    pub(crate) now: std::time::Instant,
+    route_deadline: Option<tokio::time::Instant>,
+}
+
+/// How the next attempt is admitted.
+pub(crate) enum Admitted {
+    /// At once (with the cluster's permit; `None` for a passthrough).
+    Now(Option<RequestPermit>),
+    /// After waiting as pending.
+    Wait(admit::Waiting),
+}
+
+/// What an attempt in flight carries to its end.
+pub(crate) struct Sent {
+    n: u32,
+    target: Option<Target>,
+    guard: Option<PermitGuard>,
+    deadline: Option<tokio::time::Instant>,
+    idle_deadline: Option<tokio::time::Instant>,
+    span: tracing::Span,
+}
+
+impl<S, B> Run<S, B> {
+    /// An error after routing: a local reply of the router, which carries the route's response
+    /// header operations, the cluster and endpoint, and the flags set so far.
+    pub(crate) fn fail(&self, e: MeshError, endpoint: Option<&Authority>, attempts: u32) -> MeshError {
+        let name = self.fwd.cluster.as_ref().map(|c| &c.name);
         e.with_context(name, endpoint, attempts)
-            .with_flags(flags)
-            .with_route_headers(&fwd.decision, fwd.cors.as_ref())
-    };
-    let route_deadline = retry
-        .state
-        .route_deadline()
-        .map(tokio::time::Instant::from_std);
-    loop {
-        let n = retry.state.attempt();
-        let permit = match cluster.map(|cs| (cs, admit::try_admit(cs))) {
-            None => None,
-            Some((_, Ok(Ok(p)))) => Some(p),
-            Some((cs, Ok(Err(ticket)))) => match admit::wait(cs, ticket, route_deadline).await {
-                Ok(p) => {
-                    now = crate::time::now().into_std();
-                    Some(p)
-                }
-                Err(e) => return Err(fail(e, None, n - 1, flags)),
-            },
-            Some((_, Err(e))) => return Err(fail(e, None, n - 1, flags)),
+            .with_flags(self.flags)
+            .with_route_headers(&self.fwd.decision(), self.fwd.cors())
+    }
+
+    /// The number of attempts made before the next one.
+    pub(crate) fn attempts_made(&self) -> u32 {
+        self.retry.state.attempt() - 1
+    }
+
+    /// Asks the cluster's pool to admit the next attempt.
+    pub(crate) fn admit(&mut self) -> Result<Admitted, MeshError> {
+        let Some(cs) = self.fwd.cluster.as_ref() else {
+            return Ok(Admitted::Now(None));
         };
+        match admit::try_admit(cs) {
+            Ok(Ok(permit)) => Ok(Admitted::Now(Some(permit))),
+            Ok(Err(ticket)) => Ok(Admitted::Wait(admit::wait(
+                Arc::clone(cs),
+                ticket,
+                self.route_deadline,
+            ))),
+            Err(e) => Err(self.fail(e, None, self.attempts_made())),
+        }
+    }
+
+    /// Picks the attempt's endpoint and sends it, bounded by the per-try timeout (or the
+    /// stream idle timeout when that is shorter).
+    pub(crate) fn send<RB>(
+        &mut self,
+        permit: Option<RequestPermit>,
+        ex: &mut Exchange,
+        shared: &Shared,
+    ) -> Result<(Call<S, B>, Sent), MeshError>
+    where
+        S: Client<B, RB>,
+        B: CallerBody,
+        RB: ClientBody,
+    {
+        let n = self.retry.state.attempt();
+        let cluster = self.fwd.cluster.as_ref();
         let target = match cluster {
-            Some(cs) => match pick::pick(cs, fwd.hash, &mut retry.state, &mut rolls, now) {
-                Ok(Target::Resolve(a)) => Some(Target::Resolve(pick::resolve_fallback(
-                    &a,
-                    template.requested_host(),
-                    template.authority(),
-                ))),
-                Ok(t) => Some(t),
-                Err(e) => return Err(fail(e, None, n - 1, flags)),
-            },
+            Some(cs) => {
+                let picked = pick::pick(
+                    cs,
+                    self.fwd.hash,
+                    &mut self.retry.state,
+                    &mut self.rolls,
+                    self.now,
+                );
+                match picked {
+                    Ok(Target::Resolve(a)) => Some(Target::Resolve(pick::resolve_fallback(
+                        &a,
+                        self.template.requested_host(),
+                        self.template.authority(),
+                    ))),
+                    Ok(t) => Some(t),
+                    Err(e) => return Err(self.fail(e, None, n - 1)),
+                }
+            }
             None => None,
         };
+        let name = cluster.map(|c| &c.name);
         // The attempt's span: only for an attempt that goes upstream.
         let span = spans::attempt_span(n);
         ex.peer = match &target {
@@ -170,38 +335,71 @@ where
             _ => 0,
         };
         let to = target.as_ref().map(Target::authority);
-        ex.attempt(now, name, to);
+        ex.attempt(self.now, name, to);
         if let Some(cs) = cluster {
             Counters::bump(&cs.counters.requests);
         }
         let close = permit.as_ref().is_some_and(RequestPermit::close_connection);
         let guard = cluster.map(|cs| PermitGuard::new(cs, permit, target.as_ref()));
         let count = shared.settings.attempt_count_header.then_some(n);
-        let attempt_deadline = retry
+        let attempt_deadline = self
+            .retry
             .state
-            .attempt_deadline(now)
+            .attempt_deadline(self.now)
             .map(tokio::time::Instant::from_std);
         // The stream idle timeout bounds a wait with no deadline, or a longer one.
         let idle_deadline = shared
             .settings
             .stream_idle_timeout
-            .map(|d| tokio::time::Instant::from_std(now) + d)
+            .map(|d| tokio::time::Instant::from_std(self.now) + d)
             .filter(|i| attempt_deadline.is_none_or(|a| *i < a));
         let deadline = idle_deadline.or(attempt_deadline);
-        let req = template.request(to, count, close, cluster);
+        let req = self.template.request(to, count, close, cluster);
         spans::record_attempt(&span, &req, name, to);
-        let (result, waited) = attempt::send(client.clone(), req, deadline, span.clone()).await;
+        let call = attempt::send(self.client.clone(), req, deadline, span.clone());
+        let sent = Sent {
+            n,
+            target,
+            guard,
+            deadline,
+            idle_deadline,
+            span,
+        };
+        Ok((call, sent))
+    }
+
+    /// Judges an attempt's result (`None`: its deadline fired; `waited`: it did not answer on
+    /// its first poll), feeds outlier detection, and asks the retry policy what follows:
+    /// another attempt after a back-off, or the request's answer.
+    pub(crate) fn end<RB>(
+        &mut self,
+        result: Option<Result<Response<RB>, MeshError>>,
+        waited: bool,
+        sent: Sent,
+        shared: &Shared,
+    ) -> ControlFlow<MeshResult<RB>, Duration>
+    where
+        RB: ClientBody,
+    {
+        let Sent {
+            n,
+            target,
+            guard,
+            deadline,
+            idle_deadline,
+            span,
+        } = sent;
         let outcome = classify::outcome(result.as_ref());
         let idle_fired = result.is_none() && idle_deadline.is_some();
-        if let (Some(cs), None, false) = (cluster, &result, idle_fired) {
-            if deadline != route_deadline {
+        if let (Some(cs), None, false) = (self.fwd.cluster.as_ref(), &result, idle_fired) {
+            if deadline != self.route_deadline {
                 Counters::bump(&cs.counters.per_try_timeouts);
             }
         }
         let result = result.unwrap_or_else(|| {
             Err(if idle_deadline.is_some() {
                 MeshError::stream_idle_timeout()
-            } else if deadline.is_some() && deadline == route_deadline {
+            } else if deadline.is_some() && deadline == self.route_deadline {
                 MeshError::route_timeout()
             } else {
                 MeshError::per_try_timeout()
@@ -209,78 +407,67 @@ where
         });
         spans::record_attempt_result(&span, &result, outcome);
         if waited {
-            now = crate::time::now().into_std();
+            self.now = crate::time::now().into_std();
         }
-        let endpoint = to.cloned();
-        let decision = retry.decide(target.as_ref(), outcome, now, rolls.decide());
+        let endpoint = target.as_ref().map(|t| t.authority().clone());
+        let decision = self
+            .retry
+            .decide(target.as_ref(), outcome, self.now, self.rolls.decide());
         if idle_fired {
             // Nothing came back for the stream idle timeout: the request ends, not retried.
-            return Err(fail(
-                MeshError::stream_idle_timeout(),
-                endpoint.as_ref(),
-                n,
-                flags,
-            ));
+            let e = MeshError::stream_idle_timeout();
+            return ControlFlow::Break(Err(self.fail(e, endpoint.as_ref(), n)));
         }
         if let RetryDecision::Done(reason) = &decision {
-            flags.insert_done(reason);
-            if let Some(cs) = cluster {
+            self.flags.insert_done(reason);
+            if let Some(cs) = self.fwd.cluster.as_ref() {
                 count_done(&cs.counters, reason, n);
             }
         }
+        let replayable = self.template.replayable_at_start;
         match decision {
-            RetryDecision::Retry { after }
-                if template.replayable_at_start && template.body.is_replayable() =>
-            {
+            RetryDecision::Retry { after } if replayable && self.template.body.is_replayable() => {
                 spans::record_retry(&span, outcome, after.as_millis() as u64);
                 drop((result, guard));
-                if !after.is_zero() {
-                    Box::pin(tokio::time::sleep(after)).await;
-                    now = crate::time::now().into_std();
-                }
+                ControlFlow::Continue(after)
             }
-            RetryDecision::Retry { .. } if template.replayable_at_start => {
+            RetryDecision::Retry { .. } if replayable => {
                 // The body outgrew the replay cap while the first attempt streamed it.
-                retry.give_back();
-                return Err(fail(
-                    MeshError::body_too_large_to_retry(),
-                    endpoint.as_ref(),
-                    n,
-                    flags,
-                ));
+                self.retry.give_back();
+                let e = MeshError::body_too_large_to_retry();
+                ControlFlow::Break(Err(self.fail(e, endpoint.as_ref(), n)))
             }
             RetryDecision::Done(DoneReason::RouteTimeout) => {
-                if let (Some(cs), false) = (cluster, outcome == Outcome::Timeout) {
+                if let (Some(cs), false) = (self.fwd.cluster.as_ref(), outcome == Outcome::Timeout)
+                {
                     Counters::bump(&cs.counters.timeouts);
                 }
-                return Err(fail(
-                    MeshError::route_timeout(),
-                    endpoint.as_ref(),
-                    n,
-                    flags,
-                ));
+                let e = MeshError::route_timeout();
+                ControlFlow::Break(Err(self.fail(e, endpoint.as_ref(), n)))
             }
             // Done, or a retry of a body that could never be replayed: the attempt stands.
-            _ => {
-                return match result {
-                    Ok(res) => {
-                        let mut res = reply::upstream(
-                            res,
-                            guard,
-                            &fwd,
-                            route_deadline,
-                            shared.settings.stream_idle_timeout,
-                            shared.settings.attempt_count_in_response.then_some(n),
-                        );
-                        flags.attach(&mut res);
-                        Ok(res)
-                    }
-                    Err(e) => Err(fail(e, endpoint.as_ref(), n, flags)),
-                };
-            }
+            _ => ControlFlow::Break(match result {
+                Ok(res) => {
+                    let mut res = reply::upstream(
+                        res,
+                        guard,
+                        &self.fwd,
+                        self.route_deadline,
+                        shared.settings.stream_idle_timeout,
+                        shared.settings.attempt_count_in_response.then_some(n),
+                    );
+                    self.flags.attach(&mut res);
+                    Ok(res)
+                }
+                Err(e) => Err(self.fail(e, endpoint.as_ref(), n)),
+            }),
         }
+    }
+
+    /// Counts a retry as it starts (after its back-off).
+    pub(crate) fn count_retry(&self, shared: &Shared) {
         Counters::bump(&shared.totals.retries);
-        if let Some(cs) = cluster {
+        if let Some(cs) = self.fwd.cluster.as_ref() {
             Counters::bump(&cs.counters.retries);
         }
     }

@@ -173,7 +173,7 @@ impl MeshError {
     pub(crate) fn with_route_headers(
         mut self,
         decision: &RouteDecision<'_>,
-        cors: Option<&(&Cors, HeaderValue)>,
+        cors: Option<(&Cors, &HeaderValue)>,
     ) -> Self {
         if let Some((c, origin)) = cors {
             let mut h = http::HeaderMap::new();

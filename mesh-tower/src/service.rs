@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::body::{MeshBody, ReplayBody};
 use crate::error::MeshError;
-use crate::future::ResponseFuture;
+use crate::future::{BoxResponseFuture, ResponseFuture};
 use crate::shared::Shared;
 use crate::BoxError;
 
@@ -75,14 +75,15 @@ where
 {
     type Response = Response<MeshBody<RB>>;
     type Error = MeshError;
-    type Future = ResponseFuture<RB>;
+    type Future = ResponseFuture<S, B, RB>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), MeshError>> {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> ResponseFuture<RB> {
-        self.request(req)
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let span = crate::telemetry::spans::request_span(&req);
+        ResponseFuture::new(Arc::clone(&self.shared), self.inner.clone(), req, span)
     }
 }
 
@@ -91,11 +92,12 @@ impl<S> Mesh<S> {
     /// shared reference and without waiting for readiness (the mesh is always
     /// ready; the inner client's readiness is awaited per attempt).
     ///
-    /// The returned future names no associated type of `S`, which keeps the
+    /// The returned future is boxed and names no type of `S`, which keeps the
     /// futures of tasks that hold it free of the "implementation of `Service`
-    /// is not general enough" error that `ServiceExt::oneshot` can hit when
-    /// body or error types carry trait objects.
-    pub fn request<B, RB>(&self, req: Request<B>) -> ResponseFuture<RB>
+    /// is not general enough" error that `ServiceExt::oneshot` (or a future
+    /// that holds `S::Future`, as [`Service::call`]'s does) can hit when body
+    /// or error types carry trait objects. [`Service::call`] does not box.
+    pub fn request<B, RB>(&self, req: Request<B>) -> BoxResponseFuture<RB>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
         S::Error: Into<BoxError>,
@@ -106,14 +108,12 @@ impl<S> Mesh<S> {
         RB: http_body::Body<Data = Bytes> + Send + 'static,
         RB::Error: Into<BoxError>,
     {
-        let shared = Arc::clone(&self.shared);
         let span = crate::telemetry::spans::request_span(&req);
-        let fut = Box::pin(crate::driver::drive(
-            shared,
+        Box::pin(ResponseFuture::new(
+            Arc::clone(&self.shared),
             self.inner.clone(),
             req,
-            span.clone(),
-        ));
-        ResponseFuture::new(Arc::clone(&self.shared), fut, span)
+            span,
+        ))
     }
 }

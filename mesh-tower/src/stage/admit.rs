@@ -25,14 +25,18 @@ pub(crate) fn try_admit(
     }
 }
 
+/// An attempt waiting as pending for a permit.
+pub(crate) type Waiting =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<RequestPermit, MeshError>> + Send>>;
+
 /// Waits as pending until promoted, refused, or the route deadline passes (boxed: the rare
 /// slow path stays out of the request future).
 pub(crate) fn wait(
-    cluster: &Arc<ClusterState>,
+    cluster: Arc<ClusterState>,
     ticket: PendingTicket,
     deadline: Option<tokio::time::Instant>,
-) -> std::pin::Pin<Box<impl std::future::Future<Output = Result<RequestPermit, MeshError>> + '_>> {
-    Box::pin(wait_pending(cluster, ticket, deadline))
+) -> Waiting {
+    Box::pin(async move { wait_pending(&cluster, ticket, deadline).await })
 }
 
 /// Waits as pending until promoted, refused, or the route deadline passes.

@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use mesh_resilience::headers::{X_ENVOY_ATTEMPT_COUNT, X_REQUEST_ID};
+use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
 
@@ -56,7 +57,7 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     pub(crate) fn new(
         parts: Parts,
         body: B,
-        fwd: &Forward<'_>,
+        fwd: &Forward,
         shared: &Shared,
         request_id: Option<HeaderValue>,
     ) -> Self {
@@ -82,8 +83,9 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
                 uri.authority = Authority::try_from(bare).ok();
             }
         }
-        fwd.decision.apply_request_headers(&mut headers);
-        let host = match fwd.decision.authority_rewrite() {
+        let decision = fwd.decision();
+        decision.apply_request_headers(&mut headers);
+        let host = match decision.authority_rewrite() {
             Some(a) => Some(a.clone()),
             // The caller's own `Host` is already in the headers.
             None if headers.contains_key(HOST) => None,
@@ -245,7 +247,7 @@ pub(crate) fn send<S, B, RB>(
     req: Request<ReplayBody<B>>,
     deadline: Option<tokio::time::Instant>,
     span: tracing::Span,
-) -> impl Future<Output = (Option<Result<http::Response<RB>, MeshError>>, bool)>
+) -> Attempt<Oneshot<S, Request<ReplayBody<B>>>>
 where
     S: Service<Request<ReplayBody<B>>, Response = http::Response<RB>>,
     S::Error: Into<BoxError>,
@@ -263,7 +265,7 @@ pin_project_lite::pin_project! {
     /// One attempt: the client call, bounded by the attempt deadline, inside the
     /// `mesh.attempt` span. The timer is only armed when the call does not answer on its
     /// first poll.
-    struct Attempt<F> {
+    pub(crate) struct Attempt<F> {
         #[pin]
         call: F,
         deadline: Option<tokio::time::Instant>,

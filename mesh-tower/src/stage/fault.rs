@@ -2,37 +2,51 @@
 //! (the route timeout starts after it); an abort is a local reply that is never retried and
 //! never reaches a pool or the outlier detector.
 
+use std::time::Duration;
+
 use http::Response;
 use mesh_resilience::rng::Rolls;
-use mesh_resilience::{FaultAction, FaultInjection};
+use mesh_resilience::{AbortKind, FaultAction, FaultInjection};
 
 use crate::body::MeshBody;
 use crate::stage::reply;
 use crate::telemetry::{ResponseFlag, ResponseFlags};
 
-/// Applies the route's fault, if any: `Some(reply)` when the request is aborted. Draws two
-/// rolls (delay, abort) only when the route has a fault. Sets `DI` in `flags` for a delay and
-/// `FI` for an abort (the abort's reply carries them).
-pub(crate) async fn inject<RB>(
+/// What the route's fault does to one request.
+pub(crate) enum Fault {
+    /// Nothing: the request goes on.
+    None,
+    /// Wait this long, then abort (or, without an abort, go on).
+    Delay(Duration, Option<AbortKind>),
+    /// Answer with this abort now.
+    Abort(AbortKind),
+}
+
+/// Rolls the route's fault, if any. Draws two rolls (delay, abort) only when the route has
+/// a fault. Sets `DI` in `flags` for a delay.
+pub(crate) fn decide(
     fault: Option<&FaultInjection>,
     rolls: &mut Rolls,
     flags: &mut ResponseFlags,
-) -> Option<Response<MeshBody<RB>>> {
-    let fault = fault?;
-    let (delay, abort) = match fault.decide(rolls.decide(), rolls.decide()) {
-        FaultAction::None => return None,
-        FaultAction::Delay(d) => (Some(d), None),
-        FaultAction::Abort(kind) => (None, Some(kind)),
-        FaultAction::DelayThenAbort { delay, abort } => (Some(delay), Some(abort)),
+) -> Fault {
+    let Some(fault) = fault else {
+        return Fault::None;
     };
-    if let Some(d) = delay {
-        tracing::debug!(delay_ms = d.as_millis() as u64, "fault delay");
-        flags.insert(ResponseFlag::DelayInjected);
-        // Boxed: the rare path stays out of the request future's size.
-        Box::pin(tokio::time::sleep(d)).await;
-    }
-    let mut res = reply::abort(abort?);
+    let (delay, abort) = match fault.decide(rolls.decide(), rolls.decide()) {
+        FaultAction::None => return Fault::None,
+        FaultAction::Delay(d) => (d, None),
+        FaultAction::Abort(kind) => return Fault::Abort(kind),
+        FaultAction::DelayThenAbort { delay, abort } => (delay, Some(abort)),
+    };
+    tracing::debug!(delay_ms = delay.as_millis() as u64, "fault delay");
+    flags.insert(ResponseFlag::DelayInjected);
+    Fault::Delay(delay, abort)
+}
+
+/// The abort's local reply, with `FI` (and the flags set before it) attached.
+pub(crate) fn abort<RB>(kind: AbortKind, flags: &mut ResponseFlags) -> Response<MeshBody<RB>> {
+    let mut res = reply::abort(kind);
     flags.insert(ResponseFlag::FaultInjected);
     flags.attach(&mut res);
-    Some(res)
+    res
 }

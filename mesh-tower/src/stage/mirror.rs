@@ -16,7 +16,6 @@ use tracing::Instrument;
 
 use crate::body::ReplayBody;
 use crate::cluster::Counters;
-use crate::compiled::Compiled;
 use crate::shared::Shared;
 use crate::stage::attempt::Template;
 use crate::stage::route::Forward;
@@ -25,8 +24,7 @@ use crate::BoxError;
 /// Sends a copy of the request to every mirror of the route whose percentage roll passes.
 pub(crate) fn spawn_copies<S, B, RB>(
     shared: &Shared,
-    compiled: &Compiled,
-    fwd: &Forward<'_>,
+    fwd: &Forward,
     template: &Template<B>,
     client: &S,
     rolls: &mut Rolls,
@@ -42,12 +40,12 @@ pub(crate) fn spawn_copies<S, B, RB>(
     // Copies end with the route timeout, as Envoy's shadows do; without one, after the stream
     // idle timeout or the fallback, so a target that never answers cannot hold mirror slots
     // for good.
-    let route_timeout = fwd
-        .decision
+    let decision = fwd.decision();
+    let route_timeout = decision
         .timeout()
         .or(shared.settings.stream_idle_timeout)
         .unwrap_or(crate::MIRROR_TIMEOUT_FALLBACK);
-    for target in fwd.decision.mirrors() {
+    for target in decision.mirrors() {
         if !target.policy.should_mirror(rolls.decide()) {
             continue;
         }
@@ -66,7 +64,7 @@ pub(crate) fn spawn_copies<S, B, RB>(
             tracing::debug!("mirror dropped: too many mirrors in flight");
             continue;
         };
-        let cluster = compiled.cluster(target.cluster, &shared.registry);
+        let cluster = fwd.compiled.cluster(target.cluster, &shared.registry);
         let to = {
             let mut guard = cluster.lock();
             let inner = &mut *guard;

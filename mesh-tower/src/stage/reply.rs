@@ -85,13 +85,13 @@ pub(crate) fn abort<RB>(kind: AbortKind) -> Response<MeshBody<RB>> {
 pub(crate) fn upstream<RB: http_body::Body>(
     res: Response<RB>,
     guard: Option<PermitGuard>,
-    fwd: &Forward<'_>,
+    fwd: &Forward,
     route_deadline: Option<tokio::time::Instant>,
     idle: Option<std::time::Duration>,
     attempt_count: Option<u32>,
 ) -> Response<MeshBody<RB>> {
     let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline, idle));
-    fwd.decision.apply_response_headers(res.headers_mut());
+    fwd.decision().apply_response_headers(res.headers_mut());
     if let Some(n) = attempt_count {
         res.headers_mut().insert(
             X_ENVOY_ATTEMPT_COUNT,

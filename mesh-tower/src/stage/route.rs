@@ -8,7 +8,7 @@ use http::{HeaderValue, Response};
 use mesh_resilience::rng::Rolls;
 use mesh_routing::cors::{Cors, CorsVerdict};
 use mesh_routing::lb::HashPolicy;
-use mesh_routing::{Action, RequestView, RouteDecision};
+use mesh_routing::{Action, DecisionKey, RequestView, RouteDecision};
 
 use crate::body::MeshBody;
 use crate::cluster::ClusterState;
@@ -17,48 +17,61 @@ use crate::error::MeshError;
 use crate::shared::Shared;
 use crate::stage::reply;
 
-/// What routing decided for a request that goes upstream.
-pub(crate) struct Forward<'t> {
-    pub(crate) decision: RouteDecision<'t>,
+/// What routing decided for a request that goes upstream. Owned (the table it was decided
+/// on, and the decision as indices into it), so that a request's future can keep it.
+pub(crate) struct Forward {
+    /// The table the request was routed on.
+    pub(crate) compiled: Arc<Compiled>,
+    key: DecisionKey,
     /// The cluster's state; `None` for a passthrough to a host no service names.
     pub(crate) cluster: Option<Arc<ClusterState>>,
     /// The request's consistent-hash key, when the cluster hashes.
     pub(crate) hash: Option<u64>,
     /// The rewritten path and query, when the route rewrites the path.
     pub(crate) path: Option<PathAndQuery>,
-    /// The route's CORS filter and the origin of an actual CORS request, whose response gets
-    /// the CORS headers.
-    pub(crate) cors: Option<(&'t Cors, HeaderValue)>,
+    /// The origin of an actual CORS request, whose response gets the route's CORS headers.
+    cors_origin: Option<HeaderValue>,
     /// The `set-cookie` of a hash cookie generated for this request (a `httpCookie` with a
     /// `ttl` the request did not carry), added to the upstream response.
     pub(crate) set_cookie: Option<HeaderValue>,
 }
 
-impl Forward<'_> {
+impl Forward {
+    /// The route decision.
+    pub(crate) fn decision(&self) -> RouteDecision<'_> {
+        self.compiled.table.decision(self.key)
+    }
+
+    /// The route's CORS filter and the origin, for an actual CORS request.
+    pub(crate) fn cors(&self) -> Option<(&Cors, &HeaderValue)> {
+        let origin = self.cors_origin.as_ref()?;
+        Some((self.decision().cors_filter()?, origin))
+    }
+
     /// Sets the CORS headers of an actual CORS request's response.
     pub(crate) fn add_cors(&self, headers: &mut http::HeaderMap) {
-        if let Some((c, origin)) = &self.cors {
+        if let Some((c, origin)) = self.cors() {
             c.response_headers(origin, headers);
         }
     }
 }
 
 /// Where routing sends a request.
-pub(crate) enum Routing<'t, RB> {
+pub(crate) enum Routing<RB> {
     /// Upstream.
-    Forward(Forward<'t>),
+    Forward(Forward),
     /// Nowhere: this local reply (or error) is the answer.
     Done(Result<Response<MeshBody<RB>>, MeshError>),
 }
 
 /// Routes the request.
-pub(crate) fn route<'t, RB>(
+pub(crate) fn route<RB>(
     shared: &Shared,
-    compiled: &'t Compiled,
+    compiled: Arc<Compiled>,
     parts: &Parts,
     rolls: &mut Rolls,
     span: &tracing::Span,
-) -> Routing<'t, RB> {
+) -> Routing<RB> {
     let mut view = RequestView::from_parts(parts);
     if let Some(ip) = shared.client.ip() {
         view = view.with_source_ip(ip);
@@ -71,7 +84,7 @@ pub(crate) fn route<'t, RB>(
         Some((_, CorsVerdict::Preflight(headers))) => {
             return Routing::Done(Ok(reply::preflight(headers)));
         }
-        Some((c, CorsVerdict::Actual(origin))) => Some((c, origin.clone())),
+        Some((c, CorsVerdict::Actual(origin))) => Some((c, origin)),
         Some((_, CorsVerdict::Pass)) | None => None,
     };
     let with_cors = |mut res: Response<MeshBody<RB>>| {
@@ -92,12 +105,12 @@ pub(crate) fn route<'t, RB>(
             let name = compiled.table.cluster_name(r.cluster());
             let err = MeshError::unknown_cluster()
                 .with_context(Some(&name), None, 0)
-                .with_route_headers(&decision, cors.as_ref());
+                .with_route_headers(&decision, cors);
             return Routing::Done(Err(err));
         }
         Action::Route(_) | Action::Passthrough(_) => {}
     }
-    crate::telemetry::spans::record_route(span, compiled, &decision);
+    crate::telemetry::spans::record_route(span, &compiled, &decision);
     let path = decision.rewritten_path(&view).and_then(|p| {
         PathAndQuery::try_from(p)
             .inspect_err(|e| {
@@ -113,14 +126,18 @@ pub(crate) fn route<'t, RB>(
             set_cookie = HeaderValue::try_from(g.set_cookie).ok();
         }
     }
+    let cluster = decision
+        .cluster()
+        .map(|id| compiled.cluster(id, &shared.registry));
+    let key = decision.key();
+    let cors_origin = cors.map(|(_, origin)| origin.clone());
     Routing::Forward(Forward {
-        cluster: decision
-            .cluster()
-            .map(|id| compiled.cluster(id, &shared.registry)),
+        compiled,
+        key,
+        cluster,
         hash,
         path,
-        cors,
+        cors_origin,
         set_cookie,
-        decision,
     })
 }
