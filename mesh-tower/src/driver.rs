@@ -93,6 +93,7 @@ pub(crate) enum Begun<S, B, RB> {
 
 /// Starts a request: its telemetry, Envoy's header hygiene and request id, routing, and the
 /// route's fault. A request that goes on to its attempts is written to `run`.
+#[inline(always)]
 pub(crate) fn begin<S, B, RB>(
     shared: &Shared,
     client: S,
@@ -127,32 +128,40 @@ where
         route::Routing::Done(done) => return (ex, Begun::Done(done)),
     };
     ex.routed(fwd.cluster.as_ref());
-    ex.route(&fwd.decision(), fwd.cluster.is_none());
+    let decision = fwd.decision();
+    ex.route(&decision, fwd.cluster.is_none());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
-    let fault = fault::decide(fwd.decision().fault(), &mut rolls, &mut flags);
-    let mut routed = Routed {
-        client,
-        parts,
-        body,
-        fwd,
-        overrides,
-        request_id,
-        rolls,
-        flags,
-        abort: None,
-    };
+    let fault = fault::decide(decision.fault(), &mut rolls, &mut flags);
     let begun = match fault {
         Fault::None => {
-            *run = Some(routed.dispatch(shared, ex.start.into_std()));
+            let now = ex.start.into_std();
+            let request = (parts, body, request_id);
+            dispatch(
+                shared, now, run, client, request, fwd, overrides, rolls, flags,
+            );
             Begun::Running
         }
-        Fault::Abort(kind) => Begun::Done(Ok(routed.abort(kind))),
-        Fault::Delay(delay, abort) => {
-            routed.abort = abort;
-            Begun::Delayed(delay, Box::new(routed))
+        Fault::Abort(kind) => {
+            let mut res = fault::abort(kind, &mut flags);
+            fwd.add_cors(res.headers_mut());
+            Begun::Done(Ok(res))
         }
+        Fault::Delay(delay, abort) => Begun::Delayed(
+            delay,
+            Box::new(Routed {
+                client,
+                parts,
+                body,
+                fwd,
+                overrides,
+                request_id,
+                rolls,
+                flags,
+                abort,
+            }),
+        ),
     };
     (ex, begun)
 }
@@ -179,54 +188,85 @@ impl<S, B> Routed<S, B> {
         res
     }
 
-    /// Hands the request to the router: the retry policy (with a trusted caller's overrides
-    /// and gRPC deadlines), the upstream request template, the mirror copies, and the retry
-    /// state, started at `now`.
-    pub(crate) fn dispatch<RB>(self, shared: &Shared, now: std::time::Instant) -> Run<S, B>
-    where
+    /// Hands the request to the router after its fault delay, at `now` (see [`dispatch`]).
+    pub(crate) fn dispatch<RB>(
+        self,
+        shared: &Shared,
+        now: std::time::Instant,
+        run: &mut Option<Run<S, B>>,
+    ) where
         S: Client<B, RB>,
         B: CallerBody,
         RB: ClientBody,
     {
         let Routed {
             client,
-            mut parts,
+            parts,
             body,
             fwd,
             overrides,
             request_id,
-            mut rolls,
+            rolls,
             flags,
             abort: _,
         } = self;
-        let policy = fwd.decision().retry_policy();
-        let policy = match overrides {
-            Some(o) => o.apply(policy),
-            None => policy,
-        };
-        let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
-            grpc_deadlines(&mut parts.headers, policy)
-        } else {
-            policy
-        };
-        let template = Template::new(parts, body, &fwd, shared, request_id);
-        mirror::spawn_copies(shared, &fwd, &template, &client, &mut rolls);
-        let retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
-        let route_deadline = retry
-            .state
-            .route_deadline()
-            .map(tokio::time::Instant::from_std);
-        Run {
-            client,
-            fwd,
-            template,
-            retry,
-            rolls,
-            flags,
-            now,
-            route_deadline,
-        }
+        let request = (parts, body, request_id);
+        dispatch(
+            shared, now, run, client, request, fwd, overrides, rolls, flags,
+        );
     }
+}
+
+/// Hands a routed request to the router: the retry policy (with a trusted caller's
+/// overrides and gRPC deadlines), the upstream request template, the mirror copies, and the
+/// retry state, started at `now`; the request's [`Run`] is written to `run` (in place: it is
+/// large). The routed request comes in pieces, not as a [`Routed`], for the same reason.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dispatch<S, B, RB>(
+    shared: &Shared,
+    now: std::time::Instant,
+    run: &mut Option<Run<S, B>>,
+    client: S,
+    (mut parts, body, request_id): (Parts, B, Option<HeaderValue>),
+    mut fwd: Forward,
+    overrides: Option<EnvoyOverrides>,
+    mut rolls: Rolls,
+    flags: ResponseFlags,
+) where
+    S: Client<B, RB>,
+    B: CallerBody,
+    RB: ClientBody,
+{
+    let decision = fwd.compiled.table.decision(fwd.key);
+    let policy = decision.retry_policy();
+    let policy = match overrides {
+        Some(o) => o.apply(policy),
+        None => policy,
+    };
+    let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
+        grpc_deadlines(&mut parts.headers, policy)
+    } else {
+        policy
+    };
+    let rewritten = fwd.path.take();
+    let template = Template::new(parts, body, &decision, rewritten, shared, request_id);
+    mirror::spawn_copies(shared, &fwd, &decision, &template, &client, &mut rolls);
+    let retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
+    let route_deadline = retry
+        .state
+        .route_deadline()
+        .map(tokio::time::Instant::from_std);
+    *run = Some(Run {
+        client,
+        fwd,
+        template,
+        retry,
+        rolls,
+        flags,
+        now,
+        route_deadline,
+    });
 }
 
 /// A request's attempts: admitted, sent, judged, retried until the retry policy is done.
@@ -263,7 +303,12 @@ pub(crate) struct Sent {
 impl<S, B> Run<S, B> {
     /// An error after routing: a local reply of the router, which carries the route's response
     /// header operations, the cluster and endpoint, and the flags set so far.
-    pub(crate) fn fail(&self, e: MeshError, endpoint: Option<&Authority>, attempts: u32) -> MeshError {
+    pub(crate) fn fail(
+        &self,
+        e: MeshError,
+        endpoint: Option<&Authority>,
+        attempts: u32,
+    ) -> MeshError {
         let name = self.fwd.cluster.as_ref().map(|c| &c.name);
         e.with_context(name, endpoint, attempts)
             .with_flags(self.flags)
@@ -293,6 +338,7 @@ impl<S, B> Run<S, B> {
 
     /// Picks the attempt's endpoint and sends it, bounded by the per-try timeout (or the
     /// stream idle timeout when that is shorter).
+    #[inline(always)]
     pub(crate) fn send<RB>(
         &mut self,
         permit: Option<RequestPermit>,
@@ -371,6 +417,7 @@ impl<S, B> Run<S, B> {
     /// Judges an attempt's result (`None`: its deadline fired; `waited`: it did not answer on
     /// its first poll), feeds outlier detection, and asks the retry policy what follows:
     /// another attempt after a back-off, or the request's answer.
+    #[inline(always)]
     pub(crate) fn end<RB>(
         &mut self,
         result: Option<Result<Response<RB>, MeshError>>,

@@ -81,7 +81,12 @@ where
     S: Service<Request<ReplayBody<B>>>,
 {
     /// The future of `req` through the mesh, to be sent with `client`, inside `span`.
-    pub(crate) fn new(shared: Arc<Shared>, client: S, req: Request<B>, span: tracing::Span) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        client: S,
+        req: Request<B>,
+        span: tracing::Span,
+    ) -> Self {
         ResponseFuture {
             shared,
             span,
@@ -143,7 +148,7 @@ where
                     if let Some(kind) = routed.abort {
                         return Poll::Ready(Ok(routed.abort(kind)));
                     }
-                    *this.run = Some(routed.dispatch(shared, now));
+                    routed.dispatch(shared, now, this.run);
                 } else if let Some(run) = this.run.as_mut() {
                     // A retry's back-off is over.
                     run.now = now;

@@ -12,6 +12,7 @@ use http::request::Parts;
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 use mesh_resilience::headers::{X_ENVOY_ATTEMPT_COUNT, X_REQUEST_ID};
+use mesh_routing::RouteDecision;
 use tower::util::Oneshot;
 use tower::ServiceExt;
 use tower_service::Service;
@@ -20,7 +21,6 @@ use crate::body::ReplayBody;
 use crate::cluster::{ClusterState, Upstream};
 use crate::error::MeshError;
 use crate::shared::Shared;
-use crate::stage::route::Forward;
 use crate::BoxError;
 
 /// What every attempt and mirror copy of one request share: method, version, scheme, the
@@ -57,7 +57,8 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
     pub(crate) fn new(
         parts: Parts,
         body: B,
-        fwd: &Forward,
+        decision: &RouteDecision<'_>,
+        rewritten: Option<PathAndQuery>,
         shared: &Shared,
         request_id: Option<HeaderValue>,
     ) -> Self {
@@ -83,7 +84,6 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
                 uri.authority = Authority::try_from(bare).ok();
             }
         }
-        let decision = fwd.decision();
         decision.apply_request_headers(&mut headers);
         let host = match decision.authority_rewrite() {
             Some(a) => Some(a.clone()),
@@ -94,8 +94,8 @@ impl<B: http_body::Body<Error: Into<BoxError>>> Template<B> {
                 .as_ref()
                 .and_then(|a| shared.hosts.get(a.as_str())),
         };
-        let path = match (&fwd.path, uri.path_and_query) {
-            (Some(p), _) => p.clone(),
+        let path = match (rewritten, uri.path_and_query) {
+            (Some(p), _) => p,
             (None, Some(p)) => p,
             (None, None) => PathAndQuery::from_static("/"),
         };

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use http::{Request, Response};
 use mesh_resilience::rng::Rolls;
 use mesh_routing::endpoints::EndpointChoice;
+use mesh_routing::RouteDecision;
 use tower::ServiceExt;
 use tower_service::Service;
 use tracing::Instrument;
@@ -25,6 +26,7 @@ use crate::BoxError;
 pub(crate) fn spawn_copies<S, B, RB>(
     shared: &Shared,
     fwd: &Forward,
+    decision: &RouteDecision<'_>,
     template: &Template<B>,
     client: &S,
     rolls: &mut Rolls,
@@ -40,7 +42,6 @@ pub(crate) fn spawn_copies<S, B, RB>(
     // Copies end with the route timeout, as Envoy's shadows do; without one, after the stream
     // idle timeout or the fallback, so a target that never answers cannot hold mirror slots
     // for good.
-    let decision = fwd.decision();
     let route_timeout = decision
         .timeout()
         .or(shared.settings.stream_idle_timeout)

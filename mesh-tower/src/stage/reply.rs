@@ -91,7 +91,9 @@ pub(crate) fn upstream<RB: http_body::Body>(
     attempt_count: Option<u32>,
 ) -> Response<MeshBody<RB>> {
     let mut res = res.map(|b| MeshBody::upstream(b, guard, route_deadline, idle));
-    fwd.decision().apply_response_headers(res.headers_mut());
+    if fwd.header_ops {
+        fwd.decision().apply_response_headers(res.headers_mut());
+    }
     if let Some(n) = attempt_count {
         res.headers_mut().insert(
             X_ENVOY_ATTEMPT_COUNT,

@@ -22,13 +22,16 @@ use crate::stage::reply;
 pub(crate) struct Forward {
     /// The table the request was routed on.
     pub(crate) compiled: Arc<Compiled>,
-    key: DecisionKey,
+    pub(crate) key: DecisionKey,
     /// The cluster's state; `None` for a passthrough to a host no service names.
     pub(crate) cluster: Option<Arc<ClusterState>>,
     /// The request's consistent-hash key, when the cluster hashes.
     pub(crate) hash: Option<u64>,
-    /// The rewritten path and query, when the route rewrites the path.
+    /// The rewritten path and query, when the route rewrites the path (taken by the
+    /// request's template).
     pub(crate) path: Option<PathAndQuery>,
+    /// Whether the route has header operations (else its responses need no look at it).
+    pub(crate) header_ops: bool,
     /// The origin of an actual CORS request, whose response gets the route's CORS headers.
     cors_origin: Option<HeaderValue>,
     /// The `set-cookie` of a hash cookie generated for this request (a `httpCookie` with a
@@ -130,6 +133,7 @@ pub(crate) fn route<RB>(
         .cluster()
         .map(|id| compiled.cluster(id, &shared.registry));
     let key = decision.key();
+    let header_ops = decision.header_operations().next().is_some();
     let cors_origin = cors.map(|(_, origin)| origin.clone());
     Routing::Forward(Forward {
         compiled,
@@ -137,6 +141,7 @@ pub(crate) fn route<RB>(
         cluster,
         hash,
         path,
+        header_ops,
         cors_origin,
         set_cookie,
     })
