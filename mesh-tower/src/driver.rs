@@ -92,21 +92,23 @@ pub(crate) enum Begun<S, B, RB> {
 }
 
 /// Starts a request: its telemetry, Envoy's header hygiene and request id, routing, and the
-/// route's fault. A request that goes on to its attempts is written to `run`.
+/// route's fault. The request's telemetry is written to `ex`, and a request that goes on to
+/// its attempts to `run`.
 #[inline(always)]
 pub(crate) fn begin<S, B, RB>(
     shared: &Shared,
     client: S,
     req: Request<B>,
     span: &tracing::Span,
+    ex: &mut Option<Exchange>,
     run: &mut Option<Run<S, B>>,
-) -> (Exchange, Begun<S, B, RB>)
+) -> Begun<S, B, RB>
 where
     S: Client<B, RB>,
     B: CallerBody,
     RB: ClientBody,
 {
-    let mut ex = Exchange::start(shared, &req);
+    let ex = ex.insert(Exchange::start(shared, &req));
     let mut rolls = shared.request_rolls();
     let (mut parts, body) = req.into_parts();
     // An Istio sidecar removes its application's `x-envoy-*` control headers before routing;
@@ -125,7 +127,7 @@ where
     let compiled = shared.compiled.load_full();
     let fwd = match route::route(shared, compiled, &parts, &mut rolls, span) {
         route::Routing::Forward(fwd) => fwd,
-        route::Routing::Done(done) => return (ex, Begun::Done(done)),
+        route::Routing::Done(done) => return Begun::Done(done),
     };
     ex.routed(fwd.cluster.as_ref());
     let decision = fwd.decision();
@@ -134,7 +136,7 @@ where
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
     let fault = fault::decide(decision.fault(), &mut rolls, &mut flags);
-    let begun = match fault {
+    match fault {
         Fault::None => {
             let now = ex.start.into_std();
             let request = (parts, body, request_id);
@@ -162,8 +164,7 @@ where
                 abort,
             }),
         ),
-    };
-    (ex, begun)
+    }
 }
 
 /// A routed request, before its attempts.
@@ -231,7 +232,7 @@ fn dispatch<S, B, RB>(
     (mut parts, body, request_id): (Parts, B, Option<HeaderValue>),
     mut fwd: Forward,
     overrides: Option<EnvoyOverrides>,
-    mut rolls: Rolls,
+    rolls: Rolls,
     flags: ResponseFlags,
 ) where
     S: Client<B, RB>,
@@ -250,23 +251,34 @@ fn dispatch<S, B, RB>(
         policy
     };
     let rewritten = fwd.path.take();
-    let template = Template::new(parts, body, &decision, rewritten, shared, request_id);
-    mirror::spawn_copies(shared, &fwd, &decision, &template, &client, &mut rolls);
-    let retry = decide::Retry::new(&policy, now, fwd.cluster.clone());
-    let route_deadline = retry
-        .state
-        .route_deadline()
-        .map(tokio::time::Instant::from_std);
-    *run = Some(Run {
+    let mirrors = decision.mirrors().len() > 0;
+    // Built in place: the run is large, and each move of it is a copy.
+    let run = run.insert(Run {
+        template: Template::new(parts, body, &decision, rewritten, shared, request_id),
+        retry: decide::Retry::new(&policy, now, fwd.cluster.clone()),
         client,
         fwd,
-        template,
-        retry,
         rolls,
         flags,
         now,
-        route_deadline,
+        route_deadline: None,
     });
+    run.route_deadline = run
+        .retry
+        .state
+        .route_deadline()
+        .map(tokio::time::Instant::from_std);
+    if mirrors {
+        let decision = run.fwd.decision();
+        mirror::spawn_copies(
+            shared,
+            &run.fwd,
+            &decision,
+            &run.template,
+            &run.client,
+            &mut run.rolls,
+        );
+    }
 }
 
 /// A request's attempts: admitted, sent, judged, retried until the retry policy is done.

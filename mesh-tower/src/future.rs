@@ -112,11 +112,11 @@ where
         let mut this = self.project();
         let result = ready!(drive(&mut this, cx));
         let result = match this.ex.take() {
-            Some(ex) => {
+            Some(ex) if ex.active() => {
                 let _entered = this.span.enter();
                 ex.finish(this.shared, result)
             }
-            None => result,
+            _ => result,
         };
         crate::telemetry::spans::record_result(this.span, &result);
         count_totals(&this.shared.totals, &result);
@@ -191,9 +191,7 @@ where
         };
         // Nothing is in flight: start the request, or its next attempt.
         if let Some((client, req)) = this.start.take() {
-            let (ex, begun) = driver::begin(shared, client, req, this.span, this.run);
-            *this.ex = Some(ex);
-            match begun {
+            match driver::begin(shared, client, req, this.span, this.ex, this.run) {
                 Begun::Done(result) => return Poll::Ready(result),
                 Begun::Running => {}
                 Begun::Delayed(delay, routed) => {

@@ -60,8 +60,9 @@ impl Exchange {
         }
     }
 
-    /// Whether anything is recorded for this request.
-    fn active(&self) -> bool {
+    /// Whether anything is recorded for this request (else [`finish`](Self::finish) has
+    /// nothing to do).
+    pub(crate) fn active(&self) -> bool {
         self.metrics || self.log.is_some()
     }
 
