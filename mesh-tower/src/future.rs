@@ -125,6 +125,7 @@ where
 }
 
 /// Runs the request's steps, inside its span, until one waits or the answer is known.
+#[inline(always)]
 fn drive<S, B, RB>(
     this: &mut ResponseFutureProj<'_, S, B, RB>,
     cx: &mut Context<'_>,

@@ -93,7 +93,8 @@ enum State<B> {
 #[derive(Clone)]
 struct Ready {
     data: Bytes,
-    trailers: Option<HeaderMap>,
+    /// Boxed: rare in requests, and the body is moved with every request.
+    trailers: Option<Box<HeaderMap>>,
     data_sent: bool,
     trailers_sent: bool,
     replayable: bool,
@@ -343,7 +344,7 @@ impl<B> ReplayBody<B> {
         Self {
             state: State::Ready(Ready {
                 data,
-                trailers,
+                trailers: trailers.map(Box::new),
                 data_sent: false,
                 trailers_sent: false,
                 replayable,
@@ -478,7 +479,7 @@ impl Ready {
         if !self.trailers_sent {
             self.trailers_sent = true;
             if let Some(t) = &self.trailers {
-                return Some(Frame::trailers(t.clone()));
+                return Some(Frame::trailers(HeaderMap::clone(t)));
             }
         }
         None
