@@ -106,15 +106,17 @@ impl<'a> RequestView<'a> {
         let uri_authority = uri.authority().map(|a| without_userinfo(a.as_str()));
         // Envoy routes by `Host` (`:authority`); the URI's authority only says where the
         // connection goes, which is the port the request is for.
-        let authority = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(uri_authority)
-            .map_or("", without_userinfo);
+        let host_header = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        let authority = match host_header {
+            Some(h) => without_userinfo(h),
+            None => uri_authority.unwrap_or(""),
+        };
         let (host, authority_port) = split_host_port(authority);
-        let port = match uri_authority {
-            Some(a) => split_host_port(a).1,
-            None => authority_port,
+        let port = match (uri_authority, host_header) {
+            // Without a `Host` header the authority is the URI's: split once.
+            (Some(_), None) => authority_port,
+            (Some(a), Some(_)) => split_host_port(a).1,
+            (None, _) => authority_port,
         };
         RequestView {
             method: method.as_str(),

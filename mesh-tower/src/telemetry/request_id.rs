@@ -25,23 +25,17 @@ thread_local! {
 /// bytes are cut from a per-thread buffer of [`IDS_PER_BUFFER`] ids, so a request allocates
 /// nothing for its id (a new buffer every 64 ids); every copy of the header shares them.
 pub(crate) fn uuid_v4(words: [u64; 2]) -> HeaderValue {
-    let mut raw = [0u8; 16];
-    raw[..8].copy_from_slice(&words[0].to_be_bytes());
-    raw[8..].copy_from_slice(&words[1].to_be_bytes());
-    raw[6] = (raw[6] & 0x0f) | 0x40; // version 4
-    raw[8] = (raw[8] & 0x3f) | 0x80; // RFC 4122 variant
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut text = [0u8; 36];
-    let mut at = 0;
-    for (i, b) in raw.iter().enumerate() {
-        if matches!(i, 4 | 6 | 8 | 10) {
-            text[at] = b'-';
-            at += 1;
-        }
-        text[at] = HEX[usize::from(b >> 4)];
-        text[at + 1] = HEX[usize::from(b & 0x0f)];
-        at += 2;
-    }
+    let hi = (words[0] & !0xf000) | 0x4000; // version 4
+    let lo = (words[1] & !(0xc0 << 56)) | (0x80 << 56); // RFC 4122 variant
+    let mut text = [b'-'; ID_LEN];
+    let (a, b) = (hex8((hi >> 32) as u32), hex8(hi as u32));
+    let (c, d) = (hex8((lo >> 32) as u32), hex8(lo as u32));
+    text[0..8].copy_from_slice(&a);
+    text[9..13].copy_from_slice(&b[..4]);
+    text[14..18].copy_from_slice(&b[4..]);
+    text[19..23].copy_from_slice(&c[..4]);
+    text[24..28].copy_from_slice(&c[4..]);
+    text[28..36].copy_from_slice(&d);
     let bytes = BUFFER.with_borrow_mut(|buf| {
         if buf.capacity() < ID_LEN {
             *buf = BytesMut::with_capacity(ID_LEN * IDS_PER_BUFFER);
@@ -53,11 +47,32 @@ pub(crate) fn uuid_v4(words: [u64; 2]) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
 }
 
+/// The eight lowercase hex digits of `x`, most significant first: each nibble spread to a
+/// byte, then turned into its digit, eight at a time (no table, no branch per digit).
+fn hex8(x: u32) -> [u8; 8] {
+    let x = u64::from(x);
+    let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    let x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10 or more: those become `a`..`f`.
+    let letters = ((x + 0x0606_0606_0606_0606) >> 4) & 0x0101_0101_0101_0101;
+    (x + 0x3030_3030_3030_3030 + letters * (u64::from(b'a' - b'0') - 10)).to_be_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
-    use super::uuid_v4;
+    use super::{hex8, uuid_v4};
+
+    proptest! {
+        /// The spread-nibble digits are the formatter's.
+        #[test]
+        fn hex8_is_lowercase_hex(x: u32) {
+            let digits = hex8(x);
+            prop_assert_eq!(std::str::from_utf8(&digits).unwrap(), format!("{x:08x}"));
+        }
+    }
 
     #[test]
     fn formats_a_version_4_uuid() {
