@@ -17,6 +17,7 @@ use mesh_resilience::headers::{
 use mesh_resilience::retry::EnvoyOverrides;
 use mesh_resilience::rng::Rolls;
 use mesh_resilience::{AbortKind, DoneReason, Outcome, RequestPermit, RetryDecision};
+use mesh_routing::RouteDecision;
 use tower::util::Oneshot;
 use tower_service::Service;
 
@@ -125,12 +126,11 @@ where
     .then(|| request_id::uuid_v4(rolls.request_id()));
     ex.request_id(request_id.as_ref());
     let compiled = shared.compiled.load_full();
-    let fwd = match route::route(shared, compiled, &parts, &mut rolls, span) {
-        route::Routing::Forward(fwd) => fwd,
+    let (fwd, decision) = match route::route(shared, &compiled, &parts, &mut rolls, span) {
+        route::Routing::Forward(fwd, decision) => (fwd, decision),
         route::Routing::Done(done) => return Begun::Done(done),
     };
     ex.routed(fwd.cluster.as_ref());
-    let decision = fwd.decision();
     ex.route(&decision, fwd.cluster.is_none());
     // Response flags set on the way (`DI`, then `URX` or `UO` when retries end); errors and
     // changed responses carry them.
@@ -140,8 +140,9 @@ where
         Fault::None => {
             let now = ex.start.into_std();
             let request = (parts, body, request_id);
+            let routed = (fwd, &decision);
             dispatch(
-                shared, now, run, client, request, fwd, overrides, rolls, flags,
+                shared, now, run, client, request, routed, overrides, rolls, flags,
             );
             Begun::Running
         }
@@ -212,8 +213,11 @@ impl<S, B> Routed<S, B> {
             abort: _,
         } = self;
         let request = (parts, body, request_id);
+        let compiled = Arc::clone(&fwd.compiled);
+        let decision = compiled.table.decision(fwd.key);
+        let routed = (fwd, &decision);
         dispatch(
-            shared, now, run, client, request, fwd, overrides, rolls, flags,
+            shared, now, run, client, request, routed, overrides, rolls, flags,
         );
     }
 }
@@ -230,7 +234,7 @@ fn dispatch<S, B, RB>(
     run: &mut Option<Run<S, B>>,
     client: S,
     (mut parts, body, request_id): (Parts, B, Option<HeaderValue>),
-    mut fwd: Forward,
+    (mut fwd, decision): (Forward, &RouteDecision<'_>),
     overrides: Option<EnvoyOverrides>,
     rolls: Rolls,
     flags: ResponseFlags,
@@ -239,7 +243,6 @@ fn dispatch<S, B, RB>(
     B: CallerBody,
     RB: ClientBody,
 {
-    let decision = fwd.compiled.table.decision(fwd.key);
     let policy = decision.retry_policy();
     let policy = match overrides {
         Some(o) => o.apply(policy),
@@ -254,7 +257,7 @@ fn dispatch<S, B, RB>(
     let mirrors = decision.mirrors().len() > 0;
     // Built in place: the run is large, and each move of it is a copy.
     let run = run.insert(Run {
-        template: Template::new(parts, body, &decision, rewritten, shared, request_id),
+        template: Template::new(parts, body, decision, rewritten, shared, request_id),
         retry: decide::Retry::new(&policy, now, fwd.cluster.clone()),
         client,
         fwd,
@@ -269,11 +272,10 @@ fn dispatch<S, B, RB>(
         .route_deadline()
         .map(tokio::time::Instant::from_std);
     if mirrors {
-        let decision = run.fwd.decision();
         mirror::spawn_copies(
             shared,
             &run.fwd,
-            &decision,
+            decision,
             &run.template,
             &run.client,
             &mut run.rolls,

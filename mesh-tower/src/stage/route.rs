@@ -60,21 +60,22 @@ impl Forward {
 }
 
 /// Where routing sends a request.
-pub(crate) enum Routing<RB> {
-    /// Upstream.
-    Forward(Forward),
+pub(crate) enum Routing<'t, RB> {
+    /// Upstream, with the decision (borrowed from the caller's table, which the [`Forward`]
+    /// holds too).
+    Forward(Forward, RouteDecision<'t>),
     /// Nowhere: this local reply (or error) is the answer.
     Done(Result<Response<MeshBody<RB>>, MeshError>),
 }
 
 /// Routes the request.
-pub(crate) fn route<RB>(
+pub(crate) fn route<'t, RB>(
     shared: &Shared,
-    compiled: Arc<Compiled>,
+    compiled: &'t Arc<Compiled>,
     parts: &Parts,
     rolls: &mut Rolls,
     span: &tracing::Span,
-) -> Routing<RB> {
+) -> Routing<'t, RB> {
     let mut view = RequestView::from_parts(parts);
     if let Some(ip) = shared.client.ip() {
         view = view.with_source_ip(ip);
@@ -113,7 +114,7 @@ pub(crate) fn route<RB>(
         }
         Action::Route(_) | Action::Passthrough(_) => {}
     }
-    crate::telemetry::spans::record_route(span, &compiled, &decision);
+    crate::telemetry::spans::record_route(span, compiled, &decision);
     let path = decision.rewritten_path(&view).and_then(|p| {
         PathAndQuery::try_from(p)
             .inspect_err(|e| {
@@ -135,8 +136,8 @@ pub(crate) fn route<RB>(
     let key = decision.key();
     let header_ops = decision.header_operations().next().is_some();
     let cors_origin = cors.map(|(_, origin)| origin.clone());
-    Routing::Forward(Forward {
-        compiled,
+    let forward = Forward {
+        compiled: Arc::clone(compiled),
         key,
         cluster,
         hash,
@@ -144,5 +145,6 @@ pub(crate) fn route<RB>(
         header_ops,
         cors_origin,
         set_cookie,
-    })
+    };
+    Routing::Forward(forward, decision)
 }
