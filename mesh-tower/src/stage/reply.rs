@@ -82,6 +82,7 @@ pub(crate) fn abort<RB>(kind: AbortKind) -> Response<MeshBody<RB>> {
 /// The upstream response of the last attempt: its body holds `guard` (the pool permit and
 /// the endpoint's in-flight slot) until it ends and is bounded by the route deadline; the
 /// route's response header operations and (when enabled) the attempt count are added.
+#[inline(always)]
 pub(crate) fn upstream<RB: http_body::Body>(
     res: Response<RB>,
     guard: Option<PermitGuard>,
