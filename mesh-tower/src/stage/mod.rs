@@ -12,8 +12,10 @@
 //! | [`decide`] | counters, outlier detection and the retry decision after an attempt |
 //! | [`reply`] | the response: local replies and the upstream response with its permit |
 //!
-//! The driver (`crate::driver`) strings them together; each stage is a plain function (or a
-//! small future) over the pure crates' types.
+//! The driver (`crate::driver`) strings them together as synchronous steps (begin, dispatch,
+//! admit, send, end); [`ResponseFuture`](crate::future::ResponseFuture) polls what a step
+//! leaves in flight (a fault delay, a pending admission, an attempt, a back-off) and runs the
+//! next. Each stage is a plain function (or a small future) over the pure crates' types.
 
 pub(crate) mod admit;
 pub(crate) mod attempt;
