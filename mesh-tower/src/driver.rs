@@ -146,11 +146,7 @@ where
             );
             Begun::Running
         }
-        Fault::Abort(kind) => {
-            let mut res = fault::abort(kind, &mut flags);
-            fwd.add_cors(res.headers_mut());
-            Begun::Done(Ok(res))
-        }
+        Fault::Abort(kind) => Begun::Done(Ok(aborted(kind, &mut flags, &fwd))),
         Fault::Delay(delay, abort) => Begun::Delayed(
             delay,
             Box::new(Routed {
@@ -166,6 +162,17 @@ where
             }),
         ),
     }
+}
+
+/// The fault filter's abort of a routed request, with the route's CORS headers.
+fn aborted<RB>(
+    kind: AbortKind,
+    flags: &mut ResponseFlags,
+    fwd: &Forward,
+) -> Response<MeshBody<RB>> {
+    let mut res = fault::abort(kind, flags);
+    fwd.add_cors(res.headers_mut());
+    res
 }
 
 /// A routed request, before its attempts.
@@ -185,9 +192,7 @@ pub(crate) struct Routed<S, B> {
 impl<S, B> Routed<S, B> {
     /// The fault filter's abort, with the route's CORS headers.
     pub(crate) fn abort<RB>(&mut self, kind: AbortKind) -> Response<MeshBody<RB>> {
-        let mut res = fault::abort(kind, &mut self.flags);
-        self.fwd.add_cors(res.headers_mut());
-        res
+        aborted(kind, &mut self.flags, &self.fwd)
     }
 
     /// Hands the request to the router after its fault delay, at `now` (see [`dispatch`]).
