@@ -263,7 +263,7 @@ fn dispatch<S, B, RB>(
     // Built in place: the run is large, and each move of it is a copy.
     let run = run.insert(Run {
         template: Template::new(parts, body, decision, rewritten, shared, request_id),
-        retry: decide::Retry::new(&policy, now, fwd.cluster.clone()),
+        retry: decide::Retry::new(&policy, now),
         client,
         fwd,
         rolls,
@@ -299,6 +299,13 @@ pub(crate) struct Run<S, B> {
     /// The time as the request last saw it: when it entered, or after its last wait.
     pub(crate) now: std::time::Instant,
     route_deadline: Option<tokio::time::Instant>,
+}
+
+impl<S, B> Drop for Run<S, B> {
+    /// The request ends: the retry slot it holds, if any, goes back to its cluster's pool.
+    fn drop(&mut self) {
+        self.retry.give_back(self.fwd.cluster.as_deref());
+    }
 }
 
 /// How the next attempt is admitted.
@@ -476,9 +483,11 @@ impl<S, B> Run<S, B> {
             self.now = crate::time::now().into_std();
         }
         let endpoint = target.as_ref().map(|t| t.authority().clone());
+        let cluster = self.fwd.cluster.as_deref();
+        let roll = self.rolls.decide();
         let decision = self
             .retry
-            .decide(target.as_ref(), outcome, self.now, self.rolls.decide());
+            .decide(cluster, target.as_ref(), outcome, self.now, roll);
         if idle_fired {
             // Nothing came back for the stream idle timeout: the request ends, not retried.
             let e = MeshError::stream_idle_timeout();
@@ -499,7 +508,7 @@ impl<S, B> Run<S, B> {
             }
             RetryDecision::Retry { .. } if replayable => {
                 // The body outgrew the replay cap while the first attempt streamed it.
-                self.retry.give_back();
+                self.retry.give_back(self.fwd.cluster.as_deref());
                 let e = MeshError::body_too_large_to_retry();
                 ControlFlow::Break(Err(self.fail(e, endpoint.as_ref(), n)))
             }

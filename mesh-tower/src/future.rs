@@ -111,6 +111,10 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let result = ready!(drive(&mut this, cx));
+        // The request's state goes now, not when the future is dropped: its retry slot goes
+        // back to the pool, and its body's replay buffer no longer holds mirror copies back.
+        *this.run = None;
+        *this.delayed = None;
         let result = match this.ex.take() {
             Some(ex) if ex.active() => {
                 let _entered = this.span.enter();

@@ -1,7 +1,6 @@
 //! After an attempt: count it, feed its outcome to the cluster's outlier detector, and ask
 //! the retry state whether to try again.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use mesh_resilience::{
@@ -11,24 +10,20 @@ use mesh_resilience::{
 use crate::cluster::{ClusterState, Counters};
 use crate::stage::pick::Target;
 
-/// A request's retry state, with the cluster whose pool counts its retries (a scratch pool
-/// for a passthrough to a host no service names). Dropping it gives back the retry slot the
-/// request holds, if any.
+/// A request's retry state. Its retries are counted by the pool of the request's cluster,
+/// which each call names (a scratch pool for a passthrough to a host no service names). The
+/// request gives back the retry slot it holds, if any, when it ends ([`give_back`]).
+///
+/// [`give_back`]: Retry::give_back
 pub(crate) struct Retry {
     pub(crate) state: RetryState,
-    cluster: Option<Arc<ClusterState>>,
     scratch: Option<ConnectionPool>,
 }
 
 impl Retry {
-    pub(crate) fn new(
-        policy: &RetryPolicy,
-        start: Instant,
-        cluster: Option<Arc<ClusterState>>,
-    ) -> Self {
+    pub(crate) fn new(policy: &RetryPolicy, start: Instant) -> Self {
         Retry {
             state: RetryState::new(policy, start),
-            cluster,
             scratch: None,
         }
     }
@@ -37,12 +32,13 @@ impl Retry {
     /// registered endpoint) and returns the retry decision.
     pub(crate) fn decide(
         &mut self,
+        cluster: Option<&ClusterState>,
         target: Option<&Target>,
         outcome: Outcome,
         now: Instant,
         roll: u64,
     ) -> RetryDecision {
-        let Some(cs) = &self.cluster else {
+        let Some(cs) = cluster else {
             let pool = self
                 .scratch
                 .get_or_insert_with(|| ConnectionPool::new(PoolLimits::default()));
@@ -85,12 +81,13 @@ impl Retry {
         decision
     }
 
-    /// Gives the retry slot back now (the request ends without the retry it was granted).
-    pub(crate) fn give_back(&mut self) {
+    /// Gives the retry slot back to `cluster`'s pool now (the request ends, or ends without
+    /// the retry it was granted).
+    pub(crate) fn give_back(&mut self, cluster: Option<&ClusterState>) {
         if !self.state.holds_retry_permit() {
             return;
         }
-        match (&self.cluster, self.scratch.as_mut()) {
+        match (cluster, self.scratch.as_mut()) {
             (Some(cs), _) => self.state.release(&mut cs.lock().pool),
             (None, Some(pool)) => self.state.release(pool),
             (None, None) => {}
@@ -98,8 +95,3 @@ impl Retry {
     }
 }
 
-impl Drop for Retry {
-    fn drop(&mut self) {
-        self.give_back();
-    }
-}
