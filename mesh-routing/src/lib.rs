@@ -133,6 +133,7 @@ mod explain;
 pub mod headers;
 pub mod host;
 mod inspect;
+mod key;
 pub mod lb;
 pub mod matcher;
 mod request;
@@ -144,7 +145,7 @@ pub use cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy, UpstreamPro
 pub use compile::CompileError;
 pub use compiled::{CompileNote, DirectResponse, RouteTable};
 pub use decision::{
-    Action, DecisionKey, DestinationRef, MirrorTarget, Passthrough, RouteDecision, RouteId, Routed,
+    Action, DestinationRef, MirrorTarget, Passthrough, RouteDecision, RouteId, Routed,
     VirtualServiceId,
 };
 pub use explain::{
@@ -152,4 +153,5 @@ pub use explain::{
     TraceVirtualService,
 };
 pub use inspect::{ActionView, MirrorView, RouteView, SplitView, VirtualHostView};
+pub use key::DecisionKey;
 pub use request::{without_userinfo, RequestView};

@@ -5,8 +5,9 @@ use crate::cluster::{ClusterId, ClusterKey, ClusterName, ClusterPolicy};
 use crate::compiled::{
     CompileNote, CompiledAction, CompiledDest, CompiledRoute, RouteTable, VirtualHost,
 };
-use crate::decision::{Action, Passthrough, RouteDecision, Routed, NONE};
+use crate::decision::{Action, Passthrough, RouteDecision, Routed};
 use crate::endpoints::{EndpointSelector, StaticEndpoints};
+use crate::key::NONE;
 use crate::request::QueryIndex;
 use crate::RequestView;
 
