@@ -136,43 +136,28 @@ where
     // changed responses carry them.
     let mut flags = ResponseFlags::new();
     let fault = fault::decide(decision.fault(), &mut rolls, &mut flags);
+    let mut routed = Routed {
+        client,
+        parts,
+        body,
+        fwd,
+        overrides,
+        request_id,
+        rolls,
+        flags,
+        abort: None,
+    };
     match fault {
         Fault::None => {
-            let now = ex.start.into_std();
-            let request = (parts, body, request_id);
-            let routed = (fwd, &decision);
-            dispatch(
-                shared, now, run, client, request, routed, overrides, rolls, flags,
-            );
+            routed.dispatch(shared, ex.start.into_std(), &decision, run);
             Begun::Running
         }
-        Fault::Abort(kind) => Begun::Done(Ok(aborted(kind, &mut flags, &fwd))),
-        Fault::Delay(delay, abort) => Begun::Delayed(
-            delay,
-            Box::new(Routed {
-                client,
-                parts,
-                body,
-                fwd,
-                overrides,
-                request_id,
-                rolls,
-                flags,
-                abort,
-            }),
-        ),
+        Fault::Abort(kind) => Begun::Done(Ok(routed.abort(kind))),
+        Fault::Delay(delay, abort) => {
+            routed.abort = abort;
+            Begun::Delayed(delay, Box::new(routed))
+        }
     }
-}
-
-/// The fault filter's abort of a routed request, with the route's CORS headers.
-fn aborted<RB>(
-    kind: AbortKind,
-    flags: &mut ResponseFlags,
-    fwd: &Forward,
-) -> Response<MeshBody<RB>> {
-    let mut res = fault::abort(kind, flags);
-    fwd.add_cors(res.headers_mut());
-    res
 }
 
 /// A routed request, before its attempts.
@@ -192,11 +177,16 @@ pub(crate) struct Routed<S, B> {
 impl<S, B> Routed<S, B> {
     /// The fault filter's abort, with the route's CORS headers.
     pub(crate) fn abort<RB>(&mut self, kind: AbortKind) -> Response<MeshBody<RB>> {
-        aborted(kind, &mut self.flags, &self.fwd)
+        let mut res = fault::abort(kind, &mut self.flags);
+        self.fwd.add_cors(res.headers_mut());
+        res
     }
 
-    /// Hands the request to the router after its fault delay, at `now` (see [`dispatch`]).
-    pub(crate) fn dispatch<RB>(
+    /// Hands the request to the router after its fault delay, at `now`: [`dispatch`] with
+    /// the decision looked up again from the request's table.
+    ///
+    /// [`dispatch`]: Self::dispatch
+    pub(crate) fn resume<RB>(
         self,
         shared: &Shared,
         now: std::time::Instant,
@@ -206,77 +196,65 @@ impl<S, B> Routed<S, B> {
         B: CallerBody,
         RB: ClientBody,
     {
+        let compiled = Arc::clone(&self.fwd.compiled);
+        let decision = compiled.table.decision(self.fwd.key);
+        self.dispatch(shared, now, &decision, run);
+    }
+
+    /// Hands the request to the router: the retry policy (with a trusted caller's overrides
+    /// and gRPC deadlines), the upstream request template, the mirror copies, and the retry
+    /// state, started at `now`; the request's [`Run`] is written to `run` (in place: it is
+    /// large).
+    #[inline(always)]
+    pub(crate) fn dispatch<RB>(
+        self,
+        shared: &Shared,
+        now: std::time::Instant,
+        decision: &RouteDecision<'_>,
+        run: &mut Option<Run<S, B>>,
+    ) where
+        S: Client<B, RB>,
+        B: CallerBody,
+        RB: ClientBody,
+    {
         let Routed {
             client,
-            parts,
+            mut parts,
             body,
-            fwd,
+            mut fwd,
             overrides,
             request_id,
             rolls,
             flags,
             abort: _,
         } = self;
-        let request = (parts, body, request_id);
-        let compiled = Arc::clone(&fwd.compiled);
-        let decision = compiled.table.decision(fwd.key);
-        let routed = (fwd, &decision);
-        dispatch(
-            shared, now, run, client, request, routed, overrides, rolls, flags,
-        );
-    }
-}
-
-/// Hands a routed request to the router: the retry policy (with a trusted caller's
-/// overrides and gRPC deadlines), the upstream request template, the mirror copies, and the
-/// retry state, started at `now`; the request's [`Run`] is written to `run` (in place: it is
-/// large). The routed request comes in pieces, not as a [`Routed`], for the same reason.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn dispatch<S, B, RB>(
-    shared: &Shared,
-    now: std::time::Instant,
-    run: &mut Option<Run<S, B>>,
-    client: S,
-    (mut parts, body, request_id): (Parts, B, Option<HeaderValue>),
-    (mut fwd, decision): (Forward, &RouteDecision<'_>),
-    overrides: Option<EnvoyOverrides>,
-    rolls: Rolls,
-    flags: ResponseFlags,
-) where
-    S: Client<B, RB>,
-    B: CallerBody,
-    RB: ClientBody,
-{
-    let policy = decision.retry_policy();
-    let policy = match overrides {
-        Some(o) => o.apply(policy),
-        None => policy,
-    };
-    let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
-        grpc_deadlines(&mut parts.headers, policy)
-    } else {
-        policy
-    };
-    let rewritten = fwd.path.take();
-    let mirrors = decision.mirrors().len() > 0;
-    // Built in place: the run is large, and each move of it is a copy.
-    let run = run.insert(Run {
-        template: Template::new(parts, body, decision, rewritten, shared, request_id),
-        retry: decide::Retry::new(&policy, now),
-        client,
-        fwd,
-        rolls,
-        flags,
-        now,
-        route_deadline: None,
-    });
-    run.route_deadline = run
-        .retry
-        .state
-        .route_deadline()
-        .map(tokio::time::Instant::from_std);
-    if mirrors {
+        let policy = decision.retry_policy();
+        let policy = match overrides {
+            Some(o) => o.apply(policy),
+            None => policy,
+        };
+        let policy = if mesh_resilience::is_grpc_request(&parts.headers) {
+            grpc_deadlines(&mut parts.headers, policy)
+        } else {
+            policy
+        };
+        let rewritten = fwd.path.take();
+        // Built in place: the run is large, and each move of it is a copy.
+        let run = run.insert(Run {
+            template: Template::new(parts, body, decision, rewritten, shared, request_id),
+            retry: decide::Retry::new(&policy, now),
+            client,
+            fwd,
+            rolls,
+            flags,
+            now,
+            route_deadline: None,
+        });
+        run.route_deadline = run
+            .retry
+            .state
+            .route_deadline()
+            .map(tokio::time::Instant::from_std);
         mirror::spawn_copies(
             shared,
             &run.fwd,

@@ -153,7 +153,7 @@ where
                     if let Some(kind) = routed.abort {
                         return Poll::Ready(Ok(routed.abort(kind)));
                     }
-                    routed.dispatch(shared, now, this.run);
+                    routed.resume(shared, now, this.run);
                 } else if let Some(run) = this.run.as_mut() {
                     // A retry's back-off is over.
                     run.now = now;

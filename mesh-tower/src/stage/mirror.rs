@@ -7,22 +7,22 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
-use http::{Request, Response};
 use mesh_resilience::rng::Rolls;
 use mesh_routing::endpoints::EndpointChoice;
 use mesh_routing::RouteDecision;
 use tower::ServiceExt;
-use tower_service::Service;
 use tracing::Instrument;
 
-use crate::body::ReplayBody;
 use crate::cluster::Counters;
+use crate::driver::{CallerBody, Client, ClientBody};
 use crate::shared::Shared;
 use crate::stage::attempt::Template;
 use crate::stage::route::Forward;
 use crate::BoxError;
 
 /// Sends a copy of the request to every mirror of the route whose percentage roll passes.
+/// A route without mirrors (the common case) costs one check here, inlined into the driver.
+#[inline(always)]
 pub(crate) fn spawn_copies<S, B, RB>(
     shared: &Shared,
     fwd: &Forward,
@@ -31,13 +31,27 @@ pub(crate) fn spawn_copies<S, B, RB>(
     client: &S,
     rolls: &mut Rolls,
 ) where
-    S: Service<Request<ReplayBody<B>>, Response = Response<RB>> + Clone + Send + 'static,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<BoxError>,
-    RB: Send + 'static,
+    S: Client<B, RB>,
+    B: CallerBody,
+    RB: ClientBody,
+{
+    if decision.mirrors().len() > 0 {
+        spawn_each(shared, fwd, decision, template, client, rolls);
+    }
+}
+
+/// [`spawn_copies`] for a route with mirrors.
+fn spawn_each<S, B, RB>(
+    shared: &Shared,
+    fwd: &Forward,
+    decision: &RouteDecision<'_>,
+    template: &Template<B>,
+    client: &S,
+    rolls: &mut Rolls,
+) where
+    S: Client<B, RB>,
+    B: CallerBody,
+    RB: ClientBody,
 {
     // Copies end with the route timeout, as Envoy's shadows do; without one, after the stream
     // idle timeout or the fallback, so a target that never answers cannot hold mirror slots
